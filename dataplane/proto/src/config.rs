@@ -1,0 +1,229 @@
+//! The configuration document as written: gotgt's JSON format plus our own optional keys.
+//!
+//! Every struct refuses unknown keys so that a typo is an error rather than a silently
+//! ignored setting. Optional keys are `Option` and are skipped when serialising, so a
+//! document round-trips with the same shape. Nothing here is checked beyond JSON types;
+//! see [`Config::validate`](crate::Config::validate) for the rules.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Highest LUN number accepted: the flat addressing method of SAM-5 has 14 bits.
+pub const LUN_MAX: u16 = 16383;
+
+/// The IANA-assigned iSCSI port, used when a portal omits its port (as gotgt does).
+pub const ISCSI_PORT_DEFAULT: u16 = 3260;
+
+/// Logical block size used when a storage sets neither `blockSize` nor `blockShift`.
+pub const BLOCK_SIZE_BYTES_DEFAULT: u32 = 512;
+
+/// io_uring queue depth used when neither the storage nor `performance` sets one.
+pub const IO_URING_QUEUE_DEPTH_DEFAULT: u32 = 256;
+
+/// The kernel refuses io_uring rings with more than 32768 submission entries
+/// (`IORING_MAX_ENTRIES`).
+pub const IO_URING_QUEUE_DEPTH_MAX: u32 = 32768;
+
+/// Highest NUMA node number: Linux supports at most 1024 nodes (`NODES_SHIFT` = 10).
+pub const NUMA_NODE_MAX: u32 = 1023;
+
+/// Default buffer size of the NUMA buffer pools (gotgt's default, 256 KiB).
+pub const NUMA_BUFFER_SIZE_BYTES_DEFAULT: u64 = 256 * 1024;
+
+/// Smallest NUMA buffer: one page, because buffers are page-aligned for O_DIRECT.
+pub const NUMA_BUFFER_SIZE_BYTES_MIN: u64 = 4096;
+
+/// Largest NUMA buffer: 16 MiB covers the largest MaxBurstLength we negotiate.
+pub const NUMA_BUFFER_SIZE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Default number of buffers per NUMA node (gotgt's default).
+pub const NUMA_BUFFER_POOL_SIZE_DEFAULT: u32 = 1024;
+
+/// Most buffers per NUMA node; beyond this the pool is a configuration mistake.
+pub const NUMA_BUFFER_POOL_SIZE_MAX: u32 = 1_000_000;
+
+/// Most worker threads; far above any core count we run on, it only catches typos.
+pub const WORKER_THREADS_MAX: u32 = 1024;
+
+/// Highest CPU index in a `cpuList`: Linux's largest `NR_CPUS` is 8192.
+pub const CPU_INDEX_MAX: u32 = 8191;
+
+/// The whole configuration document. Every section is optional and defaults to empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Backing stores, each identified by a unique `deviceID`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storages: Vec<Storage>,
+    /// Network portals (listening addresses), each identified by a unique `id`.
+    #[serde(
+        default,
+        rename = "iscsiportals",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub iscsi_portals: Vec<Portal>,
+    /// Targets keyed by their iSCSI name (`iqn.`, `eui.` or `naa.` form).
+    #[serde(
+        default,
+        rename = "iscsitargets",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub iscsi_targets: BTreeMap<String, Target>,
+    /// Process-wide performance settings and defaults for the storages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<Performance>,
+}
+
+/// How a storage's I/O is performed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendType {
+    /// Synchronous file I/O on a blocking thread pool (`"file"`, the default).
+    File,
+    /// Asynchronous I/O through io_uring (`"iouring"`, Linux 5.1 or later).
+    Iouring,
+}
+
+impl std::fmt::Display for BackendType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendType::File => "file",
+            BackendType::Iouring => "iouring",
+        })
+    }
+}
+
+/// One backing store (a regular file or a block device).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Storage {
+    /// Unique id of the storage; LUNs refer to it, and the LU's serial number and NAA
+    /// identifier derive from it, so it must stay stable across restarts.
+    #[serde(rename = "deviceID")]
+    pub device_id: u64,
+    /// Path of the backing file or block device, absolute or relative to the data plane's
+    /// working directory. gotgt's `file:/path` form is accepted and means `/path`; other
+    /// schemes (such as `ceph:`) are refused. Whether the file exists is checked by the
+    /// data plane, not by validation.
+    pub path: String,
+    /// Whether the LU serves media access. An offline LU still answers INQUIRY and
+    /// REPORT LUNS but reports NOT READY for I/O. Defaults to true (gotgt has no default
+    /// because Go always writes the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// I/O engine for this storage: `file` or `iouring`. When absent, `iouring` is used if
+    /// `performance.enableIoUring` is true, else `file`. `performance.enableIoUring: false`
+    /// turns every storage into `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_type: Option<BackendType>,
+    /// Allocate this storage's buffers and pin its I/O threads on `numaNode`. Defaults to
+    /// `performance.enableNUMA`; `performance.enableNUMA: false` disables NUMA everywhere.
+    #[serde(
+        default,
+        rename = "enableNUMA",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_numa: Option<bool>,
+    /// NUMA node (0..=1023) this storage's buffers and threads are bound to when NUMA is
+    /// enabled for it; when absent the data plane picks the node of the backing device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<u32>,
+    /// io_uring submission queue depth (1..=32768) for this storage; the data plane rounds
+    /// it up to a power of two. Defaults to `performance.ioUringQueueDepth`, else 256.
+    /// Ignored by the `file` backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_uring_queue_depth: Option<u32>,
+    /// gotgt's thin-provisioning flag: advertise logical block provisioning (UNMAP and
+    /// WRITE SAME with UNMAP, SBC-3 §4.7) and punch holes in the file. Defaults to false.
+    #[serde(
+        default,
+        rename = "thinprovisioning",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub thin_provisioning: Option<bool>,
+    /// gotgt's way to give the logical block size as a power of two: 9 (512 bytes) or 12
+    /// (4096 bytes). 0 means unset, because gotgt writes 0 for "default". If `blockSize` is
+    /// also given, both must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_shift: Option<u32>,
+    /// Refuse writes: the LU reports itself write protected. Defaults to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Logical block size in bytes, 512 or 4096. Defaults to 512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u32>,
+    /// Open the backing file with O_DIRECT, bypassing the page cache. Only the `iouring`
+    /// backend uses it. Defaults to true.
+    #[serde(default, rename = "directIO", skip_serializing_if = "Option::is_none")]
+    pub direct_io: Option<bool>,
+    /// Size in bytes (a non-zero multiple of the block size). If set and `path` does not
+    /// exist, the data plane creates a sparse file of this size. An existing file keeps
+    /// its own size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// CPUs this storage's I/O threads may run on, in Linux list syntax such as `0-3,6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_list: Option<String>,
+}
+
+/// One network portal: an address the data plane listens on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Portal {
+    /// Unique id of the portal; target portal groups (`tpgts`) refer to it.
+    pub id: u16,
+    /// Listening address `host:port`, where host is an IPv4 address, a bracketed IPv6
+    /// address, or `*` (all IPv4 addresses). Port 0 lets the OS choose; a missing port
+    /// means 3260. Host names are refused because resolving them is I/O.
+    pub portal: String,
+}
+
+/// One target: its target portal groups and its LUN map.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Target portal groups: the key is the portal group tag (1..=65535, as a decimal
+    /// string), the value the ids of the portals in that group. A portal may belong to
+    /// only one group of a target. A target with no group is not reachable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tpgts: BTreeMap<String, Vec<u16>>,
+    /// LUN map: the key is the LUN (0..=16383, as a decimal string), the value the
+    /// `deviceID` of the storage behind it. Several LUNs may share one storage.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub luns: BTreeMap<String, u64>,
+}
+
+/// Process-wide performance settings; each one is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Performance {
+    /// Use NUMA-local buffer pools and thread pinning. Defaults to false. It is also the
+    /// default of each storage's `enableNUMA`, and `false` here overrides them all.
+    #[serde(
+        default,
+        rename = "enableNUMA",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_numa: Option<bool>,
+    /// Allow the io_uring backend. When true, storages without `backendType` use
+    /// `iouring`; when false, every storage uses `file`. Absent: each storage decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_io_uring: Option<bool>,
+    /// Default io_uring queue depth (1..=32768) for storages that set none. Defaults to 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_uring_queue_depth: Option<u32>,
+    /// Number of buffers in each NUMA node's pool (1..=1000000). Defaults to 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_buffer_pool_size: Option<u32>,
+    /// Size in bytes of each pool buffer: a multiple of 4096 in 4096..=16777216.
+    /// Defaults to 262144 (256 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_buffer_size: Option<u64>,
+    /// Number of network worker threads (1..=1024). Defaults to one per CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<u32>,
+    /// CPUs the worker threads may run on, in Linux list syntax such as `0-3,6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_list: Option<String>,
+}

@@ -1,0 +1,493 @@
+//! Messages of the control socket between the control plane (or CLI) and the data plane.
+//!
+//! The socket is a Unix stream socket carrying frames. A frame is an 8-byte header, the
+//! protocol version and the payload length, each a big-endian `u32`, followed by the
+//! payload: one JSON-encoded [`Request`] from the client or one [`Response`] from the data
+//! plane. Every request gets exactly one response, in order. JSON encoding is left to the
+//! callers so that this crate needs only `serde`.
+//!
+//! The data plane validates an [`Request::ApplyConfig`] again on receipt, because the
+//! socket is a trust boundary, and alone decides whether a change is allowed given live
+//! state; a refusal is a typed [`Refusal`] that the control plane maps to an HTTP status.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::{BackendType, Config, FieldError};
+
+/// Version carried in every frame header; bumped on any incompatible message change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Length of a frame header: version (`u32`) and payload length (`u32`), big-endian.
+pub const FRAME_HEADER_BYTES: usize = 8;
+
+/// Largest payload accepted. A full config with thousands of LUNs is well under 1 MiB;
+/// the bound keeps a broken peer from making the reader allocate without limit.
+pub const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Why a frame cannot be sent or received.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// The peer speaks another protocol version.
+    #[error("unsupported protocol version {got} (expected {PROTOCOL_VERSION})")]
+    UnsupportedVersion {
+        /// The version in the header.
+        got: u32,
+    },
+    /// The payload is longer than [`MAX_FRAME_BYTES`].
+    #[error("frame payload of {len} bytes exceeds the maximum {MAX_FRAME_BYTES}")]
+    TooLarge {
+        /// The payload length.
+        len: u64,
+    },
+}
+
+/// Prefixes `payload` with a frame header.
+pub fn encode_frame(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let too_large = || FrameError::TooLarge {
+        len: u64::try_from(payload.len()).unwrap_or(u64::MAX),
+    };
+    let len = u32::try_from(payload.len()).map_err(|_| too_large())?;
+    if len > MAX_FRAME_BYTES {
+        return Err(too_large());
+    }
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    frame.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    Ok(frame)
+}
+
+/// Checks a frame header and returns the length of the payload that follows it.
+pub fn decode_frame_len(header: &[u8; FRAME_HEADER_BYTES]) -> Result<usize, FrameError> {
+    let [v0, v1, v2, v3, l0, l1, l2, l3] = *header;
+    let version = u32::from_be_bytes([v0, v1, v2, v3]);
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::UnsupportedVersion { got: version });
+    }
+    let len = u32::from_be_bytes([l0, l1, l2, l3]);
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: u64::from(len),
+        });
+    }
+    usize::try_from(len).map_err(|_| FrameError::TooLarge {
+        len: u64::from(len),
+    })
+}
+
+/// A request to the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Request {
+    /// Replace the running config. Answered by [`Response::Applied`] or
+    /// [`Response::Refused`].
+    ApplyConfig {
+        /// Generation number of this config; must be greater than the applied one, so a
+        /// delayed or repeated request cannot roll the config back.
+        generation: u64,
+        /// The new config; the data plane validates it again.
+        config: Config,
+    },
+    /// Ask for the running state. Answered by [`Response::Status`].
+    GetStatus,
+    /// Ask for counters. Answered by [`Response::Stats`].
+    GetStats,
+    /// Ask for the logged-in sessions. Answered by [`Response::Sessions`].
+    ListSessions,
+    /// Close every connection of a session. Answered by [`Response::SessionClosed`] or
+    /// [`Response::Refused`] with [`Refusal::NoSuchSession`].
+    CloseSession {
+        /// Target Session Identifying Handle of the session.
+        tsih: u16,
+    },
+}
+
+/// The data plane's answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Response {
+    /// The config of `generation` is now live.
+    Applied {
+        /// The generation now applied.
+        generation: u64,
+    },
+    /// The request was not carried out; nothing changed.
+    Refused {
+        /// Why.
+        reason: Refusal,
+    },
+    /// Answer to [`Request::GetStatus`].
+    Status(Status),
+    /// Answer to [`Request::GetStats`].
+    Stats(Stats),
+    /// Answer to [`Request::ListSessions`].
+    Sessions {
+        /// The sessions, ascending by TSIH.
+        sessions: Vec<SessionInfo>,
+    },
+    /// The session's connections have been closed.
+    SessionClosed {
+        /// TSIH of the closed session.
+        tsih: u16,
+    },
+}
+
+/// Why the data plane refused a request. The control plane maps `Invalid` and `Malformed`
+/// to 400, `NoSuchSession` to 404 and the rest to 409.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Refusal {
+    /// The request could not be decoded.
+    #[error("malformed request: {message}")]
+    Malformed {
+        /// The decoder's message.
+        message: String,
+    },
+    /// The config failed validation.
+    #[error("invalid config ({} errors)", errors.len())]
+    Invalid {
+        /// Every problem found.
+        errors: Vec<FieldError>,
+    },
+    /// The generation is not newer than the applied one.
+    #[error("generation {requested} is not newer than the applied generation {current}")]
+    StaleGeneration {
+        /// Generation currently applied.
+        current: u64,
+        /// Generation in the request.
+        requested: u64,
+    },
+    /// The change would remove or replace a LUN that has commands in flight.
+    #[error("lun {lun} of target {target} has commands in flight")]
+    LunBusy {
+        /// Target name.
+        target: String,
+        /// The LUN.
+        lun: u16,
+    },
+    /// A storage's backing file cannot be opened or created.
+    #[error("storage {device_id} is unavailable: {message}")]
+    StorageUnavailable {
+        /// The storage's `deviceID`.
+        device_id: u64,
+        /// The operating system's error.
+        message: String,
+    },
+    /// A portal's address cannot be listened on.
+    #[error("portal {id} ({address}) cannot listen: {message}")]
+    PortalUnavailable {
+        /// The portal's id.
+        id: u16,
+        /// The address as configured.
+        address: String,
+        /// The operating system's error.
+        message: String,
+    },
+    /// No session has this TSIH.
+    #[error("no session with tsih {tsih}")]
+    NoSuchSession {
+        /// The TSIH asked for.
+        tsih: u16,
+    },
+}
+
+/// Running state of the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Status {
+    /// Generation of the applied config (the startup config file is generation 1).
+    pub generation: u64,
+    /// Milliseconds since the data plane started.
+    pub uptime_ms: u64,
+    /// Portals being listened on, ascending by id.
+    pub portals: Vec<PortalStatus>,
+    /// Targets served, ascending by name.
+    pub targets: Vec<TargetStatus>,
+    /// Number of logged-in sessions, discovery sessions included.
+    pub session_count: u32,
+    /// Number of open connections, including those still logging in.
+    pub connection_count: u32,
+}
+
+/// One portal being listened on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortalStatus {
+    /// The portal's id.
+    pub id: u16,
+    /// The address actually bound (with the OS-chosen port if the config said 0).
+    pub bound: SocketAddr,
+}
+
+/// One target being served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The target's iSCSI name.
+    pub name: String,
+    /// Its LUNs, ascending.
+    pub luns: Vec<LunStatus>,
+}
+
+/// One logical unit being served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LunStatus {
+    /// The LUN.
+    pub lun: u16,
+    /// `deviceID` of the storage behind it.
+    pub device_id: u64,
+    /// Backend in use (after any fallback from io_uring to file I/O).
+    pub backend: BackendType,
+    /// Whether media access is enabled.
+    pub online: bool,
+    /// Whether writes are refused.
+    pub read_only: bool,
+    /// Logical block size in bytes.
+    pub block_size: u32,
+    /// Capacity in bytes.
+    pub size_bytes: u64,
+}
+
+/// Counters since the data plane started; they only grow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Stats {
+    /// Successful logins.
+    pub logins_total: u64,
+    /// Refused or failed logins.
+    pub login_failures_total: u64,
+    /// Header or data digest mismatches.
+    pub digest_errors_total: u64,
+    /// Per logical unit I/O counters, ascending by target and LUN.
+    pub luns: Vec<LunStats>,
+}
+
+/// I/O counters of one logical unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LunStats {
+    /// Target name.
+    pub target: String,
+    /// The LUN.
+    pub lun: u16,
+    /// Completed read commands.
+    pub read_commands_total: u64,
+    /// Completed write commands.
+    pub write_commands_total: u64,
+    /// Bytes read.
+    pub read_bytes_total: u64,
+    /// Bytes written.
+    pub write_bytes_total: u64,
+    /// Commands that ended in CHECK CONDITION.
+    pub check_conditions_total: u64,
+}
+
+/// One logged-in session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// Target Session Identifying Handle.
+    pub tsih: u16,
+    /// Initiator Session ID (48 bits).
+    pub isid: u64,
+    /// The initiator's iSCSI name.
+    pub initiator_name: String,
+    /// The target's iSCSI name; absent for discovery sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    /// The session's connections, ascending by CID.
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// One connection of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    /// Connection ID chosen by the initiator.
+    pub cid: u16,
+    /// Id of the portal the connection arrived on.
+    pub portal_id: u16,
+    /// The initiator's address.
+    pub peer: SocketAddr,
+    /// Our address.
+    pub local: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_header_round_trips() {
+        let frame = encode_frame(b"{\"getStatus\":null}").unwrap();
+        let header: [u8; FRAME_HEADER_BYTES] = frame[..FRAME_HEADER_BYTES].try_into().unwrap();
+        assert_eq!(&header[..4], &[0, 0, 0, 1]);
+        let len = decode_frame_len(&header).unwrap();
+        assert_eq!(&frame[FRAME_HEADER_BYTES..], b"{\"getStatus\":null}");
+        assert_eq!(len, frame.len() - FRAME_HEADER_BYTES);
+        let empty = encode_frame(b"").unwrap();
+        assert_eq!(empty, vec![0, 0, 0, 1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn rejects_other_protocol_versions() {
+        let header = [0, 0, 0, 2, 0, 0, 0, 5];
+        assert_eq!(
+            decode_frame_len(&header),
+            Err(FrameError::UnsupportedVersion { got: 2 })
+        );
+    }
+
+    #[test]
+    fn rejects_frames_over_the_size_limit() {
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        header[..4].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        header[4..].copy_from_slice(&MAX_FRAME_BYTES.to_be_bytes());
+        assert_eq!(
+            decode_frame_len(&header),
+            Ok(usize::try_from(MAX_FRAME_BYTES).unwrap())
+        );
+        header[4..].copy_from_slice(&(MAX_FRAME_BYTES + 1).to_be_bytes());
+        assert_eq!(
+            decode_frame_len(&header),
+            Err(FrameError::TooLarge {
+                len: u64::from(MAX_FRAME_BYTES) + 1
+            })
+        );
+        let big = vec![0u8; usize::try_from(MAX_FRAME_BYTES).unwrap() + 1];
+        assert!(matches!(
+            encode_frame(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let config: Config = serde_json::from_str(
+            r#"{"storages":[{"deviceID":1,"path":"/tmp/a"}],
+                "iscsitargets":{"iqn.2024-01.com.example:t":{"luns":{"0":1}}}}"#,
+        )
+        .unwrap();
+        for req in [
+            Request::ApplyConfig {
+                generation: 7,
+                config,
+            },
+            Request::GetStatus,
+            Request::GetStats,
+            Request::ListSessions,
+            Request::CloseSession { tsih: 3 },
+        ] {
+            let json = serde_json::to_string(&req).unwrap();
+            let back: Request = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, req, "{json}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Request::CloseSession { tsih: 3 }).unwrap(),
+            r#"{"closeSession":{"tsih":3}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::GetStatus).unwrap(),
+            r#""getStatus""#
+        );
+    }
+
+    #[test]
+    fn responses_round_trip_through_json() {
+        let addr: SocketAddr = "127.0.0.1:3260".parse().unwrap();
+        for resp in [
+            Response::Applied { generation: 2 },
+            Response::Refused {
+                reason: Refusal::Invalid {
+                    errors: vec![FieldError {
+                        path: "storages[0].path".into(),
+                        message: "\"\": path is empty".into(),
+                    }],
+                },
+            },
+            Response::Refused {
+                reason: Refusal::StaleGeneration {
+                    current: 3,
+                    requested: 2,
+                },
+            },
+            Response::Status(Status {
+                generation: 1,
+                uptime_ms: 10,
+                portals: vec![PortalStatus { id: 0, bound: addr }],
+                targets: vec![TargetStatus {
+                    name: "iqn.2024-01.com.example:t".into(),
+                    luns: vec![LunStatus {
+                        lun: 0,
+                        device_id: 1,
+                        backend: BackendType::Iouring,
+                        online: true,
+                        read_only: false,
+                        block_size: 512,
+                        size_bytes: 1 << 20,
+                    }],
+                }],
+                session_count: 1,
+                connection_count: 1,
+            }),
+            Response::Stats(Stats {
+                logins_total: 1,
+                login_failures_total: 0,
+                digest_errors_total: 0,
+                luns: vec![LunStats {
+                    target: "iqn.2024-01.com.example:t".into(),
+                    lun: 0,
+                    read_commands_total: 5,
+                    write_commands_total: 6,
+                    read_bytes_total: 2560,
+                    write_bytes_total: 3072,
+                    check_conditions_total: 0,
+                }],
+            }),
+            Response::Sessions {
+                sessions: vec![SessionInfo {
+                    tsih: 1,
+                    isid: 0x23d0_0000_0001,
+                    initiator_name: "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test".into(),
+                    target_name: None,
+                    connections: vec![ConnectionInfo {
+                        cid: 0,
+                        portal_id: 0,
+                        peer: "127.0.0.1:40000".parse().unwrap(),
+                        local: addr,
+                    }],
+                }],
+            },
+            Response::SessionClosed { tsih: 1 },
+        ] {
+            let json = serde_json::to_string(&resp).unwrap();
+            let back: Response = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, resp, "{json}");
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_fields_in_messages() {
+        let err = serde_json::from_str::<Request>(r#"{"closeSession":{"tsih":1,"force":true}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("force"), "{err}");
+        let err = serde_json::from_str::<Request>(r#""reboot""#).unwrap_err();
+        assert!(err.to_string().contains("reboot"), "{err}");
+    }
+
+    #[test]
+    fn refusal_display_is_short_and_lowercase() {
+        let r = Refusal::StaleGeneration {
+            current: 3,
+            requested: 2,
+        };
+        assert_eq!(
+            r.to_string(),
+            "generation 2 is not newer than the applied generation 3"
+        );
+    }
+}
