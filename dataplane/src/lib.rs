@@ -1,1 +1,24 @@
-//! placeholder
+//! `tgt-dataplane`: the iSCSI target's fast path.
+//!
+//! Layers, lowest first (see `docs/ARCHITECTURE.md`): [`limits`]; [`pdu`] (codec, digests,
+//! text keys); [`login`] (negotiation state machine); [`session`] (session table, CmdSN
+//! window); [`task`] (R2T and Data-Out sequencing); [`scsi`] (SPC-4/SBC-3 command set,
+//! transport-agnostic); [`backend`] (block devices); [`lu`] (runs SCSI commands on a
+//! backend); [`conn`] (the only socket code of the protocol path); [`live`] (the config
+//! snapshot the fast path reads). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
+
+pub mod backend;
+pub mod conn;
+pub mod io;
+pub mod limits;
+pub mod live;
+pub mod login;
+pub mod lu;
+pub mod pdu;
+pub mod scsi;
+pub mod session;
+pub mod task;
+
+pub mod serve;
+
+pub use serve::{build_snapshot, run, ReadyHook, RunError, RunOptions};

@@ -1,1 +1,78 @@
-fn main() {}
+//! The `tgt-dataplane` binary: parses flags, installs logging, runs [`tgt_dataplane::run`].
+
+mod demo;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// iSCSI target data plane.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Serve this gotgt-style JSON config file.
+    #[arg(long, env = "TGT_DATAPLANE_CONFIG", required_unless_present = "demo")]
+    config: Option<PathBuf>,
+    /// Serve a demo target on a sparse 1 GiB file in --state-dir (created on first run).
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
+    /// Where --demo keeps its image and config.
+    #[arg(long, env = "TGT_STATE_DIR", default_value = "tgt-state")]
+    state_dir: PathBuf,
+    /// Once every portal listens, write their addresses here as JSON (for scripts and tests).
+    #[arg(long, env = "TGT_DATAPLANE_READY_FILE")]
+    ready_file: Option<PathBuf>,
+    /// Worker threads for the network and I/O runtime (default: one per CPU).
+    #[arg(long, env = "TGT_DATAPLANE_WORKERS")]
+    workers: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let path = match (&args.config, args.demo) {
+        (Some(p), _) => p.clone(),
+        (None, _) => demo::prepare(&args.state_dir)?,
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let config: tgt_proto::Config = serde_json::from_str(&text)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    let config = config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("config file {} is not valid:\n{e}", path.display()))?;
+    let demo_banner = args.demo;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    let workers = args.workers.or(config.performance_worker_threads());
+    if let Some(n) = workers {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.build().context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        };
+        tgt_dataplane::run(
+            tgt_dataplane::RunOptions {
+                config,
+                ready_file: args.ready_file,
+                on_ready: demo_banner.then(|| Box::new(demo::banner) as tgt_dataplane::ReadyHook),
+            },
+            shutdown,
+        )
+        .await
+    })?;
+    Ok(())
+}

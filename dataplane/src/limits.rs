@@ -1,0 +1,60 @@
+//! Every bound the data plane enforces, in one place.
+//!
+//! A limit that is reached is an explicit outcome (a login reject, a Reject PDU, a dropped
+//! connection, back-pressure), never a panic or an unbounded allocation; each has a test.
+
+/// Connections accepted across all portals; past this a new connection is closed at once.
+pub const CONNECTIONS_MAX: usize = 1024;
+
+/// Sessions (of any type) alive at once; past this a login gets "out of resources".
+pub const SESSIONS_MAX: usize = 1024;
+
+/// Commands a session may have outstanding: the CmdSN window (MaxCmdSN - ExpCmdSN + 1).
+/// 128 covers the queue depths initiators use (Linux defaults to 32/128) while bounding the
+/// memory one session can pin to 128 x `BURST_LEN_BYTES_MAX`.
+pub const CMD_WINDOW: u32 = 128;
+
+/// The MaxRecvDataSegmentLength we declare: the largest data segment we accept in one PDU.
+pub const RECV_DATA_SEGMENT_BYTES: u32 = 262_144;
+
+/// The largest data segment we ever send, whatever the initiator declares.
+pub const SEND_DATA_SEGMENT_BYTES_MAX: u32 = 262_144;
+
+/// Largest MaxBurstLength / FirstBurstLength we agree to (RFC 7143 allows up to 2^24-1).
+pub const BURST_LEN_BYTES_MAX: u32 = 1_048_576;
+
+/// Largest single command transfer (Expected Data Transfer Length) we buffer.
+/// Matches the MAXIMUM TRANSFER LENGTH the block limits VPD page reports (in bytes).
+pub const TRANSFER_BYTES_MAX: u32 = 8 * 1_048_576;
+
+/// R2Ts we keep outstanding per command at most; the negotiated MaxOutstandingR2T is capped here.
+pub const OUTSTANDING_R2T_MAX: u16 = 16;
+
+/// Bytes of key=value text accumulated across continued Login or Text PDUs.
+pub const TEXT_BYTES_MAX: usize = 65_536;
+
+/// Login or Text request PDUs in one negotiation before we give up on the initiator.
+pub const TEXT_PDUS_MAX: u32 = 64;
+
+/// Total AHS length we accept (in bytes); only the extended-CDB AHS is meaningful to us.
+pub const AHS_BYTES_MAX: usize = 1020;
+
+/// Bytes buffered for output on one connection before we stop reading its socket.
+pub const OUTPUT_BUFFER_BYTES_HIGH: usize = 4 * 1_048_576;
+
+/// PDUs handled in one turn of a connection's loop before it yields to others.
+pub const PDUS_PER_TURN_MAX: usize = 64;
+
+/// Seconds of silence on a full-feature connection before we send a NOP-In ping.
+pub const NOP_IN_INTERVAL_SECS: u64 = 20;
+
+/// Seconds we wait for the answer to a NOP-In ping before dropping the connection.
+pub const NOP_IN_TIMEOUT_SECS: u64 = 20;
+
+/// Seconds a connection may take from accept to the end of login.
+pub const LOGIN_TIMEOUT_SECS: u64 = 30;
+
+const _: () = assert!(RECV_DATA_SEGMENT_BYTES <= BURST_LEN_BYTES_MAX);
+const _: () = assert!(BURST_LEN_BYTES_MAX <= TRANSFER_BYTES_MAX);
+const _: () = assert!(RECV_DATA_SEGMENT_BYTES >= 512 && RECV_DATA_SEGMENT_BYTES < (1 << 24));
+const _: () = assert!(CMD_WINDOW >= 1 && CMD_WINDOW < (1 << 30));

@@ -1,0 +1,69 @@
+//! The live configuration the fast path reads: an immutable snapshot of targets, their
+//! logical units and portal groups, swapped whole when the configuration changes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::lu;
+use crate::session::SessionTable;
+
+/// One target as served: its SCSI side and its portal groups.
+pub struct TargetEntry {
+    /// The target's iSCSI name.
+    pub name: String,
+    /// The SCSI target (logical units) behind it.
+    pub scsi: Arc<lu::Target>,
+    /// Portal group tag → portal ids in that group.
+    pub tpgs: BTreeMap<u16, Vec<u16>>,
+}
+
+/// Everything a connection needs to know about the configuration, at one generation.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Targets by name.
+    pub targets: BTreeMap<String, Arc<TargetEntry>>,
+    /// Generation of the configuration this snapshot was built from.
+    pub generation: u64,
+}
+
+/// State shared by every listener and connection of the data plane.
+#[derive(Default)]
+pub struct Shared {
+    /// The current snapshot; replaced as a whole, never edited in place.
+    pub snapshot: RwLock<Arc<Snapshot>>,
+    /// Live sessions.
+    pub sessions: SessionTable,
+    /// The address each portal id is actually listening on (port 0 resolved).
+    pub bound: Mutex<BTreeMap<u16, SocketAddr>>,
+    /// Connections currently open.
+    pub connections: AtomicUsize,
+}
+
+impl Shared {
+    /// The snapshot in force now.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Installs a new snapshot.
+    pub fn install(&self, snap: Snapshot) {
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snap);
+    }
+
+    /// The bound address of a portal id.
+    pub fn bound_addr(&self, portal: u16) -> Option<SocketAddr> {
+        self.bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&portal)
+            .copied()
+    }
+}

@@ -1,0 +1,170 @@
+//! Start-up and the accept loops: opens every logical unit of a validated config, binds
+//! every portal, and hands accepted connections to [`crate::conn::serve`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::limits;
+use crate::live::{Shared, Snapshot, TargetEntry};
+use crate::lu::{self, LogicalUnit, LuConfig};
+
+/// What [`run`] serves.
+pub struct RunOptions {
+    /// The validated configuration.
+    pub config: tgt_proto::ValidConfig,
+    /// Where to write the bound portal addresses once listening.
+    pub ready_file: Option<PathBuf>,
+    /// Called once with the bound portal addresses when every portal listens.
+    pub on_ready: Option<ReadyHook>,
+}
+
+/// A callback told the bound `(portal id, address)` pairs once the data plane listens.
+pub type ReadyHook = Box<dyn FnOnce(&[(u16, SocketAddr)]) + Send>;
+
+/// Why the data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A storage could not be opened.
+    #[error("storage {device_id} ({path}): {source}")]
+    Storage {
+        /// deviceID.
+        device_id: u64,
+        /// Its path.
+        path: String,
+        /// The backend's error.
+        #[source]
+        source: crate::backend::BackendError,
+    },
+    /// A portal could not be bound.
+    #[error("portal {id} ({addr}): cannot listen")]
+    Bind {
+        /// Portal id.
+        id: u16,
+        /// Address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ready file could not be written.
+    #[error("cannot write ready file {0}")]
+    ReadyFile(String, #[source] std::io::Error),
+}
+
+/// Builds the live snapshot (opening every LUN's backing store) from a validated config.
+pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<Snapshot, RunError> {
+    let mut targets = BTreeMap::new();
+    for t in cfg.targets() {
+        let mut luns = Vec::new();
+        for (lun, storage) in t.luns() {
+            let lc = LuConfig {
+                device_id: storage.device_id(),
+                path: storage.path().to_path_buf(),
+                online: storage.online(),
+                read_only: storage.read_only(),
+                block_size: storage.block_size(),
+                create_size_bytes: storage.size_bytes(),
+                target_name: t.name().to_string(),
+                lun,
+            };
+            let unit = LogicalUnit::open(&lc).map_err(|source| RunError::Storage {
+                device_id: storage.device_id(),
+                path: storage.path().display().to_string(),
+                source,
+            })?;
+            luns.push((lun, Arc::new(unit)));
+        }
+        let tpgs = t.tpgs().map(|(tag, portals)| (tag, portals.to_vec())).collect();
+        targets.insert(
+            t.name().to_string(),
+            Arc::new(TargetEntry {
+                name: t.name().to_string(),
+                scsi: Arc::new(lu::Target::new(t.name(), luns)),
+                tpgs,
+            }),
+        );
+    }
+    Ok(Snapshot { targets, generation })
+}
+
+/// Serves `opts.config` until `shutdown` resolves.
+pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let shared = Arc::new(Shared::default());
+    shared.install(build_snapshot(&opts.config, 1)?);
+    let mut listeners = Vec::new();
+    for (id, addr) in opts.config.portals() {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { id, addr, source })?;
+        let bound = l.local_addr().map_err(|source| RunError::Bind { id, addr, source })?;
+        info!(portal = id, %bound, "listening");
+        shared
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, bound);
+        listeners.push((id, l));
+    }
+    if let Some(path) = &opts.ready_file {
+        let portals: Vec<String> = shared
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, a)| format!("{{\"id\":{id},\"addr\":\"{a}\"}}"))
+            .collect();
+        let body = format!("{{\"pid\":{},\"portals\":[{}]}}\n", std::process::id(), portals.join(","));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| RunError::ReadyFile(path.display().to_string(), e))?;
+    }
+    if let Some(hook) = opts.on_ready {
+        let bound: Vec<(u16, SocketAddr)> = shared
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, a)| (*id, *a))
+            .collect();
+        hook(&bound);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (id, l) in listeners {
+        let shared = shared.clone();
+        tasks.spawn(accept_loop(id, l, shared));
+    }
+    shutdown.await;
+    info!("shutting down");
+    tasks.abort_all();
+    Ok(())
+}
+
+async fn accept_loop(portal_id: u16, listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: wait a little rather than spin, then go on.
+                warn!(portal = portal_id, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let n = shared.connections.fetch_add(1, Ordering::Relaxed);
+        if n >= limits::CONNECTIONS_MAX {
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            warn!(%peer, limit = limits::CONNECTIONS_MAX, "connection refused: too many connections");
+            drop(stream);
+            continue;
+        }
+        tokio::spawn(crate::conn::serve(stream, peer, portal_id, shared.clone()));
+    }
+}

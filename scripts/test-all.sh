@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check the project has, the same way on a laptop and in CI:
+# installs the independent initiators (libiscsi) and the reference target (tgt) when missing,
+# then formatting, lints, the binaries, and `cargo test --workspace` (unit, component and
+# system tests; the system tests drive the real binaries with libiscsi's tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v iscsi-test-cu >/dev/null || need+=(libiscsi-bin)
+[[ -f /usr/include/iscsi/iscsi.h ]] || need+=(libiscsi-dev)
+command -v tgtd >/dev/null || need+=(tgt)
+if ((${#need[@]})); then
+  echo "installing ${need[*]}" >&2
+  sudo=""
+  [[ $(id -u) == 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The system tests spawn these binaries; build them before the tests run.
+cargo build --workspace --bins --quiet
+cargo test --workspace 2>&1
