@@ -786,8 +786,10 @@ impl LogicalUnit {
             return Ok(Vec::new());
         }
         let all_zero = block.iter().all(|&x| x == 0);
-        if all_zero && unmap {
-            // LBPRZ=1: a deallocated block reads as zeroes, which is what was asked for.
+        if unmap {
+            // UNMAP=1 asks for deallocation whatever the data block holds (SBC-4 §5.48;
+            // libiscsi's WriteSame10.UnmapUntilEnd writes 0xFF blocks and expects zeroes
+            // back because LBPRZ=1).
             b.punch_hole(off, len).await.map_err(|e| sense_write(&e))?;
         } else if all_zero {
             b.write_zeroes(off, len)

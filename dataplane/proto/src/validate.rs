@@ -64,7 +64,7 @@ impl std::error::Error for ValidationError {}
 
 /// A validated config. Only [`Config::validate`] builds one, so holding a `ValidConfig`
 /// proves every reference resolves and every value is in range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidConfig {
     source: Config,
     storages: BTreeMap<u64, ValidStorage>,
@@ -485,7 +485,10 @@ impl Config {
     /// found. This is the only way to build a [`ValidConfig`].
     pub fn validate(self) -> Result<ValidConfig, ValidationError> {
         let mut p = Problems::default();
-        let performance = validate_performance(&mut p, self.performance.as_ref());
+        // The performance section is resolved first because it supplies the storages'
+        // defaults, but its problems are reported last, in document order.
+        let mut perf_problems = Problems::default();
+        let performance = validate_performance(&mut perf_problems, self.performance.as_ref());
         let storages = validate_storages(&mut p, &self.storages, &performance);
         let portals = validate_portals(&mut p, &self.iscsi_portals);
         let mut targets = BTreeMap::new();
@@ -494,6 +497,7 @@ impl Config {
                 targets.insert(name.clone(), t);
             }
         }
+        p.0.append(&mut perf_problems.0);
         if p.0.is_empty() {
             Ok(ValidConfig {
                 source: self,
@@ -1358,12 +1362,12 @@ mod tests {
         assert_eq!(
             err.to_string(),
             [
-                r#"performance.ioUringQueueDepth: 40000 is out of range 1..=32768"#,
                 r#"storages[0].path: "": path is empty"#,
                 r#"storages[1].deviceID: duplicate id 1 (also storages[0])"#,
                 r#"iscsiportals[0].portal: "nope": "nope" is not an IPv4 address or a bracketed IPv6 address (host names are not resolved)"#,
                 r#"iscsitargets."iqn.2024-01.com.example:x".luns."0": storage 9 does not exist"#,
                 r#"iscsitargets."iqn.2024-01.com.example:x".tpgts."1"[0]: portal 4 does not exist"#,
+                r#"performance.ioUringQueueDepth: 40000 is out of range 1..=32768"#,
             ]
             .join("\n")
         );

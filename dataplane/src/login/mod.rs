@@ -244,7 +244,11 @@ impl Login {
         if self.neg.initiator_name.is_empty() {
             return Some(status::MISSING_PARAMETER);
         }
-        if !tgt_proto::is_valid_iscsi_name(&self.neg.initiator_name) {
+        // iSCSI names compare case-insensitively after stringprep (RFC 7143 §4.2.7.2), and
+        // initiators in the wild use '_' in host-derived names; be lenient on both here and
+        // strict on the rest of the syntax.
+        let normalized = self.neg.initiator_name.to_ascii_lowercase().replace('_', "-");
+        if !tgt_proto::is_valid_iscsi_name(&normalized) {
             return Some(status::INITIATOR_ERROR);
         }
         match self.neg.kind {
