@@ -14,6 +14,7 @@ pub mod limits;
 pub mod live;
 pub mod login;
 pub mod lu;
+pub mod numa;
 pub mod pdu;
 pub mod scsi;
 pub mod session;

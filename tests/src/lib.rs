@@ -1,1 +1,9 @@
-//! placeholder
+//! Test support for the system tests: the project's own iSCSI initiator
+//! ([`initiator`], RFC 7143), written independently of the target's codec so the two check each
+//! other, and a verified-load driver ([`load`]) built on it that is the acceptance test of a
+//! target's data path.
+
+pub mod initiator;
+pub mod load;
+
+pub use load::{verified_load, LoadOptions, LoadReport};

@@ -53,6 +53,8 @@ struct Task {
     running: bool,
     aborted: bool,
     digest_bad: bool,
+    /// R2Ts sent so far: the SCSI Response's ExpDataSN for a write (RFC 7143 §11.4.6).
+    r2ts_sent: u32,
 }
 
 /// A task management response waiting for aborted commands to finish.
@@ -651,11 +653,11 @@ impl Conn {
         }
         if write && read {
             // Bidirectional commands are not offered by any command we implement.
-            self.respond_check(itt, lun_raw, edtl, Sense::invalid_field_in_cdb(0, None).encode());
+            self.respond_check(itt, 0, edtl, Sense::invalid_field_in_cdb(0, None).encode());
             return Ok(());
         }
         if edtl > limits::TRANSFER_BYTES_MAX {
-            self.respond_check(itt, lun_raw, edtl, Sense::invalid_field_in_cdb(0, None).encode());
+            self.respond_check(itt, 0, edtl, Sense::invalid_field_in_cdb(0, None).encode());
             return Ok(());
         }
         let mut task = Task {
@@ -670,6 +672,7 @@ impl Conn {
             running: false,
             aborted: false,
             digest_bad: p.data_digest_bad,
+            r2ts_sent: 0,
         };
         if write && edtl > 0 {
             let ws = match WriteState::new(edtl, imm, b.final_bit(), &self.write_limits) {
@@ -724,6 +727,7 @@ impl Conn {
             None => true,
         };
         let lun_raw = task.lun_raw;
+        task.r2ts_sent = task.r2ts_sent.wrapping_add(u32::try_from(n).unwrap_or(0));
         for r in &r2ts[..n] {
             self.send_r2t(itt, lun_raw, r);
         }
@@ -735,9 +739,9 @@ impl Conn {
     fn start(&mut self, itt: u32) {
         let Some(task) = self.tasks.get_mut(&itt) else { return };
         if task.digest_bad {
-            let (lun_raw, edtl) = (task.lun_raw, task.edtl);
+            let (r2ts, edtl) = (task.r2ts_sent, task.edtl);
             self.tasks.remove(&itt);
-            self.respond_check(itt, lun_raw, edtl, Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode());
+            self.respond_check(itt, r2ts, edtl, Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode());
             return;
         }
         let (Some(target), Some(nexus)) = (self.target.clone(), self.nexus.clone()) else {
@@ -786,10 +790,9 @@ impl Conn {
             Err(DataOutError::ShortSequence { .. }) => {
                 // The sequence closed short; what arrived is placed, and the task cannot
                 // complete at ERL 0: end it with a protocol-error check condition.
-                let (lun_raw, edtl) = (task.lun_raw, task.edtl);
+                let (r2ts, edtl) = (task.r2ts_sent, task.edtl);
                 self.tasks.remove(&itt);
-                self.mark_dead(itt);
-                self.respond_check(itt, lun_raw, edtl, Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode());
+                self.respond_check(itt, r2ts, edtl, Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode());
                 Ok(())
             }
             Err(e) => {
@@ -839,10 +842,12 @@ impl Conn {
                 self.send_data_in(itt, task.lun_raw, payload, Some((resp.status, residual)));
                 return;
             }
-            if send > 0 {
-                self.send_data_in(itt, task.lun_raw, payload, None);
-            }
-            self.send_scsi_response(itt, resp.status, &resp.sense, residual);
+            let data_ins = if send > 0 {
+                self.send_data_in(itt, task.lun_raw, payload, None)
+            } else {
+                0
+            };
+            self.send_scsi_response(itt, resp.status, &resp.sense, residual, data_ins);
             return;
         }
         let residual = if task.write {
@@ -856,13 +861,13 @@ impl Conn {
                 _ => Residual::None,
             }
         };
-        self.send_scsi_response(itt, resp.status, &resp.sense, residual);
+        self.send_scsi_response(itt, resp.status, &resp.sense, residual, task.r2ts_sent);
     }
 
-    fn respond_check(&mut self, itt: u32, _lun_raw: u64, edtl: u32, sense: Vec<u8>) {
+    fn respond_check(&mut self, itt: u32, r2ts_sent: u32, edtl: u32, sense: Vec<u8>) {
         self.mark_dead(itt);
         let residual = if edtl > 0 { Residual::Under(edtl) } else { Residual::None };
-        self.send_scsi_response(itt, crate::scsi::status::CHECK_CONDITION, &sense, residual);
+        self.send_scsi_response(itt, crate::scsi::status::CHECK_CONDITION, &sense, residual, r2ts_sent);
     }
 
     // ----- task management (RFC 7143 §11.5, SAM-5 §7) -----

@@ -78,7 +78,15 @@ impl Conn {
         h.emit(&mut self.wbuf, &r.text, &framing);
     }
 
-    pub(super) fn send_scsi_response(&mut self, itt: u32, status: u8, sense: &[u8], residual: super::Residual) {
+    /// SCSI Response; `exp_data_sn` counts the R2T or Data-In PDUs sent for the command.
+    pub(super) fn send_scsi_response(
+        &mut self,
+        itt: u32,
+        status: u8,
+        sense: &[u8],
+        residual: super::Residual,
+        exp_data_sn: u32,
+    ) {
         let (rflags, count) = residual.flags_and_count();
         let stat_sn = self.next_stat_sn();
         let (exp, max) = self.seq();
@@ -89,6 +97,7 @@ impl Conn {
             .u32(24, stat_sn)
             .u32(28, exp)
             .u32(32, max)
+            .u32(36, exp_data_sn)
             .u32(44, count);
         if sense.is_empty() {
             h.emit(&mut self.wbuf, &[], &self.framing);
@@ -104,7 +113,14 @@ impl Conn {
 
     /// Sends `data` as Data-In PDUs of at most MaxRecvDataSegmentLength each, F at every
     /// MaxBurstLength boundary, with the status in the last PDU when `status` is given.
-    pub(super) fn send_data_in(&mut self, itt: u32, lun_raw: u64, data: &[u8], status: Option<(u8, super::Residual)>) {
+    /// Returns the number of Data-In PDUs sent.
+    pub(super) fn send_data_in(
+        &mut self,
+        itt: u32,
+        lun_raw: u64,
+        data: &[u8],
+        status: Option<(u8, super::Residual)>,
+    ) -> u32 {
         let seg = self.neg.send_data_segment_bytes.max(512) as usize;
         let burst = self.neg.burst_bytes_max.max(512) as usize;
         let mut offset = 0usize;
@@ -141,6 +157,7 @@ impl Conn {
             offset += n;
             data_sn = data_sn.wrapping_add(1);
         }
+        data_sn
     }
 
     pub(super) fn send_r2t(&mut self, itt: u32, lun_raw: u64, r: &R2t) {

@@ -1,0 +1,281 @@
+//! Shared helpers of the system tests: find (or build) the real binaries, start a data plane
+//! on a loopback port it picks itself, wait for it by polling, and kill it when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn newest_mtime(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let Ok(rd) = std::fs::read_dir(dir) else { return newest };
+    for e in rd.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target" || n == "fuzz") {
+                continue;
+            }
+            newest_mtime(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// Path to a workspace binary that is up to date with the sources.
+///
+/// The README test command builds every binary before `cargo test`; when the binary next to
+/// this test executable is missing or older than the sources (someone ran `cargo test` alone
+/// after an edit), it is built into a separate target directory, because the outer cargo
+/// holds the lock of the main one while tests run.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let candidate = profile_dir.join(name);
+    let root = workspace_root();
+    let sources = ["dataplane", "controlplane", "cli"]
+        .iter()
+        .map(|d| newest_mtime(&root.join(d)))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let fresh = |p: &Path| {
+        p.metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t >= sources)
+            .unwrap_or(false)
+    };
+    if fresh(&candidate) {
+        return candidate;
+    }
+    let dir = BUILT.get_or_init(|| {
+        let target = root.join("target").join("systest-bins");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["build", "--workspace", "--bins"])
+            .status()
+            .expect("run cargo build for the system-test binaries");
+        assert!(status.success(), "cargo build of the binaries failed");
+        target.join("debug")
+    });
+    dir.join(name)
+}
+
+/// A fresh directory under `target/systest-tmp`, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = workspace_root()
+            .join("target")
+            .join("systest-tmp")
+            .join(format!("{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create test dir");
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) when dropped, even when the test panics.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running data plane with one target and one LUN on a sparse file.
+pub struct Dataplane {
+    pub daemon: Daemon,
+    pub portal: SocketAddr,
+    pub iqn: String,
+    pub image: PathBuf,
+    pub dir: TempDir,
+}
+
+pub struct DataplaneOptions {
+    pub size_bytes: u64,
+    pub backend: &'static str,
+    pub lun: u16,
+    pub extra_storage_json: String,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        Self {
+            size_bytes: 256 << 20,
+            backend: "file",
+            lun: 1,
+            extra_storage_json: String::new(),
+        }
+    }
+}
+
+impl Dataplane {
+    pub fn start(tag: &str) -> Self {
+        Self::start_with(tag, DataplaneOptions::default())
+    }
+
+    pub fn start_with(tag: &str, o: DataplaneOptions) -> Self {
+        let dir = TempDir::new(tag);
+        let image = dir.path().join("disk.img");
+        let f = std::fs::File::create(&image).expect("create image");
+        f.set_len(o.size_bytes).expect("size image");
+        drop(f);
+        let iqn = format!("iqn.2026-11.org.example.systest:{tag}");
+        let config = format!(
+            r#"{{"storages":[{{"deviceID":1000,"path":"{}","online":true,"backendType":"{}"{}}}],
+"iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],
+"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}}}}}}}"#,
+            image.display(),
+            o.backend,
+            o.extra_storage_json,
+            o.lun
+        );
+        let cfg = dir.path().join("config.json");
+        std::fs::write(&cfg, config).expect("write config");
+        let ready = dir.path().join("ready.json");
+        let log = dir.path().join("dataplane.log");
+        let child = Command::new(binary("tgt-dataplane"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn tgt-dataplane");
+        let mut daemon = Daemon { child, log };
+        let portal = wait_ready(&mut daemon, &ready);
+        Self { daemon, portal, iqn, image, dir }
+    }
+
+    pub fn url(&self, lun: u16) -> String {
+        format!("iscsi://{}/{}/{}", self.portal, self.iqn, lun)
+    }
+}
+
+fn wait_ready(daemon: &mut Daemon, ready: &Path) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            if let Some(addr) = text
+                .split("\"addr\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+        }
+        if !daemon.alive() {
+            panic!("tgt-dataplane exited before it was ready; log:\n{}", daemon.log_text());
+        }
+        assert!(Instant::now() < deadline, "tgt-dataplane not ready in 30 s; log:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fails the test with install advice when a libiscsi tool is missing.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is not installed: the README test command installs libiscsi-bin (apt-get install -y libiscsi-bin)"
+    );
+}
+
+/// Runs a command with a time limit; the child is killed when the limit passes.
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait tool") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let s = child.wait().expect("reap tool");
+            let stdout = t_out.join().unwrap_or_default();
+            panic!(
+                "{:?} did not finish within {:?}; output so far:\n{}",
+                cmd,
+                limit,
+                String::from_utf8_lossy(&stdout)
+            );
+            #[allow(unreachable_code)]
+            {
+                break s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
