@@ -81,7 +81,10 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
             })?;
             luns.push((lun, Arc::new(unit)));
         }
-        let tpgs = t.tpgs().map(|(tag, portals)| (tag, portals.to_vec())).collect();
+        let tpgs = t
+            .tpgs()
+            .map(|(tag, portals)| (tag, portals.to_vec()))
+            .collect();
         targets.insert(
             t.name().to_string(),
             Arc::new(TargetEntry {
@@ -91,7 +94,10 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
             }),
         );
     }
-    Ok(Snapshot { targets, generation })
+    Ok(Snapshot {
+        targets,
+        generation,
+    })
 }
 
 /// Serves `opts.config` until `shutdown` resolves.
@@ -103,7 +109,9 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Bind { id, addr, source })?;
-        let bound = l.local_addr().map_err(|source| RunError::Bind { id, addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| RunError::Bind { id, addr, source })?;
         info!(portal = id, %bound, "listening");
         shared
             .bound
@@ -120,7 +128,11 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
             .iter()
             .map(|(id, a)| format!("{{\"id\":{id},\"addr\":\"{a}\"}}"))
             .collect();
-        let body = format!("{{\"pid\":{},\"portals\":[{}]}}\n", std::process::id(), portals.join(","));
+        let body = format!(
+            "{{\"pid\":{},\"portals\":[{}]}}\n",
+            std::process::id(),
+            portals.join(",")
+        );
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, body)
             .and_then(|()| std::fs::rename(&tmp, path))

@@ -90,7 +90,12 @@ pub struct WriteState {
 impl WriteState {
     /// Starts a write of `edtl` bytes whose command carried `immediate` bytes and whose F
     /// bit was `final_bit` (no unsolicited Data-Out follows when set).
-    pub fn new(edtl: u32, immediate: u32, final_bit: bool, lim: &WriteLimits) -> Result<Self, DataOutError> {
+    pub fn new(
+        edtl: u32,
+        immediate: u32,
+        final_bit: bool,
+        lim: &WriteLimits,
+    ) -> Result<Self, DataOutError> {
         if immediate > edtl || immediate > lim.first_burst {
             return Err(DataOutError::Offset {
                 offset: 0,
@@ -134,9 +139,16 @@ impl WriteState {
     }
 
     /// Issues as many R2Ts as the limits allow, calling `emit` for each; `ttt` makes tags.
-    pub fn issue_r2ts(&mut self, lim: &WriteLimits, mut ttt: impl FnMut() -> u32, mut emit: impl FnMut(R2t)) {
+    pub fn issue_r2ts(
+        &mut self,
+        lim: &WriteLimits,
+        mut ttt: impl FnMut() -> u32,
+        mut emit: impl FnMut(R2t),
+    ) {
         while self.slots.len() < usize::from(lim.outstanding_r2t_max.max(1)) {
-            let Some(&(from, to)) = self.solicit.first() else { break };
+            let Some(&(from, to)) = self.solicit.first() else {
+                break;
+            };
             let len = (to - from).min(lim.max_burst.max(512));
             if from + len >= to {
                 self.solicit.remove(0);
@@ -162,8 +174,17 @@ impl WriteState {
     }
 
     /// Checks one Data-Out; on `Ok` the caller places the bytes at `offset`.
-    pub fn data_out(&mut self, ttt: u32, data_sn: u32, offset: u32, len: u32, final_bit: bool) -> Result<(), DataOutError> {
-        let end = offset.checked_add(len).ok_or(DataOutError::Offset { offset, len })?;
+    pub fn data_out(
+        &mut self,
+        ttt: u32,
+        data_sn: u32,
+        offset: u32,
+        len: u32,
+        final_bit: bool,
+    ) -> Result<(), DataOutError> {
+        let end = offset
+            .checked_add(len)
+            .ok_or(DataOutError::Offset { offset, len })?;
         if ttt == RESERVED_TAG {
             if !self.unsol_open {
                 return Err(DataOutError::UnsolicitedNotAllowed);
@@ -235,7 +256,14 @@ mod tests {
 
     fn all_r2ts(w: &mut WriteState, l: &WriteLimits, next: &mut u32) -> Vec<R2t> {
         let mut v = Vec::new();
-        w.issue_r2ts(l, || { *next += 1; *next }, |r| v.push(r));
+        w.issue_r2ts(
+            l,
+            || {
+                *next += 1;
+                *next
+            },
+            |r| v.push(r),
+        );
         v
     }
 
@@ -245,15 +273,36 @@ mod tests {
         let mut w = WriteState::new(65536, 4096, false, &l).unwrap();
         let mut tag = 0;
         let r = all_r2ts(&mut w, &l, &mut tag);
-        assert_eq!(r, vec![
-            R2t { ttt: 1, r2t_sn: 0, offset: 8192, len: 16384 },
-            R2t { ttt: 2, r2t_sn: 1, offset: 24576, len: 16384 },
-        ]);
+        assert_eq!(
+            r,
+            vec![
+                R2t {
+                    ttt: 1,
+                    r2t_sn: 0,
+                    offset: 8192,
+                    len: 16384
+                },
+                R2t {
+                    ttt: 2,
+                    r2t_sn: 1,
+                    offset: 24576,
+                    len: 16384
+                },
+            ]
+        );
         w.data_out(RESERVED_TAG, 0, 4096, 4096, true).unwrap();
         w.data_out(1, 0, 8192, 8192, false).unwrap();
         w.data_out(1, 1, 16384, 8192, true).unwrap();
         let r = all_r2ts(&mut w, &l, &mut tag);
-        assert_eq!(r, vec![R2t { ttt: 3, r2t_sn: 2, offset: 40960, len: 16384 }]);
+        assert_eq!(
+            r,
+            vec![R2t {
+                ttt: 3,
+                r2t_sn: 2,
+                offset: 40960,
+                len: 16384
+            }]
+        );
         w.data_out(2, 0, 24576, 16384, true).unwrap();
         let r = all_r2ts(&mut w, &l, &mut tag);
         assert_eq!(r.len(), 1);
@@ -276,11 +325,29 @@ mod tests {
         let mut tag = 10;
         let r = all_r2ts(&mut w, &l, &mut tag);
         assert_eq!(r.len(), 1);
-        assert_eq!(w.data_out(RESERVED_TAG, 0, 0, 512, false), Err(DataOutError::UnsolicitedNotAllowed));
-        assert_eq!(w.data_out(99, 0, 0, 512, false), Err(DataOutError::UnknownTtt(99)));
-        assert_eq!(w.data_out(11, 1, 0, 512, false), Err(DataOutError::DataSn { got: 1, want: 0 }));
-        assert_eq!(w.data_out(11, 0, 512, 512, false), Err(DataOutError::Offset { offset: 512, len: 512 }));
-        assert_eq!(w.data_out(11, 0, 0, 512, true), Err(DataOutError::ShortSequence { missing: 7680 }));
+        assert_eq!(
+            w.data_out(RESERVED_TAG, 0, 0, 512, false),
+            Err(DataOutError::UnsolicitedNotAllowed)
+        );
+        assert_eq!(
+            w.data_out(99, 0, 0, 512, false),
+            Err(DataOutError::UnknownTtt(99))
+        );
+        assert_eq!(
+            w.data_out(11, 1, 0, 512, false),
+            Err(DataOutError::DataSn { got: 1, want: 0 })
+        );
+        assert_eq!(
+            w.data_out(11, 0, 512, 512, false),
+            Err(DataOutError::Offset {
+                offset: 512,
+                len: 512
+            })
+        );
+        assert_eq!(
+            w.data_out(11, 0, 0, 512, true),
+            Err(DataOutError::ShortSequence { missing: 7680 })
+        );
     }
 
     #[test]
@@ -290,7 +357,15 @@ mod tests {
         w.data_out(RESERVED_TAG, 0, 0, 4096, true).unwrap();
         let mut tag = 0;
         let r = all_r2ts(&mut w, &l, &mut tag);
-        assert_eq!(r, vec![R2t { ttt: 1, r2t_sn: 0, offset: 4096, len: 4096 }]);
+        assert_eq!(
+            r,
+            vec![R2t {
+                ttt: 1,
+                r2t_sn: 0,
+                offset: 4096,
+                len: 4096
+            }]
+        );
         w.data_out(1, 0, 4096, 4096, true).unwrap();
         assert!(w.complete());
     }

@@ -172,7 +172,9 @@ fn fill_block(out: &mut [u8], lba: u64, seq: u64, seed: u64) {
     out[8..16].copy_from_slice(&seq.to_le_bytes());
     out[16..24].copy_from_slice(&seed.to_le_bytes());
     out[24..32].copy_from_slice(MAGIC);
-    let mut r = Rng(mix(seed ^ lba.wrapping_mul(0x100_0000_01b3) ^ seq.rotate_left(32)));
+    let mut r = Rng(mix(seed
+        ^ lba.wrapping_mul(0x100_0000_01b3)
+        ^ seq.rotate_left(32)));
     for chunk in out[32..].chunks_mut(8) {
         let v = r.next().to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
@@ -304,9 +306,12 @@ impl Worker<'_> {
         } else {
             let r = match (use10, u32::try_from(lba), u16::try_from(n)) {
                 (true, Ok(l), Ok(c)) => self.session.read10(self.lun, l, c, self.block_len),
-                _ => self
-                    .session
-                    .read16(self.lun, lba, u32::try_from(n).unwrap_or(0), self.block_len),
+                _ => self.session.read16(
+                    self.lun,
+                    lba,
+                    u32::try_from(n).unwrap_or(0),
+                    self.block_len,
+                ),
             };
             r.map(|data| {
                 if data.len() != nb * bl {
@@ -369,7 +374,9 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
         return 0;
     }
     let rank = (p / 100.0 * (sorted.len() - 1) as f64).round();
-    let i = usize::try_from(rank as u64).unwrap_or(0).min(sorted.len() - 1);
+    let i = usize::try_from(rank as u64)
+        .unwrap_or(0)
+        .min(sorted.len() - 1);
     u64::from(sorted[i])
 }
 
@@ -405,7 +412,10 @@ pub fn verified_load(
     let cap = probe.read_capacity16(lun).context("READ CAPACITY (16)")?;
     probe.logout().context("probe logout")?;
     if cap.block_len_bytes < 32 {
-        bail!("block length {} is too small for the pattern", cap.block_len_bytes);
+        bail!(
+            "block length {} is too small for the pattern",
+            cap.block_len_bytes
+        );
     }
     let bl = u64::from(cap.block_len_bytes);
     let blocks_min = u64::from(opts.io_len_bytes_min).div_ceil(bl).max(1);
@@ -520,7 +530,9 @@ pub fn verified_load(
         if let Err(e) = s.logout() {
             report.errors += 1;
             if report.first_errors.len() < DETAILS_MAX {
-                report.first_errors.push(format!("logout of session {i}: {e}"));
+                report
+                    .first_errors
+                    .push(format!("logout of session {i}: {e}"));
             }
         }
     }

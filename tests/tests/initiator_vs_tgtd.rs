@@ -110,12 +110,26 @@ impl Tgtd {
         t.wait_for_control();
         let disk = disk.to_str().expect("utf-8 path").to_string();
         for args in [
-            vec!["--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T", IQN],
             vec![
-                "--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun",
-                "1", "-b", &disk,
+                "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T", IQN,
             ],
-            vec!["--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"],
+            vec![
+                "--lld",
+                "iscsi",
+                "--op",
+                "new",
+                "--mode",
+                "logicalunit",
+                "--tid",
+                "1",
+                "--lun",
+                "1",
+                "-b",
+                &disk,
+            ],
+            vec![
+                "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
+            ],
         ] {
             let out = tgtadm(t.control_port, &args);
             assert!(
@@ -325,5 +339,10 @@ fn verified_load_with_digests_and_solicited_data_only() {
     let n = report.negotiated.clone().unwrap();
     assert!(n.header_digest && n.data_digest, "{n:?}");
     assert!(n.initial_r2t && !n.immediate_data, "{n:?}");
-    assert!(report.passed(), "{:?} {:?}", report.first_errors, report.first_mismatches);
+    assert!(
+        report.passed(),
+        "{:?} {:?}",
+        report.first_errors,
+        report.first_mismatches
+    );
 }

@@ -67,7 +67,10 @@ fn digests_and_solicited_data_verify_clean() {
     };
     let r = verified_load(dp.portal, &dp.iqn, 1, opts).expect("load runs");
     assert_clean("digest/R2T verified load", &mut dp, &r);
-    let neg = r.negotiated.as_ref().expect("negotiated parameters reported");
+    let neg = r
+        .negotiated
+        .as_ref()
+        .expect("negotiated parameters reported");
     eprintln!("negotiated: {neg:?}");
 }
 

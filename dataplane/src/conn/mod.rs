@@ -166,6 +166,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, portal_id: u16, shared: 
         End::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             debug!(%peer, "peer closed the connection")
         }
+        End::Protocol(reason) => warn!(%peer, reason, "connection dropped: protocol error"),
         _ => warn!(%peer, ?end, "connection dropped"),
     }
     conn.teardown().await;
@@ -175,7 +176,13 @@ const RBUF_BYTES: usize =
     2 * (BHS_LEN + limits::AHS_BYTES_MAX + 8 + limits::RECV_DATA_SEGMENT_BYTES as usize);
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr, local: SocketAddr, portal_id: u16, shared: Arc<Shared>) -> Self {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        portal_id: u16,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
             stream,
             peer,
@@ -191,7 +198,7 @@ impl Conn {
                 data_digest: false,
                 max_recv_data: 8192,
             },
-            phase: Phase::Login(Box::new(Login::new())),
+            phase: Phase::Login(Box::default()),
             neg: Negotiated::default(),
             stat_sn: SerialNumber(0),
             window: CmdWindow::new(0),
@@ -349,7 +356,8 @@ impl Conn {
         let mut at = 0;
         let mut result = Ok(());
         let mut handled = 0;
-        while handled < limits::PDUS_PER_TURN_MAX && self.closing.is_none() && self.logout.is_none() {
+        while handled < limits::PDUS_PER_TURN_MAX && self.closing.is_none() && self.logout.is_none()
+        {
             match pdu::decode(&rbuf[at..self.rlen], &self.framing) {
                 Ok(Some((p, used))) => {
                     at += used;
@@ -434,7 +442,9 @@ impl Conn {
                 self.send_login_reply(itt, &isid, req.tsih, &r);
                 Err(End::LoginFailed)
             }
-            LoginStep::Enter(r, neg) => self.enter_full_feature(itt, isid, req.tsih, r, *neg, &snap),
+            LoginStep::Enter(r, neg) => {
+                self.enter_full_feature(itt, isid, req.tsih, r, *neg, &snap)
+            }
         }
     }
 
@@ -573,7 +583,11 @@ impl Conn {
             }
             (Admit::Held, _) => Ok(()),
             _ => {
-                debug!(cmd_sn, exp = self.window.exp_cmd_sn(), "command outside the CmdSN window ignored");
+                debug!(
+                    cmd_sn,
+                    exp = self.window.exp_cmd_sn(),
+                    "command outside the CmdSN window ignored"
+                );
                 Ok(())
             }
         }
@@ -699,8 +713,15 @@ impl Conn {
 
     /// Issues R2Ts for a write task, or starts it once all its data is in.
     fn advance_write(&mut self, itt: u32) {
-        let Some(task) = self.tasks.get_mut(&itt) else { return };
-        let mut r2ts = [crate::task::R2t { ttt: 0, r2t_sn: 0, offset: 0, len: 0 }; limits::OUTSTANDING_R2T_MAX as usize];
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
+        let mut r2ts = [crate::task::R2t {
+            ttt: 0,
+            r2t_sn: 0,
+            offset: 0,
+            len: 0,
+        }; limits::OUTSTANDING_R2T_MAX as usize];
         let mut n = 0;
         let complete = match task.ws.as_mut() {
             Some(ws) => {
@@ -737,11 +758,18 @@ impl Conn {
     }
 
     fn start(&mut self, itt: u32) {
-        let Some(task) = self.tasks.get_mut(&itt) else { return };
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return;
+        };
         if task.digest_bad {
             let (r2ts, edtl) = (task.r2ts_sent, task.edtl);
             self.tasks.remove(&itt);
-            self.respond_check(itt, r2ts, edtl, Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode());
+            self.respond_check(
+                itt,
+                r2ts,
+                edtl,
+                Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode(),
+            );
             return;
         }
         let (Some(target), Some(nexus)) = (self.target.clone(), self.nexus.clone()) else {
@@ -754,7 +782,10 @@ impl Conn {
         let lun = task.lun;
         let expected_in = if task.read { task.edtl } else { 0 };
         self.running.spawn(async move {
-            let resp = target.scsi.execute(lun, &nexus, &cdb, &data, expected_in).await;
+            let resp = target
+                .scsi
+                .execute(lun, &nexus, &cdb, &data, expected_in)
+                .await;
             Done { itt, resp }
         });
     }
@@ -792,7 +823,12 @@ impl Conn {
                 // complete at ERL 0: end it with a protocol-error check condition.
                 let (r2ts, edtl) = (task.r2ts_sent, task.edtl);
                 self.tasks.remove(&itt);
-                self.respond_check(itt, r2ts, edtl, Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode());
+                self.respond_check(
+                    itt,
+                    r2ts,
+                    edtl,
+                    Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode(),
+                );
                 Ok(())
             }
             Err(e) => {
@@ -823,7 +859,9 @@ impl Conn {
                 return;
             }
         };
-        let Some(task) = self.tasks.remove(&itt) else { return };
+        let Some(task) = self.tasks.remove(&itt) else {
+            return;
+        };
         if task.aborted {
             self.finish_tmf_wait(itt);
             return;
@@ -866,8 +904,18 @@ impl Conn {
 
     fn respond_check(&mut self, itt: u32, r2ts_sent: u32, edtl: u32, sense: Vec<u8>) {
         self.mark_dead(itt);
-        let residual = if edtl > 0 { Residual::Under(edtl) } else { Residual::None };
-        self.send_scsi_response(itt, crate::scsi::status::CHECK_CONDITION, &sense, residual, r2ts_sent);
+        let residual = if edtl > 0 {
+            Residual::Under(edtl)
+        } else {
+            Residual::None
+        };
+        self.send_scsi_response(
+            itt,
+            crate::scsi::status::CHECK_CONDITION,
+            &sense,
+            residual,
+            r2ts_sent,
+        );
     }
 
     // ----- task management (RFC 7143 §11.5, SAM-5 §7) -----
@@ -923,7 +971,11 @@ impl Conn {
                 let exp = SerialNumber(self.window.exp_cmd_sn());
                 let max = SerialNumber(self.window.max_cmd_sn(self.in_progress()));
                 let in_window = !rc.lt(exp) && !rc.gt(max);
-                let resp = if in_window && rc.lt(SerialNumber(cmd_sn)) { COMPLETE } else { NO_TASK };
+                let resp = if in_window && rc.lt(SerialNumber(cmd_sn)) {
+                    COMPLETE
+                } else {
+                    NO_TASK
+                };
                 self.send_tmf_response(itt, resp);
             }
             2 | 4 | 5 => {
@@ -955,7 +1007,11 @@ impl Conn {
                     h.aborted = true;
                 }
                 if let Some(n) = &nexus {
-                    let f = if func == 6 { TmFunction::TargetWarmReset } else { TmFunction::TargetColdReset };
+                    let f = if func == 6 {
+                        TmFunction::TargetWarmReset
+                    } else {
+                        TmFunction::TargetColdReset
+                    };
                     let _ = target.scsi.task_management(f, 0, n);
                 }
                 self.queue_tmf(itt, COMPLETE, waiting);
@@ -969,7 +1025,12 @@ impl Conn {
     /// Aborts matching tasks: ones still collecting data go at once; running ones are marked
     /// and their ITTs returned so the TMF response waits for them (SAM-5 §7.2).
     fn abort_tasks(&mut self, pred: impl Fn(u32, &Task) -> bool) -> Vec<u32> {
-        let victims: Vec<u32> = self.tasks.iter().filter(|(i, t)| pred(**i, t)).map(|(i, _)| *i).collect();
+        let victims: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|(i, t)| pred(**i, t))
+            .map(|(i, _)| *i)
+            .collect();
         let mut waiting = Vec::new();
         for v in victims {
             if let Some(t) = self.tasks.get_mut(&v) {
@@ -989,7 +1050,11 @@ impl Conn {
         if waiting.is_empty() {
             self.send_tmf_response(itt, response);
         } else {
-            self.tmfs.push(PendingTmf { itt, response, waiting });
+            self.tmfs.push(PendingTmf {
+                itt,
+                response,
+                waiting,
+            });
         }
     }
 
@@ -1094,7 +1159,11 @@ impl Conn {
             for (tag, portals) in &t.tpgs {
                 for pid in portals {
                     if let Some(addr) = self.shared.bound_addr(*pid) {
-                        let ip = if addr.ip().is_unspecified() { self.local.ip() } else { addr.ip() };
+                        let ip = if addr.ip().is_unspecified() {
+                            self.local.ip()
+                        } else {
+                            addr.ip()
+                        };
                         let host = match ip {
                             std::net::IpAddr::V4(v4) => v4.to_string(),
                             std::net::IpAddr::V6(v6) => format!("[{v6}]"),

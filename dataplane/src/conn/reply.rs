@@ -177,11 +177,27 @@ impl Conn {
 
     /// NOP-In: an answer to a NOP-Out (advances StatSN) or our own ping (ITT reserved,
     /// StatSN not advanced: RFC 7143 §11.19.3).
-    pub(super) fn send_nop_in(&mut self, itt: u32, ttt: u32, lun_raw: u64, data: &[u8], answer: bool) {
-        let stat_sn = if answer { self.next_stat_sn() } else { self.stat_sn.0 };
+    pub(super) fn send_nop_in(
+        &mut self,
+        itt: u32,
+        ttt: u32,
+        lun_raw: u64,
+        data: &[u8],
+        answer: bool,
+    ) {
+        let stat_sn = if answer {
+            self.next_stat_sn()
+        } else {
+            self.stat_sn.0
+        };
         let (exp, max) = self.seq();
         let mut h = Out::new(op::NOP_IN, 0x80);
-        h.lun(lun_raw).itt(itt).u32(20, ttt).u32(24, stat_sn).u32(28, exp).u32(32, max);
+        h.lun(lun_raw)
+            .itt(itt)
+            .u32(20, ttt)
+            .u32(24, stat_sn)
+            .u32(28, exp)
+            .u32(32, max);
         h.emit(&mut self.wbuf, data, &self.framing);
     }
 
@@ -189,7 +205,11 @@ impl Conn {
         let stat_sn = self.next_stat_sn();
         let (exp, max) = self.seq();
         let mut h = Out::new(op::REJECT, 0x80);
-        h.u8(2, reason).itt(RESERVED_TAG).u32(24, stat_sn).u32(28, exp).u32(32, max);
+        h.u8(2, reason)
+            .itt(RESERVED_TAG)
+            .u32(24, stat_sn)
+            .u32(28, exp)
+            .u32(32, max);
         h.emit(&mut self.wbuf, header, &self.framing);
     }
 
@@ -197,11 +217,23 @@ impl Conn {
         let stat_sn = self.next_stat_sn();
         let (exp, max) = self.seq();
         let mut h = Out::new(op::TASK_MGMT_RESP, 0x80);
-        h.u8(2, response).itt(itt).u32(24, stat_sn).u32(28, exp).u32(32, max);
+        h.u8(2, response)
+            .itt(itt)
+            .u32(24, stat_sn)
+            .u32(28, exp)
+            .u32(32, max);
         h.emit(&mut self.wbuf, &[], &self.framing);
     }
 
-    pub(super) fn send_text_response(&mut self, itt: u32, lun_raw: u64, ttt: u32, final_bit: bool, cont: bool, data: &[u8]) {
+    pub(super) fn send_text_response(
+        &mut self,
+        itt: u32,
+        lun_raw: u64,
+        ttt: u32,
+        final_bit: bool,
+        cont: bool,
+        data: &[u8],
+    ) {
         let stat_sn = self.next_stat_sn();
         let (exp, max) = self.seq();
         let mut flags = 0;
@@ -212,7 +244,12 @@ impl Conn {
             flags |= 0x40;
         }
         let mut h = Out::new(op::TEXT_RESP, flags);
-        h.lun(lun_raw).itt(itt).u32(20, ttt).u32(24, stat_sn).u32(28, exp).u32(32, max);
+        h.lun(lun_raw)
+            .itt(itt)
+            .u32(20, ttt)
+            .u32(24, stat_sn)
+            .u32(28, exp)
+            .u32(32, max);
         h.emit(&mut self.wbuf, data, &self.framing);
     }
 

@@ -252,6 +252,8 @@ struct Slab {
     free_head: usize,
     /// Slots in `InFlight` state: pushed to the SQ and not yet reaped.
     in_flight: usize,
+    /// Wakers of completed operations, woken after the ring lock is released.
+    wake_list: Vec<Waker>,
 }
 
 impl Slab {
@@ -260,6 +262,7 @@ impl Slab {
             slots: Vec::with_capacity(n),
             free_head: FREE_END,
             in_flight: 0,
+            wake_list: Vec::with_capacity(n),
         }
     }
 
@@ -330,9 +333,7 @@ impl Slab {
                 self.slots[idx] = Slot::Done { res, owned };
                 self.in_flight -= 1;
                 if let Some(w) = waker {
-                    // Waking only schedules the task; it never polls it inline, so doing it
-                    // under the ring lock cannot re-enter the lock.
-                    w.wake();
+                    self.wake_list.push(w);
                 }
             }
             _ => debug_assert!(false, "cqe for slot {idx} that is not in flight"),
@@ -430,6 +431,33 @@ impl Ring {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Unlocks, then wakes the futures whose completions were reaped under the lock.
+    ///
+    /// Wakers are never woken or dropped under the lock: a waker is foreign code, and if
+    /// it ever dropped a task (and with it an `Op`), `Op::drop` would lock the ring again.
+    fn release(inner: MutexGuard<'_, RingInner>) {
+        if inner.slab.wake_list.is_empty() {
+            return;
+        }
+        let mut guard = Some(inner);
+        let _ = WAKE_SCRATCH.try_with(|cell| {
+            if let (Ok(mut scratch), Some(mut g)) = (cell.try_borrow_mut(), guard.take()) {
+                // `append` moves the wakers and keeps both vectors' capacity: no allocation.
+                scratch.append(&mut g.slab.wake_list);
+                drop(g);
+                for w in scratch.drain(..) {
+                    w.wake();
+                }
+            }
+        });
+        // Only when the thread-local is gone (thread exit) or busy: wake under the lock.
+        if let Some(mut g) = guard {
+            for w in g.slab.wake_list.drain(..) {
+                w.wake();
+            }
+        }
+    }
+
     fn new() -> io::Result<Arc<Self>> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| io::Error::other("io_uring engine needs a tokio runtime"))?;
@@ -506,11 +534,14 @@ async fn reap_loop(ring: Arc<Ring>) {
             let _ = inner.submit();
         }
         inner.reap();
+        Ring::release(inner);
     }
 }
 
 thread_local! {
     static RING: RefCell<Option<Arc<Ring>>> = const { RefCell::new(None) };
+    /// Wakers moved out of a ring's lock before they are woken; reused, never shrunk.
+    static WAKE_SCRATCH: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
 }
 
 /// This thread's ring, built on first use (or after its runtime went away).
@@ -567,7 +598,13 @@ impl Op {
             Slot::InFlight { waker, .. } => {
                 match waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
+                    _ => {
+                        // A replaced waker is woken (spuriously, harmlessly) after unlock
+                        // rather than dropped under the lock.
+                        if let Some(old) = waker.replace(cx.waker().clone()) {
+                            inner.slab.wake_list.push(old);
+                        }
+                    }
                 }
                 None
             }
@@ -593,7 +630,7 @@ impl Future for Op {
                 if !inner.push(&entry.clone().user_data(user_data)) {
                     // No room even after a flush: take the buffer back and try next poll.
                     let owned = inner.slab.remove(idx);
-                    drop(inner);
+                    Ring::release(inner);
                     match owned {
                         Some(owned) => {
                             this.state = OpState::Unsubmitted { entry, owned };
@@ -619,7 +656,7 @@ impl Future for Op {
                 };
                 inner.reap();
                 let out = Op::check(&mut inner, idx, cx);
-                drop(inner);
+                Ring::release(inner);
                 match out {
                     Some(out) => Poll::Ready(out),
                     None => {
@@ -639,7 +676,7 @@ impl Future for Op {
                 }
                 inner.reap();
                 let out = Op::check(&mut inner, idx, cx);
-                drop(inner);
+                Ring::release(inner);
                 match out {
                     Some(out) => Poll::Ready(out),
                     None => {
@@ -663,17 +700,22 @@ impl Drop for Op {
     fn drop(&mut self) {
         if let OpState::Submitted { ring, idx } = &self.state {
             let mut inner = ring.lock();
+            let mut old_waker = None;
+            let mut owned = None;
             match &mut inner.slab.slots[*idx] {
                 Slot::InFlight {
                     abandoned, waker, ..
                 } => {
                     // The kernel still owns the buffer: park it until the CQE arrives.
                     *abandoned = true;
-                    *waker = None;
+                    old_waker = waker.take();
                 }
-                Slot::Done { .. } => drop(inner.slab.remove(*idx)),
+                Slot::Done { .. } => owned = inner.slab.remove(*idx),
                 Slot::Free { .. } => {}
             }
+            drop(inner);
+            drop(old_waker);
+            drop(owned);
         }
     }
 }

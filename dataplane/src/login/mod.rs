@@ -247,7 +247,11 @@ impl Login {
         // iSCSI names compare case-insensitively after stringprep (RFC 7143 §4.2.7.2), and
         // initiators in the wild use '_' in host-derived names; be lenient on both here and
         // strict on the rest of the syntax.
-        let normalized = self.neg.initiator_name.to_ascii_lowercase().replace('_', "-");
+        let normalized = self
+            .neg
+            .initiator_name
+            .to_ascii_lowercase()
+            .replace('_', "-");
         if !tgt_proto::is_valid_iscsi_name(&normalized) {
             return Some(status::INITIATOR_ERROR);
         }

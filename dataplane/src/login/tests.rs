@@ -124,14 +124,23 @@ fn continued_text_is_joined() {
 #[test]
 fn refuses_stage_going_backwards_and_bad_version() {
     let mut l = Login::new();
-    assert!(matches!(l.step(&req(1, 3, false, LEADING), &Ctx), LoginStep::Reply(_)));
-    assert!(matches!(l.step(&req(0, 1, true, b""), &Ctx), LoginStep::Fail(_)));
+    assert!(matches!(
+        l.step(&req(1, 3, false, LEADING), &Ctx),
+        LoginStep::Reply(_)
+    ));
+    assert!(matches!(
+        l.step(&req(0, 1, true, b""), &Ctx),
+        LoginStep::Fail(_)
+    ));
     let mut l = Login::new();
     let mut r = req(0, 1, true, LEADING);
     r.version_min = 1;
     assert!(matches!(l.step(&r, &Ctx), LoginStep::Fail(_)));
     let mut l = Login::new();
-    assert!(matches!(l.step(&req(0, 2, true, LEADING), &Ctx), LoginStep::Fail(_)));
+    assert!(matches!(
+        l.step(&req(0, 2, true, LEADING), &Ctx),
+        LoginStep::Fail(_)
+    ));
 }
 
 #[test]

@@ -242,7 +242,11 @@ pub fn decode<'a>(
     }
     let data_len = data_len as usize;
     let hd = if framing.header_digest { 4 } else { 0 };
-    let dd = if framing.data_digest && data_len > 0 { 4 } else { 0 };
+    let dd = if framing.data_digest && data_len > 0 {
+        4
+    } else {
+        0
+    };
     let total = BHS_LEN + ahs_len + hd + data_len + pad4(data_len) + dd;
     if buf.len() < total {
         return Ok(None);

@@ -53,8 +53,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<(String, String)>, TextError> {
             .ok_or_else(|| TextError::NoEquals(item.chars().take(64).collect()))?;
         let key_ok = !k.is_empty()
             && k.len() <= KEY_BYTES_MAX
-            && k
-                .bytes()
+            && k.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.:_+@".contains(&b));
         if !key_ok {
             return Err(TextError::BadKey(k.chars().take(64).collect()));
@@ -103,12 +102,12 @@ mod tests {
     fn refuses_malformed_text() {
         assert!(matches!(parse(b"novalue\0"), Err(TextError::NoEquals(_))));
         assert!(matches!(parse(b"=x\0"), Err(TextError::BadKey(_))));
-        assert!(matches!(
-            parse(b"A=1\0A=2\0"),
-            Err(TextError::Duplicate(_))
-        ));
+        assert!(matches!(parse(b"A=1\0A=2\0"), Err(TextError::Duplicate(_))));
         let long_key = format!("{}=1", "K".repeat(64));
-        assert!(matches!(parse(long_key.as_bytes()), Err(TextError::BadKey(_))));
+        assert!(matches!(
+            parse(long_key.as_bytes()),
+            Err(TextError::BadKey(_))
+        ));
         let long_val = format!("K={}", "v".repeat(VALUE_BYTES_MAX + 1));
         assert!(matches!(
             parse(long_val.as_bytes()),

@@ -70,11 +70,16 @@ impl SessionTable {
         portal: String,
         peer: String,
     ) -> Result<(SessionInfo, KillSwitch), SessionError> {
-        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old: Vec<u16> = g
             .sessions
             .iter()
-            .filter(|(_, e)| e.info.initiator == initiator && e.info.isid == isid && e.info.target == target)
+            .filter(|(_, e)| {
+                e.info.initiator == initiator && e.info.isid == isid && e.info.target == target
+            })
             .map(|(t, _)| *t)
             .collect();
         for t in old {
@@ -116,21 +121,33 @@ impl SessionTable {
 
     /// Forgets a session that ended (only if it is still the one registered under `tsih`).
     pub fn remove(&self, tsih: u16, nexus_id: u64) {
-        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if g.sessions.get(&tsih).is_some_and(|e| e.info.nexus_id == nexus_id) {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.sessions
+            .get(&tsih)
+            .is_some_and(|e| e.info.nexus_id == nexus_id)
+        {
             g.sessions.remove(&tsih);
         }
     }
 
     /// True when a session with this TSIH is alive.
     pub fn exists(&self, tsih: u16) -> bool {
-        let g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         g.sessions.contains_key(&tsih)
     }
 
     /// Closes a session by TSIH; false when there is none.
     pub fn close(&self, tsih: u16) -> bool {
-        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match g.sessions.remove(&tsih) {
             Some(e) => {
                 e.kill.notify_one();
@@ -142,7 +159,10 @@ impl SessionTable {
 
     /// A copy of every live session's info, ordered by TSIH.
     pub fn list(&self) -> Vec<SessionInfo> {
-        let g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut v: Vec<SessionInfo> = g.sessions.values().map(|e| e.info.clone()).collect();
         v.sort_by_key(|s| s.tsih);
         v
@@ -156,10 +176,16 @@ mod tests {
     #[test]
     fn reinstatement_kills_the_old_session() {
         let t = SessionTable::default();
-        let (a, _ka) = t.register("iqn.i", [1; 6], "iqn.t", String::new(), String::new()).unwrap();
-        let (b, _kb) = t.register("iqn.i", [2; 6], "iqn.t", String::new(), String::new()).unwrap();
+        let (a, _ka) = t
+            .register("iqn.i", [1; 6], "iqn.t", String::new(), String::new())
+            .unwrap();
+        let (b, _kb) = t
+            .register("iqn.i", [2; 6], "iqn.t", String::new(), String::new())
+            .unwrap();
         assert_ne!(a.tsih, b.tsih);
-        let (c, _kc) = t.register("iqn.i", [1; 6], "iqn.t", String::new(), String::new()).unwrap();
+        let (c, _kc) = t
+            .register("iqn.i", [1; 6], "iqn.t", String::new(), String::new())
+            .unwrap();
         let live: Vec<u16> = t.list().iter().map(|s| s.tsih).collect();
         assert!(!live.contains(&a.tsih));
         assert!(live.contains(&b.tsih) && live.contains(&c.tsih));
@@ -177,7 +203,10 @@ mod tests {
         for i in 0..limits::SESSIONS_MAX {
             let isid = (i as u64).to_be_bytes();
             let isid = [isid[2], isid[3], isid[4], isid[5], isid[6], isid[7]];
-            keep.push(t.register("iqn.i", isid, "iqn.t", String::new(), String::new()).unwrap());
+            keep.push(
+                t.register("iqn.i", isid, "iqn.t", String::new(), String::new())
+                    .unwrap(),
+            );
         }
         let err = t.register("iqn.other", [9; 6], "iqn.t", String::new(), String::new());
         assert_eq!(err.unwrap_err(), SessionError::Full(limits::SESSIONS_MAX));

@@ -114,13 +114,19 @@ mod tests {
         assert_eq!(w.admit(99, 0, ()).0, Admit::Ignore); // duplicate
         assert_eq!(w.admit(100 + limits::CMD_WINDOW, 0, ()).0, Admit::Ignore); // beyond MaxCmdSN
         assert_eq!(w.admit(100 + limits::CMD_WINDOW - 1, 0, ()).0, Admit::Held);
-        assert_eq!(w.admit(100 + limits::CMD_WINDOW - 1, 0, ()).0, Admit::Ignore); // held twice
+        assert_eq!(
+            w.admit(100 + limits::CMD_WINDOW - 1, 0, ()).0,
+            Admit::Ignore
+        ); // held twice
     }
 
     #[test]
     fn window_closes_when_full_and_wraps() {
         let w: CmdWindow<()> = CmdWindow::new(u32::MAX);
-        assert_eq!(w.max_cmd_sn(0), (u32::MAX).wrapping_add(limits::CMD_WINDOW - 1));
+        assert_eq!(
+            w.max_cmd_sn(0),
+            (u32::MAX).wrapping_add(limits::CMD_WINDOW - 1)
+        );
         let full = usize::try_from(limits::CMD_WINDOW).unwrap();
         assert_eq!(w.max_cmd_sn(full), u32::MAX - 1);
     }

@@ -156,7 +156,10 @@ fn operational_offer(o: &SessionOptions) -> Vec<(String, String)> {
     let mut keys = vec![
         pair("HeaderDigest", digest_offer(o.header_digest)),
         pair("DataDigest", digest_offer(o.data_digest)),
-        pair("MaxRecvDataSegmentLength", o.recv_data_segment_len_bytes_max),
+        pair(
+            "MaxRecvDataSegmentLength",
+            o.recv_data_segment_len_bytes_max,
+        ),
     ];
     if o.target_name.is_some() {
         keys.extend([
@@ -187,9 +190,18 @@ fn answer_target_proposal(key: &str, value: &str) -> (String, String) {
                 "Reject".to_string()
             }
         }
-        "DataPDUInOrder" | "DataSequenceInOrder" | "IFMarker" | "OFMarker" | "InitialR2T"
-        | "ImmediateData" | "ErrorRecoveryLevel" | "MaxConnections" | "DefaultTime2Wait"
-        | "DefaultTime2Retain" | "MaxOutstandingR2T" | "FirstBurstLength"
+        "DataPDUInOrder"
+        | "DataSequenceInOrder"
+        | "IFMarker"
+        | "OFMarker"
+        | "InitialR2T"
+        | "ImmediateData"
+        | "ErrorRecoveryLevel"
+        | "MaxConnections"
+        | "DefaultTime2Wait"
+        | "DefaultTime2Retain"
+        | "MaxOutstandingR2T"
+        | "FirstBurstLength"
         | "MaxBurstLength" => value.to_string(),
         _ => "NotUnderstood".to_string(),
     };

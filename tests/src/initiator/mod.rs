@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 pub use login::{Negotiated, SessionOptions};
 use pdu::{
-    read_pdu, sn_le, sn_lt, write_pdu, Bhs, Body, DataIn, DataOut, Digests, LogoutRequest,
-    NopOut, ScsiCommand, ScsiResponse, TextRequest, RESERVED_TAG,
+    read_pdu, sn_le, sn_lt, write_pdu, Bhs, Body, DataIn, DataOut, Digests, LogoutRequest, NopOut,
+    ScsiCommand, ScsiResponse, TextRequest, RESERVED_TAG,
 };
 pub use scsi::{Capacity, Inquiry, Sense};
 
@@ -151,11 +151,7 @@ enum TaskKind {
 enum Completion {
     Scsi(ScsiOutcome),
     Nop(Vec<u8>),
-    Text {
-        more: bool,
-        ttt: u32,
-        data: Vec<u8>,
-    },
+    Text { more: bool, ttt: u32, data: Vec<u8> },
     Logout(u8),
 }
 
@@ -353,10 +349,12 @@ impl Inner {
                         st.take_stat_sn(n.stat_sn, "NOP-In")?;
                         let t = st.tasks.remove(&n.itt);
                         match t {
-                            Some(t @ Task {
-                                kind: TaskKind::Nop,
-                                ..
-                            }) => {
+                            Some(
+                                t @ Task {
+                                    kind: TaskKind::Nop,
+                                    ..
+                                },
+                            ) => {
                                 let _ = t.tx.send(Event::Done(Ok(Completion::Nop(pdu.data))));
                             }
                             _ => {
@@ -372,10 +370,12 @@ impl Inner {
                     st.update_window(r.exp_cmd_sn, r.max_cmd_sn)?;
                     st.take_stat_sn(r.stat_sn, "Text Response")?;
                     match st.tasks.remove(&r.itt) {
-                        Some(t @ Task {
-                            kind: TaskKind::Text,
-                            ..
-                        }) => {
+                        Some(
+                            t @ Task {
+                                kind: TaskKind::Text,
+                                ..
+                            },
+                        ) => {
                             if r.final_ && r.cont {
                                 return violation("Text Response with both F and C".into());
                             }
@@ -392,10 +392,12 @@ impl Inner {
                     st.update_window(r.exp_cmd_sn, r.max_cmd_sn)?;
                     st.take_stat_sn(r.stat_sn, "Logout Response")?;
                     match st.tasks.remove(&r.itt) {
-                        Some(t @ Task {
-                            kind: TaskKind::Logout,
-                            ..
-                        }) => {
+                        Some(
+                            t @ Task {
+                                kind: TaskKind::Logout,
+                                ..
+                            },
+                        ) => {
                             st.closing = true;
                             let _ = t.tx.send(Event::Done(Ok(Completion::Logout(r.response))));
                         }
@@ -408,7 +410,12 @@ impl Inner {
                     if pdu.data.len() < pdu::BHS_LEN {
                         return violation("Reject without the rejected header".into());
                     }
-                    let itt = u32::from_be_bytes([pdu.data[16], pdu.data[17], pdu.data[18], pdu.data[19]]);
+                    let itt = u32::from_be_bytes([
+                        pdu.data[16],
+                        pdu.data[17],
+                        pdu.data[18],
+                        pdu.data[19],
+                    ]);
                     if let Some(t) = st.tasks.remove(&itt) {
                         let _ = t.tx.send(Event::Done(Err(Error::Rejected(r.reason))));
                     } else {
@@ -922,7 +929,8 @@ impl Session {
                     Event::Done(Ok(Completion::Scsi(o))) => {
                         if write && o.status == scsi::STATUS_GOOD {
                             let missing = expected_len - next_solicited;
-                            let explained = matches!(o.residual, Residual::Underflow(n) if n == missing);
+                            let explained =
+                                matches!(o.residual, Residual::Underflow(n) if n == missing);
                             if missing > 0 && !explained {
                                 let e = Error::Protocol(format!(
                                     "write completed GOOD with {missing} bytes never requested"
@@ -972,7 +980,10 @@ impl Session {
     fn rw_result(o: ScsiOutcome) -> Result<ScsiOutcome> {
         let o = o.good()?;
         if o.residual != Residual::None {
-            return violation(format!("unexpected residual {:?} on a READ/WRITE", o.residual));
+            return violation(format!(
+                "unexpected residual {:?} on a READ/WRITE",
+                o.residual
+            ));
         }
         Ok(o)
     }

@@ -539,10 +539,8 @@ impl Bhs {
             }
             Body::ScsiCommand(p) => {
                 b[0] = opcode::SCSI_COMMAND | bit(p.immediate, 0x40);
-                b[1] = bit(p.final_, 0x80)
-                    | bit(p.read, 0x40)
-                    | bit(p.write, 0x20)
-                    | (p.attr & 0x07);
+                b[1] =
+                    bit(p.final_, 0x80) | bit(p.read, 0x40) | bit(p.write, 0x20) | (p.attr & 0x07);
                 put64(&mut b, 8, p.lun);
                 put32(&mut b, 16, p.itt);
                 put32(&mut b, 20, p.expected_len);
@@ -553,10 +551,8 @@ impl Bhs {
             Body::LoginRequest(p) => {
                 // RFC 7143 §11.12: a Login Request always has the I bit set.
                 b[0] = opcode::LOGIN_REQUEST | 0x40;
-                b[1] = bit(p.transit, 0x80)
-                    | bit(p.cont, 0x40)
-                    | (p.csg.bits() << 2)
-                    | p.nsg.bits();
+                b[1] =
+                    bit(p.transit, 0x80) | bit(p.cont, 0x40) | (p.csg.bits() << 2) | p.nsg.bits();
                 b[2] = p.version_max;
                 b[3] = p.version_min;
                 b[8..14].copy_from_slice(&p.isid);
@@ -623,10 +619,8 @@ impl Bhs {
             }
             Body::LoginResponse(p) => {
                 b[0] = opcode::LOGIN_RESPONSE;
-                b[1] = bit(p.transit, 0x80)
-                    | bit(p.cont, 0x40)
-                    | (p.csg.bits() << 2)
-                    | p.nsg.bits();
+                b[1] =
+                    bit(p.transit, 0x80) | bit(p.cont, 0x40) | (p.csg.bits() << 2) | p.nsg.bits();
                 b[2] = p.version_max;
                 b[3] = p.version_active;
                 b[8..14].copy_from_slice(&p.isid);
@@ -903,11 +897,7 @@ impl Bhs {
                 max_cmd_sn: get32(b, 32),
                 data_sn: get32(b, 36),
             }),
-            other => {
-                return Err(Error::Protocol(format!(
-                    "unexpected opcode {other:#04x}"
-                )))
-            }
+            other => return Err(Error::Protocol(format!("unexpected opcode {other:#04x}"))),
         };
         Ok(Bhs {
             body,
@@ -967,8 +957,8 @@ pub fn write_pdu<W: Write>(
     digests: Digests,
 ) -> Result<(), Error> {
     let mut hdr = bhs.clone();
-    hdr.data_segment_len = u32::try_from(data.len())
-        .map_err(|_| Error::Protocol("data segment too long".into()))?;
+    hdr.data_segment_len =
+        u32::try_from(data.len()).map_err(|_| Error::Protocol("data segment too long".into()))?;
     let head = hdr.encode()?;
     let pad = pad_len(data.len());
     let mut buf = Vec::with_capacity(BHS_LEN + 8 + data.len() + pad);
@@ -1404,7 +1394,10 @@ mod tests {
 
     #[test]
     fn lun_encoding_uses_peripheral_then_flat_addressing() {
-        assert_eq!(encode_lun(1).unwrap().to_be_bytes(), [0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            encode_lun(1).unwrap().to_be_bytes(),
+            [0, 1, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(
             encode_lun(300).unwrap().to_be_bytes(),
             [0x41, 0x2c, 0, 0, 0, 0, 0, 0]

@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn value_may_contain_equals_and_padding_is_ignored() {
         let got = decode(b"A=b=c\0\0\0B=1\0").unwrap();
-        assert_eq!(got, vec![("A".into(), "b=c".into()), ("B".into(), "1".into())]);
+        assert_eq!(
+            got,
+            vec![("A".into(), "b=c".into()), ("B".into(), "1".into())]
+        );
     }
 
     #[test]

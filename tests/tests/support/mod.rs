@@ -13,12 +13,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn newest_mtime(dir: &Path) -> SystemTime {
     let mut newest = SystemTime::UNIX_EPOCH;
-    let Ok(rd) = std::fs::read_dir(dir) else { return newest };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return newest;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let t = if p.is_dir() {
@@ -27,7 +32,9 @@ fn newest_mtime(dir: &Path) -> SystemTime {
             }
             newest_mtime(&p)
         } else {
-            e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+            e.metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH)
         };
         newest = newest.max(t);
     }
@@ -44,7 +51,10 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     let candidate = profile_dir.join(name);
     let root = workspace_root();
     let sources = ["dataplane", "controlplane", "cli"]
@@ -187,7 +197,13 @@ impl Dataplane {
             .expect("spawn tgt-dataplane");
         let mut daemon = Daemon { child, log };
         let portal = wait_ready(&mut daemon, &ready);
-        Self { daemon, portal, iqn, image, dir }
+        Self {
+            daemon,
+            portal,
+            iqn,
+            image,
+            dir,
+        }
     }
 
     pub fn url(&self, lun: u16) -> String {
@@ -209,9 +225,16 @@ fn wait_ready(daemon: &mut Daemon, ready: &Path) -> SocketAddr {
             }
         }
         if !daemon.alive() {
-            panic!("tgt-dataplane exited before it was ready; log:\n{}", daemon.log_text());
+            panic!(
+                "tgt-dataplane exited before it was ready; log:\n{}",
+                daemon.log_text()
+            );
         }
-        assert!(Instant::now() < deadline, "tgt-dataplane not ready in 30 s; log:\n{}", daemon.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "tgt-dataplane not ready in 30 s; log:\n{}",
+            daemon.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -254,7 +277,7 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let s = child.wait().expect("reap tool");
+            let _ = child.wait();
             let stdout = t_out.join().unwrap_or_default();
             panic!(
                 "{:?} did not finish within {:?}; output so far:\n{}",
@@ -262,10 +285,6 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
                 limit,
                 String::from_utf8_lossy(&stdout)
             );
-            #[allow(unreachable_code)]
-            {
-                break s;
-            }
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -277,5 +296,9 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
