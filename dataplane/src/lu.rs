@@ -70,6 +70,23 @@ pub struct LuConfig {
     pub target_name: String,
     /// LUN number (0..=16383).
     pub lun: u16,
+    /// Which backing-store engine to use.
+    pub engine: Engine,
+}
+
+/// The backing-store engine a storage asks for (`backendType`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// Plain file I/O (`"file"`).
+    #[default]
+    File,
+    /// io_uring (`"iouring"`), falling back to `File` when the kernel refuses it.
+    IoUring {
+        /// `ioUringQueueDepth`.
+        queue_depth: u32,
+        /// Open with O_DIRECT when the file system supports it.
+        direct: bool,
+    },
 }
 
 /// Outcome of one SCSI command.
@@ -217,8 +234,56 @@ impl LogicalUnit {
         if !cfg.online {
             return Self::build(cfg, None);
         }
-        let b = FileBackend::open(&cfg.path, cfg.read_only, cfg.create_size_bytes)?;
-        Self::build(cfg, Some(Backend::File(b)))
+        let backend = match cfg.engine {
+            Engine::File => Backend::File(FileBackend::open(
+                &cfg.path,
+                cfg.read_only,
+                cfg.create_size_bytes,
+            )?),
+            Engine::IoUring {
+                queue_depth,
+                direct,
+            } => {
+                let opts = crate::backend::UringOptions {
+                    queue_depth: Some(queue_depth),
+                    direct,
+                    block_size_bytes: cfg.block_size,
+                    force_unavailable: false,
+                };
+                match crate::backend::UringBackend::open(
+                    &cfg.path,
+                    cfg.read_only,
+                    cfg.create_size_bytes,
+                    &opts,
+                ) {
+                    Ok(u) => Backend::Uring(u),
+                    Err(crate::backend::UringOpenError::Unavailable(why)) => {
+                        tracing::warn!(
+                            device_id = cfg.device_id,
+                            reason = %why,
+                            "io_uring unavailable: serving this storage with plain file I/O"
+                        );
+                        Backend::File(FileBackend::open(
+                            &cfg.path,
+                            cfg.read_only,
+                            cfg.create_size_bytes,
+                        )?)
+                    }
+                    Err(crate::backend::UringOpenError::Backend(e)) => return Err(e),
+                }
+            }
+        };
+        Self::build(cfg, Some(backend))
+    }
+
+    /// The engine actually serving I/O: `"file"`, `"iouring"`, `"iouring+odirect"`, or
+    /// `"none"` for an offline storage.
+    pub fn active_backend(&self) -> &'static str {
+        match &self.backend {
+            None => "none",
+            Some(Backend::Uring(u)) => u.active_kind(),
+            Some(_) => "file",
+        }
     }
 
     /// Uses an already built backend (memory or fault backends in tests).
@@ -1105,6 +1170,7 @@ mod tests {
             block_size: BS,
             create_size_bytes: None,
             target_name: "iqn.2024-01.test:tgt".into(),
+            engine: Engine::File,
             lun,
         }
     }

@@ -73,12 +73,26 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
                 create_size_bytes: storage.size_bytes(),
                 target_name: t.name().to_string(),
                 lun,
+                engine: match storage.backend() {
+                    tgt_proto::BackendType::Iouring => lu::Engine::IoUring {
+                        queue_depth: storage.io_uring_queue_depth(),
+                        direct: storage.direct_io(),
+                    },
+                    tgt_proto::BackendType::File => lu::Engine::File,
+                },
             };
             let unit = LogicalUnit::open(&lc).map_err(|source| RunError::Storage {
                 device_id: storage.device_id(),
                 path: storage.path().display().to_string(),
                 source,
             })?;
+            info!(
+                target = t.name(),
+                lun,
+                device_id = storage.device_id(),
+                backend = unit.active_backend(),
+                "logical unit ready"
+            );
             luns.push((lun, Arc::new(unit)));
         }
         let tpgs = t
