@@ -53,8 +53,6 @@ struct Task {
     running: bool,
     aborted: bool,
     digest_bad: bool,
-    /// R2Ts sent so far: the SCSI Response's ExpDataSN for a write (RFC 7143 §11.4.6).
-    r2ts_sent: u32,
 }
 
 /// A task management response waiting for aborted commands to finish.
@@ -667,11 +665,11 @@ impl Conn {
         }
         if write && read {
             // Bidirectional commands are not offered by any command we implement.
-            self.respond_check(itt, 0, edtl, Sense::invalid_field_in_cdb(0, None).encode());
+            self.respond_check(itt, edtl, Sense::invalid_field_in_cdb(0, None).encode());
             return Ok(());
         }
         if edtl > limits::TRANSFER_BYTES_MAX {
-            self.respond_check(itt, 0, edtl, Sense::invalid_field_in_cdb(0, None).encode());
+            self.respond_check(itt, edtl, Sense::invalid_field_in_cdb(0, None).encode());
             return Ok(());
         }
         let mut task = Task {
@@ -686,7 +684,6 @@ impl Conn {
             running: false,
             aborted: false,
             digest_bad: p.data_digest_bad,
-            r2ts_sent: 0,
         };
         if write && edtl > 0 {
             let ws = match WriteState::new(edtl, imm, b.final_bit(), &self.write_limits) {
@@ -748,7 +745,6 @@ impl Conn {
             None => true,
         };
         let lun_raw = task.lun_raw;
-        task.r2ts_sent = task.r2ts_sent.wrapping_add(u32::try_from(n).unwrap_or(0));
         for r in &r2ts[..n] {
             self.send_r2t(itt, lun_raw, r);
         }
@@ -762,11 +758,10 @@ impl Conn {
             return;
         };
         if task.digest_bad {
-            let (r2ts, edtl) = (task.r2ts_sent, task.edtl);
+            let edtl = task.edtl;
             self.tasks.remove(&itt);
             self.respond_check(
                 itt,
-                r2ts,
                 edtl,
                 Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode(),
             );
@@ -821,11 +816,10 @@ impl Conn {
             Err(DataOutError::ShortSequence { .. }) => {
                 // The sequence closed short; what arrived is placed, and the task cannot
                 // complete at ERL 0: end it with a protocol-error check condition.
-                let (r2ts, edtl) = (task.r2ts_sent, task.edtl);
+                let edtl = task.edtl;
                 self.tasks.remove(&itt);
                 self.respond_check(
                     itt,
-                    r2ts,
                     edtl,
                     Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode(),
                 );
@@ -899,10 +893,11 @@ impl Conn {
                 _ => Residual::None,
             }
         };
-        self.send_scsi_response(itt, resp.status, &resp.sense, residual, task.r2ts_sent);
+        // ExpDataSN counts Data-In PDUs only and is 0 when there were none (RFC 7143 §11.4.6).
+        self.send_scsi_response(itt, resp.status, &resp.sense, residual, 0);
     }
 
-    fn respond_check(&mut self, itt: u32, r2ts_sent: u32, edtl: u32, sense: Vec<u8>) {
+    fn respond_check(&mut self, itt: u32, edtl: u32, sense: Vec<u8>) {
         self.mark_dead(itt);
         let residual = if edtl > 0 {
             Residual::Under(edtl)
@@ -914,7 +909,7 @@ impl Conn {
             crate::scsi::status::CHECK_CONDITION,
             &sense,
             residual,
-            r2ts_sent,
+            0,
         );
     }
 

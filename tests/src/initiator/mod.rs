@@ -183,6 +183,55 @@ struct State {
     closing: bool,
 }
 
+/// Counters of the protocol paths a session exercised, so tests can prove that, say, R2Ts
+/// really happened.
+#[derive(Debug, Default)]
+struct Counters {
+    commands: AtomicU64,
+    immediate_data_bytes: AtomicU64,
+    unsolicited_data_out_pdus: AtomicU64,
+    solicited_data_out_pdus: AtomicU64,
+    r2ts: AtomicU64,
+    data_in_pdus: AtomicU64,
+    target_pings_answered: AtomicU64,
+    async_events: AtomicU64,
+}
+
+/// A snapshot of the protocol paths a session exercised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionStats {
+    /// SCSI commands sent.
+    pub commands: u64,
+    /// Bytes sent as immediate data.
+    pub immediate_data_bytes: u64,
+    /// Unsolicited Data-Out PDUs sent (TTT 0xffffffff).
+    pub unsolicited_data_out_pdus: u64,
+    /// Data-Out PDUs sent in answer to R2Ts.
+    pub solicited_data_out_pdus: u64,
+    /// R2Ts received.
+    pub r2ts: u64,
+    /// Data-In PDUs received.
+    pub data_in_pdus: u64,
+    /// Target NOP-In pings answered.
+    pub target_pings_answered: u64,
+    /// Asynchronous Messages received.
+    pub async_events: u64,
+}
+
+impl SessionStats {
+    /// Field-wise sum.
+    pub fn add(&mut self, o: &SessionStats) {
+        self.commands += o.commands;
+        self.immediate_data_bytes += o.immediate_data_bytes;
+        self.unsolicited_data_out_pdus += o.unsolicited_data_out_pdus;
+        self.solicited_data_out_pdus += o.solicited_data_out_pdus;
+        self.r2ts += o.r2ts;
+        self.data_in_pdus += o.data_in_pdus;
+        self.target_pings_answered += o.target_pings_answered;
+        self.async_events += o.async_events;
+    }
+}
+
 struct Inner {
     writer: Mutex<TcpStream>,
     state: Mutex<State>,
@@ -190,8 +239,8 @@ struct Inner {
     params: Negotiated,
     digests: Digests,
     timeout: Duration,
-    pings_answered: AtomicU64,
-    async_events: AtomicU64,
+    check_exp_data_sn: bool,
+    counters: Counters,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -314,6 +363,7 @@ impl Inner {
                         ));
                     }
                     t.next_r2t_sn = t.next_r2t_sn.wrapping_add(1);
+                    self.counters.r2ts.fetch_add(1, Ordering::Relaxed);
                     let end = u64::from(r.offset) + u64::from(r.desired_len);
                     if r.desired_len == 0
                         || r.desired_len > burst_max
@@ -425,7 +475,7 @@ impl Inner {
                 Body::AsyncMessage(a) => {
                     st.update_window(a.exp_cmd_sn, a.max_cmd_sn)?;
                     st.take_stat_sn(a.stat_sn, "Async Message")?;
-                    self.async_events.fetch_add(1, Ordering::Relaxed);
+                    self.counters.async_events.fetch_add(1, Ordering::Relaxed);
                 }
                 other => return violation(format!("unexpected PDU from target: {other:?}")),
             }
@@ -447,7 +497,7 @@ impl Inner {
             );
             drop(st);
             write_pdu(&mut *w, &bhs, &data, self.digests)?;
-            self.pings_answered.fetch_add(1, Ordering::Relaxed);
+            self.counters.target_pings_answered.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -460,6 +510,7 @@ impl Inner {
             }
             st.take_stat_sn(d.stat_sn, "Data-In")?;
         }
+        self.counters.data_in_pdus.fetch_add(1, Ordering::Relaxed);
         let t = st.task(d.itt, "Data-In")?;
         if !t.read {
             return violation(format!("Data-In for non-read ITT {:#x}", d.itt));
@@ -534,11 +585,13 @@ impl Inner {
             Err(Error::ServiceResponse(r.response))
         } else {
             let residual = check_residual(t, r.status, r.overflow, r.underflow, r.residual)?;
-            // RFC 7143 §11.4.8: ExpDataSN counts the R2T and Data-In PDUs of the command.
-            let sent = t.next_data_sn.wrapping_add(t.next_r2t_sn);
-            if r.exp_data_sn != sent && r.status == scsi::STATUS_GOOD {
+            // RFC 7143 §11.4.6: ExpDataSN is the number of Data-In PDUs sent for the command
+            // and MUST be 0 when there were none (so 0 for writes; RFC 3720 also counted R2Ts,
+            // which RFC 7143 dropped).
+            let sent = t.next_data_sn;
+            if self.check_exp_data_sn && r.exp_data_sn != sent && r.status == scsi::STATUS_GOOD {
                 return violation(format!(
-                    "SCSI Response ExpDataSN {} but the target sent {sent} R2T/Data-In PDUs",
+                    "SCSI Response ExpDataSN {} but the target sent {sent} Data-In PDUs",
                     r.exp_data_sn
                 ));
             }
@@ -744,6 +797,12 @@ impl Inner {
             })?;
             data_sn += 1;
             at += n;
+            let c = if ttt == RESERVED_TAG {
+                &self.counters.unsolicited_data_out_pdus
+            } else {
+                &self.counters.solicited_data_out_pdus
+            };
+            c.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -817,8 +876,8 @@ impl Session {
             params,
             digests,
             timeout: opts.command_timeout,
-            pings_answered: AtomicU64::new(0),
-            async_events: AtomicU64::new(0),
+            check_exp_data_sn: opts.check_exp_data_sn,
+            counters: Counters::default(),
         });
         let r_inner = Arc::clone(&inner);
         let reader = std::thread::Builder::new()
@@ -836,14 +895,20 @@ impl Session {
         &self.inner.params
     }
 
-    /// How many target NOP-In pings this session has answered.
-    pub fn target_pings_answered(&self) -> u64 {
-        self.inner.pings_answered.load(Ordering::Relaxed)
-    }
-
-    /// How many Asynchronous Messages the target has sent.
-    pub fn async_events(&self) -> u64 {
-        self.inner.async_events.load(Ordering::Relaxed)
+    /// Counters of the protocol paths this session exercised so far.
+    pub fn stats(&self) -> SessionStats {
+        let c = &self.inner.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SessionStats {
+            commands: g(&c.commands),
+            immediate_data_bytes: g(&c.immediate_data_bytes),
+            unsolicited_data_out_pdus: g(&c.unsolicited_data_out_pdus),
+            solicited_data_out_pdus: g(&c.solicited_data_out_pdus),
+            r2ts: g(&c.r2ts),
+            data_in_pdus: g(&c.data_in_pdus),
+            target_pings_answered: g(&c.target_pings_answered),
+            async_events: g(&c.async_events),
+        }
     }
 
     /// The fatal error that ended this session, if any.
@@ -901,6 +966,11 @@ impl Session {
                         cdb: cdb16,
                     })
                 })?;
+            self.inner.counters.commands.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .counters
+                .immediate_data_bytes
+                .fetch_add(u64::from(immediate_len), Ordering::Relaxed);
             if unsolicited_end > immediate_len {
                 self.inner.send_data_out(
                     wire_lun,
