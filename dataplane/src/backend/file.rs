@@ -1,6 +1,9 @@
 //! File and block-device backend.
 //!
-//! Every syscall here blocks, so each operation runs on `tokio::task::spawn_blocking` and
+//! Reads and writes first try `preadv2`/`pwritev2` with `RWF_NOWAIT`, which the kernel
+//! completes only when no waiting is needed (data in the page cache, no writeback
+//! throttling) and otherwise refuses with `EAGAIN`: a page-cache hit is served inline, with
+//! no thread hand-off. Everything that may block runs on `tokio::task::spawn_blocking` and
 //! never on a network thread. Reads and writes use `pread`/`pwrite` (through
 //! `std::os::unix::fs::FileExt`, which loops over short transfers); hole punching and zeroing
 //! use `fallocate(2)`; the allocation map uses `lseek(2)` with `SEEK_DATA`/`SEEK_HOLE`.
@@ -10,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// `BLKGETSIZE64` = `_IOR(0x12, 114, u64)`: the size of a block device in bytes.
@@ -18,6 +22,67 @@ const BLKGETSIZE64: u64 = 0x8008_1272;
 
 /// Largest zero buffer written at once when `fallocate(ZERO_RANGE)` is unavailable.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// Whether `RWF_NOWAIT` is worth trying; cleared for good once the kernel or file system
+/// says it does not support it (`EOPNOTSUPP`/`EINVAL`), so we stop paying a failed syscall.
+static READ_NOWAIT: AtomicBool = AtomicBool::new(true);
+static WRITE_NOWAIT: AtomicBool = AtomicBool::new(true);
+
+enum Nowait {
+    /// The whole transfer completed.
+    Done,
+    /// It would block after `n` bytes (possibly 0); finish the rest on the blocking pool.
+    WouldBlock(usize),
+    /// A real error.
+    Failed(std::io::Error),
+}
+
+/// One non-blocking attempt at a positioned read or write of all of `buf`.
+fn try_nowait(file: &File, buf: *mut u8, len: usize, offset: u64, write: bool) -> Nowait {
+    let flag = if write { &WRITE_NOWAIT } else { &READ_NOWAIT };
+    if !flag.load(Ordering::Relaxed) {
+        return Nowait::WouldBlock(0);
+    }
+    let mut done = 0usize;
+    while done < len {
+        let Ok(off) = libc::off_t::try_from(offset + done as u64) else {
+            return Nowait::WouldBlock(done);
+        };
+        let iov = libc::iovec {
+            // SAFETY (pointer arithmetic): done < len, so the pointer stays inside the buffer.
+            iov_base: buf.wrapping_add(done).cast(),
+            iov_len: len - done,
+        };
+        // SAFETY: `iov` describes `len - done` bytes inside the caller's live buffer (borrowed
+        // mutably for a read, shared for a write, for the whole call); the fd is open.
+        let n = unsafe {
+            if write {
+                libc::pwritev2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT)
+            } else {
+                libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT)
+            }
+        };
+        match n {
+            n if n > 0 => done += usize::try_from(n).unwrap_or(0),
+            0 => {
+                return Nowait::Failed(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN) => Nowait::WouldBlock(done),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+                        flag.store(false, Ordering::Relaxed);
+                        Nowait::WouldBlock(done)
+                    }
+                    Some(libc::EINTR) => continue,
+                    _ => Nowait::Failed(e),
+                };
+            }
+        }
+    }
+    Nowait::Done
+}
 
 /// A plain file or a block device opened for pread/pwrite.
 #[derive(Debug, Clone)]
@@ -153,16 +218,24 @@ impl FileBackend {
     }
 
     /// Reads `buf.len()` bytes at `offset`.
-    pub async fn read(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn read(&self, offset: u64, mut buf: Vec<u8>) -> BufResult {
         if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes, "read") {
             return (buf, Err(e));
         }
+        let len = buf.len();
+        let start = match try_nowait(&self.file, buf.as_mut_ptr(), len, offset, false) {
+            Nowait::Done => return (buf, Ok(())),
+            Nowait::WouldBlock(n) => n,
+            Nowait::Failed(e) => {
+                return (buf, Err(BackendError::from_io(e, format!("read at {offset}"))))
+            }
+        };
         let file = Arc::clone(&self.file);
         let (tx_buf, res) = match tokio::task::spawn_blocking(move || {
             let mut buf = buf;
             // read_exact_at loops over short reads and reports EOF as an error.
             let r = file
-                .read_exact_at(&mut buf, offset)
+                .read_exact_at(&mut buf[start..], offset + start as u64)
                 .map_err(|e| BackendError::from_io(e, format!("read at {offset}")));
             (buf, r)
         })
@@ -188,11 +261,20 @@ impl FileBackend {
         if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes, "write") {
             return (buf, Err(e));
         }
+        let len = buf.len();
+        // pwritev2 only reads from the buffer; the cast to *mut is for the shared helper.
+        let start = match try_nowait(&self.file, buf.as_ptr().cast_mut(), len, offset, true) {
+            Nowait::Done => return (buf, Ok(())),
+            Nowait::WouldBlock(n) => n,
+            Nowait::Failed(e) => {
+                return (buf, Err(BackendError::from_io(e, format!("write at {offset}"))))
+            }
+        };
         let file = Arc::clone(&self.file);
         match tokio::task::spawn_blocking(move || {
             // write_all_at loops over short writes; a zero-length write is an error.
             let r = file
-                .write_all_at(&buf, offset)
+                .write_all_at(&buf[start..], offset + start as u64)
                 .map_err(|e| BackendError::from_io(e, format!("write at {offset}")));
             (buf, r)
         })

@@ -8,6 +8,7 @@
 mod reply;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -776,13 +777,24 @@ impl Conn {
         let cdb = std::mem::take(&mut task.cdb);
         let lun = task.lun;
         let expected_in = if task.read { task.edtl } else { 0 };
-        self.running.spawn(async move {
+        let mut fut = Box::pin(async move {
             let resp = target
                 .scsi
                 .execute(lun, &nexus, &cdb, &data, expected_in)
                 .await;
             Done { itt, resp }
         });
+        // Most commands (page-cache reads, INQUIRY, ...) finish without waiting: poll once
+        // here and answer in this turn, with no task spawn and no cross-thread wake-up.
+        // A future that is not ready is handed to the runtime, which polls it again with a
+        // real waker (a future must honour the waker of its latest poll).
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(done) => self.on_done(Ok(done)),
+            std::task::Poll::Pending => {
+                self.running.spawn(fut);
+            }
+        }
     }
 
     fn on_data_out(&mut self, p: &RawPdu<'_>) -> Result<(), End> {
