@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::initiator::{Error, Negotiated, Session, SessionOptions};
+use crate::initiator::{Error, Negotiated, Session, SessionOptions, SessionStats};
 
 /// Magic tag in every pattern block.
 const MAGIC: &[u8; 8] = b"TGTLOAD1";
@@ -126,8 +126,8 @@ pub struct LoadReport {
     pub mib_per_s: f64,
     /// Per-command latency in the timed phase.
     pub latency_us: Latency,
-    /// Target NOP-In pings answered during the run.
-    pub target_pings_answered: u64,
+    /// Protocol paths exercised, summed over the sessions.
+    pub protocol: SessionStats,
     /// The first few errors.
     pub first_errors: Vec<String>,
     /// The first few mismatches.
@@ -380,6 +380,23 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
     u64::from(sorted[i])
 }
 
+/// The first command of a new I_T nexus may meet a unit attention (for example POWER ON
+/// RESET, SPC-4 §5.14); TEST UNIT READY consumes it before the measured I/O starts.
+fn clear_unit_attention(s: &Session, lun: u64) -> anyhow::Result<()> {
+    let mut r = s.test_unit_ready(lun);
+    for _ in 0..3 {
+        match &r {
+            Err(Error::Scsi {
+                sense: Some(sense), ..
+            }) if sense.key == 6 => {
+                r = s.test_unit_ready(lun);
+            }
+            _ => break,
+        }
+    }
+    r.context("TEST UNIT READY")
+}
+
 /// Runs a verified load against `target` LUN `lun` at `portal`. Errors found during the run
 /// are counted in the report; `Err` means the run could not start (login or capacity failed,
 /// or the options do not fit the LUN).
@@ -400,15 +417,7 @@ pub fn verified_load(
         ..opts.session.clone()
     };
     let probe = Session::login(portal, &sopts).context("probe login")?;
-    // The first command of a new I_T nexus may see a unit attention; retry a few times.
-    let mut tur = probe.test_unit_ready(lun);
-    for _ in 0..3 {
-        if tur.is_ok() {
-            break;
-        }
-        tur = probe.test_unit_ready(lun);
-    }
-    tur.context("TEST UNIT READY")?;
+    clear_unit_attention(&probe, lun)?;
     let cap = probe.read_capacity16(lun).context("READ CAPACITY (16)")?;
     probe.logout().context("probe logout")?;
     if cap.block_len_bytes < 32 {
@@ -436,7 +445,9 @@ pub fn verified_load(
 
     let mut sessions_v = Vec::new();
     for i in 0..opts.sessions {
-        sessions_v.push(Session::login(portal, &sopts).with_context(|| format!("login {i}"))?);
+        let s = Session::login(portal, &sopts).with_context(|| format!("login {i}"))?;
+        clear_unit_attention(&s, lun)?;
+        sessions_v.push(s);
     }
     let negotiated = sessions_v.first().map(|s| s.negotiated().clone());
     let started = Instant::now();
@@ -526,7 +537,7 @@ pub fn verified_load(
         lat.extend(r.latencies_us);
     }
     for (i, s) in sessions_v.into_iter().enumerate() {
-        report.target_pings_answered += s.target_pings_answered();
+        report.protocol.add(&s.stats());
         if let Err(e) = s.logout() {
             report.errors += 1;
             if report.first_errors.len() < DETAILS_MAX {

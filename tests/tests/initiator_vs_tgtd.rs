@@ -65,6 +65,11 @@ fn tgtadm(control_port: u32, args: &[&str]) -> std::process::Output {
 
 impl Tgtd {
     fn start(name: &str) -> Tgtd {
+        Tgtd::start_with(name, &[])
+    }
+
+    /// Starts tgtd and applies `params` (name, value) to the target with `tgtadm --op update`.
+    fn start_with(name: &str, params: &[(&str, &str)]) -> Tgtd {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
@@ -138,6 +143,18 @@ impl Tgtd {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
                 t.log()
+            );
+        }
+        for (k, v) in params {
+            let args = [
+                "--lld", "iscsi", "--op", "update", "--mode", "target", "--tid", "1", "-n", k,
+                "-v", v,
+            ];
+            let out = tgtadm(t.control_port, &args);
+            assert!(
+                out.status.success(),
+                "tgtadm {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         t.wait_for_portal();
@@ -292,7 +309,16 @@ fn many_threads_share_one_session_within_the_cmdsn_window() {
 #[test]
 fn verified_load_against_tgtd_has_no_errors_or_mismatches() {
     require_tgtd!();
-    let t = Tgtd::start("load");
+    // A one-second NOP-In interval makes tgtd ping us during the run; InitialR2T=No lets
+    // unsolicited Data-Out happen (tgtd's default Yes would win the OR negotiation).
+    let t = Tgtd::start_with(
+        "load",
+        &[
+            ("nop_interval", "1"),
+            ("nop_count", "5"),
+            ("InitialR2T", "No"),
+        ],
+    );
     let opts = LoadOptions {
         sessions: 2,
         queue_depth_per_session: 4,
@@ -301,6 +327,15 @@ fn verified_load_against_tgtd_has_no_errors_or_mismatches() {
         io_len_bytes_max: 65_536,
         write_percent: 50,
         region_blocks: Some(16_384),
+        // A first burst below the largest write makes the bigger writes go immediate data,
+        // then unsolicited Data-Out, then R2T-solicited Data-Out; a 16 KiB receive limit
+        // makes the bigger reads arrive as several Data-In PDUs.
+        session: SessionOptions {
+            first_burst_len_bytes: 16_384,
+            recv_data_segment_len_bytes_max: 16_384,
+            outstanding_r2t_max: 4,
+            ..t.options()
+        },
         ..LoadOptions::default()
     };
     let report = verified_load(t.portal, IQN, 1, opts).unwrap();
@@ -310,12 +345,25 @@ fn verified_load_against_tgtd_has_no_errors_or_mismatches() {
     assert!(report.ops > 0);
     assert!(report.writes > 0 && report.reads > 0);
     assert!(report.verified_blocks > 0);
+    let p = report.protocol;
+    assert!(p.immediate_data_bytes > 0, "{p:?}");
+    assert!(p.unsolicited_data_out_pdus > 0, "{p:?}");
+    assert!(p.r2ts > 0 && p.solicited_data_out_pdus > 0, "{p:?}");
+    assert!(p.data_in_pdus > report.reads, "no multi-PDU Data-In: {p:?}");
+    assert!(p.target_pings_answered > 0, "tgtd never pinged: {p:?}");
 }
 
 #[test]
 fn verified_load_with_digests_and_solicited_data_only() {
     require_tgtd!();
-    let t = Tgtd::start("digests");
+    // tgtd offers only None for digests unless the target is configured to accept CRC32C.
+    let t = Tgtd::start_with(
+        "digests",
+        &[
+            ("HeaderDigest", "CRC32C,None"),
+            ("DataDigest", "CRC32C,None"),
+        ],
+    );
     let opts = LoadOptions {
         sessions: 1,
         queue_depth_per_session: 4,
@@ -330,7 +378,7 @@ fn verified_load_with_digests_and_solicited_data_only() {
             recv_data_segment_len_bytes_max: 8192,
             burst_len_bytes_max: 16_384,
             first_burst_len_bytes: 8192,
-            ..SessionOptions::default()
+            ..t.options()
         },
         ..LoadOptions::default()
     };

@@ -45,6 +45,10 @@ pub struct SessionOptions {
     pub outstanding_r2t_max: u32,
     /// How long a command may wait for its response before it fails with a timeout.
     pub command_timeout: std::time::Duration,
+    /// Check ExpDataSN in SCSI Responses (RFC 7143 §11.4.8: the number of Data-In PDUs sent
+    /// for the command). On by default; a knob for judging targets that follow RFC 3720, which
+    /// also counted R2Ts.
+    pub check_exp_data_sn: bool,
 }
 
 impl Default for SessionOptions {
@@ -61,6 +65,7 @@ impl Default for SessionOptions {
             burst_len_bytes_max: 262_144,
             outstanding_r2t_max: 1,
             command_timeout: std::time::Duration::from_secs(30),
+            check_exp_data_sn: true,
         }
     }
 }

@@ -497,7 +497,9 @@ impl Inner {
             );
             drop(st);
             write_pdu(&mut *w, &bhs, &data, self.digests)?;
-            self.counters.target_pings_answered.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .target_pings_answered
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
