@@ -5,10 +5,12 @@
 //! window); [`task`] (R2T and Data-Out sequencing); [`scsi`] (SPC-4/SBC-3 command set,
 //! transport-agnostic); [`backend`] (block devices); [`lu`] (runs SCSI commands on a
 //! backend); [`conn`] (the only socket code of the protocol path); [`live`] (the config
-//! snapshot the fast path reads). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
+//! snapshot the fast path reads); [`control`] (run-time config changes and the control
+//! socket). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
 
 pub mod backend;
 pub mod conn;
+pub mod control;
 pub mod io;
 pub mod limits;
 pub mod live;

@@ -11,9 +11,17 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Serve this gotgt-style JSON config file.
-    #[arg(long, env = "TGT_DATAPLANE_CONFIG", required_unless_present = "demo")]
+    /// Serve this gotgt-style JSON config file at once (as config generation 1).
+    #[arg(
+        long,
+        env = "TGT_DATAPLANE_CONFIG",
+        required_unless_present_any = ["demo", "control_socket"]
+    )]
     config: Option<PathBuf>,
+    /// Listen for the control plane on this Unix socket (mode 0600). With no --config the
+    /// data plane starts empty and waits for the control plane to push a config.
+    #[arg(long, env = "TGT_DATAPLANE_CONTROL_SOCKET")]
+    control_socket: Option<PathBuf>,
     /// Serve a demo target on a sparse 1 GiB file in --state-dir (created on first run).
     #[arg(long, conflicts_with = "config")]
     demo: bool,
@@ -38,20 +46,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let path = match (&args.config, args.demo) {
-        (Some(p), _) => p.clone(),
-        (None, _) => demo::prepare(&args.state_dir)?,
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(demo::prepare(&args.state_dir)?),
+        (None, false) => None,
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let config: tgt_proto::Config = serde_json::from_str(&text)
-        .with_context(|| format!("config file {} is not valid", path.display()))?;
-    let config = config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("config file {} is not valid:\n{e}", path.display()))?;
+    let config = path.map(|p| load_config(&p)).transpose()?;
     let demo_banner = args.demo;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    let workers = args.workers.or(config.performance_worker_threads());
+    let workers = args
+        .workers
+        .or(config.as_ref().and_then(|c| c.performance_worker_threads()));
     if let Some(n) = workers {
         rt.worker_threads(n.max(1));
     }
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         tgt_dataplane::run(
             tgt_dataplane::RunOptions {
                 config,
+                control_socket: args.control_socket,
                 ready_file: args.ready_file,
                 on_ready: demo_banner.then(|| Box::new(demo::banner) as tgt_dataplane::ReadyHook),
             },
@@ -75,4 +81,15 @@ fn main() -> anyhow::Result<()> {
         .await
     })?;
     Ok(())
+}
+
+/// Reads and validates a config file.
+fn load_config(path: &std::path::Path) -> anyhow::Result<tgt_proto::ValidConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let config: tgt_proto::Config = serde_json::from_str(&text)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("config file {} is not valid:\n{e}", path.display()))
 }

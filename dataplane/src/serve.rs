@@ -11,20 +11,24 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::control::server::ControlSocket;
+use crate::control::Controller;
 use crate::limits;
 use crate::live::{Shared, Snapshot, TargetEntry};
 use crate::lu::{self, LogicalUnit, LuConfig};
 
 /// What [`run`] serves.
 pub struct RunOptions {
-    /// The validated configuration.
-    pub config: tgt_proto::ValidConfig,
-    /// Where to write the bound portal addresses once listening.
+    /// The validated configuration to serve at once as generation 1 (`--config`); `None`
+    /// starts empty and waits for the control plane.
+    pub config: Option<tgt_proto::ValidConfig>,
+    /// Where to listen for the control plane (`--control-socket`).
+    pub control_socket: Option<PathBuf>,
+    /// Where to write the pid, bound portal addresses and control socket once listening.
     pub ready_file: Option<PathBuf>,
     /// Called once with the bound portal addresses when every portal listens.
     pub on_ready: Option<ReadyHook>,
 }
-
 /// A callback told the bound `(portal id, address)` pairs once the data plane listens.
 pub type ReadyHook = Box<dyn FnOnce(&[(u16, SocketAddr)]) + Send>;
 
@@ -53,9 +57,36 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The start-up config could not be applied.
+    #[error("start-up config refused")]
+    Refused(#[source] tgt_proto::socket::Refusal),
+    /// The control socket could not be opened.
+    #[error(transparent)]
+    ControlSocket(#[from] crate::control::server::ControlSocketError),
     /// The ready file could not be written.
     #[error("cannot write ready file {0}")]
     ReadyFile(String, #[source] std::io::Error),
+}
+
+/// The settings a logical unit of `target` at `lun` is opened with.
+pub fn lu_config(target: &str, lun: u16, storage: &tgt_proto::ValidStorage) -> LuConfig {
+    LuConfig {
+        device_id: storage.device_id(),
+        path: storage.path().to_path_buf(),
+        online: storage.online(),
+        read_only: storage.read_only(),
+        block_size: storage.block_size(),
+        create_size_bytes: storage.size_bytes(),
+        target_name: target.to_string(),
+        lun,
+        engine: match storage.backend() {
+            tgt_proto::BackendType::Iouring => lu::Engine::IoUring {
+                queue_depth: storage.io_uring_queue_depth(),
+                direct: storage.direct_io(),
+            },
+            tgt_proto::BackendType::File => lu::Engine::File,
+        },
+    }
 }
 
 /// Builds the live snapshot (opening every LUN's backing store) from a validated config.
@@ -64,23 +95,7 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
     for t in cfg.targets() {
         let mut luns = Vec::new();
         for (lun, storage) in t.luns() {
-            let lc = LuConfig {
-                device_id: storage.device_id(),
-                path: storage.path().to_path_buf(),
-                online: storage.online(),
-                read_only: storage.read_only(),
-                block_size: storage.block_size(),
-                create_size_bytes: storage.size_bytes(),
-                target_name: t.name().to_string(),
-                lun,
-                engine: match storage.backend() {
-                    tgt_proto::BackendType::Iouring => lu::Engine::IoUring {
-                        queue_depth: storage.io_uring_queue_depth(),
-                        direct: storage.direct_io(),
-                    },
-                    tgt_proto::BackendType::File => lu::Engine::File,
-                },
-            };
+            let lc = lu_config(t.name(), lun, storage);
             let unit = LogicalUnit::open(&lc).map_err(|source| RunError::Storage {
                 device_id: storage.device_id(),
                 path: storage.path().display().to_string(),
@@ -114,66 +129,79 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
     })
 }
 
-/// Serves `opts.config` until `shutdown` resolves.
+/// Serves `opts.config` (if any) and the control socket (if any) until `shutdown`
+/// resolves.
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let shared = Arc::new(Shared::default());
-    shared.install(build_snapshot(&opts.config, 1)?);
-    let mut listeners = Vec::new();
-    for (id, addr) in opts.config.portals() {
-        let l = TcpListener::bind(addr)
+    let controller = Arc::new(Controller::new(shared.clone()));
+    if let Some(cfg) = opts.config {
+        controller
+            .apply_valid(1, cfg)
             .await
-            .map_err(|source| RunError::Bind { id, addr, source })?;
-        let bound = l
-            .local_addr()
-            .map_err(|source| RunError::Bind { id, addr, source })?;
-        info!(portal = id, %bound, "listening");
-        shared
-            .bound
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, bound);
-        listeners.push((id, l));
+            .map_err(RunError::Refused)?;
     }
+    let socket_task = match &opts.control_socket {
+        Some(path) => {
+            let sock = ControlSocket::bind(path)?;
+            Some(tokio::spawn(sock.serve(controller.clone())))
+        }
+        None => None,
+    };
+    let bound: Vec<(u16, SocketAddr)> = shared
+        .bound
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(id, a)| (*id, *a))
+        .collect();
     if let Some(path) = &opts.ready_file {
-        let portals: Vec<String> = shared
-            .bound
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(id, a)| format!("{{\"id\":{id},\"addr\":\"{a}\"}}"))
-            .collect();
-        let body = format!(
-            "{{\"pid\":{},\"portals\":[{}]}}\n",
-            std::process::id(),
-            portals.join(",")
-        );
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, body)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| RunError::ReadyFile(path.display().to_string(), e))?;
+        write_ready_file(path, &bound, opts.control_socket.as_deref())?;
     }
     if let Some(hook) = opts.on_ready {
-        let bound: Vec<(u16, SocketAddr)> = shared
-            .bound
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(id, a)| (*id, *a))
-            .collect();
         hook(&bound);
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (id, l) in listeners {
-        let shared = shared.clone();
-        tasks.spawn(accept_loop(id, l, shared));
     }
     shutdown.await;
     info!("shutting down");
-    tasks.abort_all();
+    if let Some(t) = socket_task {
+        t.abort();
+        // Wait for the abort so the socket file is removed before we return.
+        let _ = t.await;
+    }
+    controller.stop_listening().await;
     Ok(())
 }
 
-async fn accept_loop(portal_id: u16, listener: TcpListener, shared: Arc<Shared>) {
+/// Writes `{"pid":..,"portals":[{"id":..,"addr":".."}],"controlSocket":".."}` atomically.
+fn write_ready_file(
+    path: &std::path::Path,
+    bound: &[(u16, SocketAddr)],
+    control_socket: Option<&std::path::Path>,
+) -> Result<(), RunError> {
+    let portals: Vec<String> = bound
+        .iter()
+        .map(|(id, a)| format!("{{\"id\":{id},\"addr\":\"{a}\"}}"))
+        .collect();
+    let control = control_socket
+        .map(|p| {
+            format!(
+                ",\"controlSocket\":{}",
+                serde_json::Value::String(p.display().to_string())
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "{{\"pid\":{},\"portals\":[{}]{control}}}\n",
+        std::process::id(),
+        portals.join(",")
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| RunError::ReadyFile(path.display().to_string(), e))
+}
+
+/// Accepts connections on one portal until the task is aborted.
+pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,

@@ -50,6 +50,7 @@ pub const WORKER_THREADS_MAX: u32 = 1024;
 pub const CPU_INDEX_MAX: u32 = 8191;
 
 /// The whole configuration document. Every section is optional and defaults to empty.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -76,6 +77,7 @@ pub struct Config {
 }
 
 /// How a storage's I/O is performed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendType {
@@ -95,6 +97,7 @@ impl std::fmt::Display for BackendType {
 }
 
 /// One backing store (a regular file or a block device).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Storage {
@@ -168,6 +171,7 @@ pub struct Storage {
 }
 
 /// One network portal: an address the data plane listens on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Portal {
@@ -180,6 +184,7 @@ pub struct Portal {
 }
 
 /// One target: its target portal groups and its LUN map.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -195,6 +200,7 @@ pub struct Target {
 }
 
 /// Process-wide performance settings; each one is optional.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Performance {

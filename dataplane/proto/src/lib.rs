@@ -22,9 +22,9 @@
 //! applies a config and answers with a typed [`socket::Refusal`].
 //!
 //! JSON parsing is left to callers (`serde_json::from_str::<Config>`), so the crate depends
-//! only on `serde` and `thiserror`. An optional `openapi` feature deriving
-//! `utoipa::ToSchema` is planned; every public field already carries the doc comment that
-//! will become its OpenAPI description.
+//! only on `serde` and `thiserror`. The optional `openapi` feature derives
+//! `utoipa::ToSchema` on the config and socket types; every public field's doc comment
+//! becomes its OpenAPI description.
 
 #![deny(missing_docs)]
 

@@ -137,6 +137,7 @@ pub enum Response {
 
 /// Why the data plane refused a request. The control plane maps `Invalid` and `Malformed`
 /// to 400, `NoSuchSession` to 404 and the rest to 409.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub enum Refusal {
@@ -160,8 +161,9 @@ pub enum Refusal {
         /// Generation in the request.
         requested: u64,
     },
-    /// The change would remove or replace a LUN that has commands in flight.
-    #[error("lun {lun} of target {target} has commands in flight")]
+    /// The change would remove or replace a LUN that a logged-in session can reach (a
+    /// session keeps the LUN map it logged in with, so the LUN would stay reachable).
+    #[error("lun {lun} of target {target} is in use by a session")]
     LunBusy {
         /// Target name.
         target: String,
@@ -186,6 +188,12 @@ pub enum Refusal {
         /// The operating system's error.
         message: String,
     },
+    /// The change would remove or replace a target that sessions are logged in to.
+    #[error("target {target} has sessions logged in")]
+    TargetBusy {
+        /// Target name.
+        target: String,
+    },
     /// No session has this TSIH.
     #[error("no session with tsih {tsih}")]
     NoSuchSession {
@@ -195,6 +203,7 @@ pub enum Refusal {
 }
 
 /// Running state of the data plane.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Status {
@@ -213,16 +222,19 @@ pub struct Status {
 }
 
 /// One portal being listened on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortalStatus {
     /// The portal's id.
     pub id: u16,
     /// The address actually bound (with the OS-chosen port if the config said 0).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub bound: SocketAddr,
 }
 
 /// One target being served.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TargetStatus {
@@ -233,6 +245,7 @@ pub struct TargetStatus {
 }
 
 /// One logical unit being served.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LunStatus {
@@ -240,8 +253,11 @@ pub struct LunStatus {
     pub lun: u16,
     /// `deviceID` of the storage behind it.
     pub device_id: u64,
-    /// Backend in use (after any fallback from io_uring to file I/O).
+    /// Backend asked for by the config (`backendType` after `performance` defaults).
     pub backend: BackendType,
+    /// The engine actually serving I/O after any fallback: `file`, `iouring`,
+    /// `iouring+odirect`, or `none` for an offline storage.
+    pub active_backend: String,
     /// Whether media access is enabled.
     pub online: bool,
     /// Whether writes are refused.
@@ -253,6 +269,7 @@ pub struct LunStatus {
 }
 
 /// Counters since the data plane started; they only grow.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Stats {
@@ -267,6 +284,7 @@ pub struct Stats {
 }
 
 /// I/O counters of one logical unit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LunStats {
@@ -287,6 +305,7 @@ pub struct LunStats {
 }
 
 /// One logged-in session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SessionInfo {
@@ -304,6 +323,7 @@ pub struct SessionInfo {
 }
 
 /// One connection of a session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectionInfo {
@@ -312,8 +332,10 @@ pub struct ConnectionInfo {
     /// Id of the portal the connection arrived on.
     pub portal_id: u16,
     /// The initiator's address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub peer: SocketAddr,
     /// Our address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub local: SocketAddr,
 }
 
@@ -425,6 +447,7 @@ mod tests {
                         lun: 0,
                         device_id: 1,
                         backend: BackendType::Iouring,
+                        active_backend: "iouring+odirect".into(),
                         online: true,
                         read_only: false,
                         block_size: 512,

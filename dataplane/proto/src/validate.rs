@@ -26,6 +26,7 @@ use crate::name::check_iscsi_name;
 const PATH_BYTES_MAX: usize = 4095;
 
 /// One problem found by validation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldError {

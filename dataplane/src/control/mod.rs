@@ -1,0 +1,497 @@
+//! Configuration changes at run time: the only code that replaces the live snapshot after
+//! start-up, and the Unix control socket ([`server`]) the control plane talks to.
+//!
+//! [`Controller::apply`] takes a whole desired config with a generation number, validates
+//! it again (the socket is a trust boundary), diffs it against what is running and
+//! applies the difference:
+//!
+//! * a logical unit whose target, LUN and resolved storage settings did not change keeps
+//!   its `Arc<LogicalUnit>`, so running sessions and their reservations are undisturbed;
+//!   a target whose LUN map and portal groups did not change keeps its `Arc<TargetEntry>`;
+//! * new logical units are opened before anything is installed, so a storage that cannot
+//!   be opened refuses the whole change and nothing moves;
+//! * a session keeps the target entry (the LUN map) it logged in with until it logs out,
+//!   so removing or replacing a LUN of a target with sessions logged in is refused with
+//!   [`Refusal::LunBusy`], and removing such a target with [`Refusal::TargetBusy`]:
+//!   the LUN would otherwise stay reachable through the old map. New LUNs become visible
+//!   to a session at its next login;
+//! * new portals are bound before the snapshot is installed (a bind failure refuses the
+//!   change); removed portals stop accepting, while connections they accepted go on;
+//! * the new snapshot is installed with one pointer swap.
+//!
+//! Applies are serialised by one async mutex; the fast path never waits for it.
+
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tgt_proto::socket::{
+    ConnectionInfo, LunStats, LunStatus, PortalStatus, Refusal, Response, SessionInfo, Stats,
+    Status, TargetStatus,
+};
+use tgt_proto::{Config, ValidConfig, ValidStorage};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::live::{Shared, Snapshot, TargetEntry};
+use crate::lu::{self, LogicalUnit};
+
+/// A listening portal and the task accepting on it; dropping it stops accepting.
+struct PortalListener {
+    /// The address as configured (port 0 stays 0), compared on the next apply.
+    configured: SocketAddr,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for PortalListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One logical unit as applied: the settings it was opened with and the unit itself.
+struct AppliedLu {
+    storage: ValidStorage,
+    unit: Arc<LogicalUnit>,
+}
+
+#[derive(Default)]
+struct Applied {
+    generation: u64,
+    config: Option<ValidConfig>,
+    /// Keyed by (target name, LUN).
+    lus: BTreeMap<(String, u16), AppliedLu>,
+    listeners: BTreeMap<u16, PortalListener>,
+}
+
+/// Owns the running configuration of a data plane and changes it.
+pub struct Controller {
+    shared: Arc<Shared>,
+    started: Instant,
+    state: tokio::sync::Mutex<Applied>,
+}
+
+/// What an apply opened but has not installed yet.
+struct Prepared {
+    lus: BTreeMap<(String, u16), AppliedLu>,
+    new_listeners: Vec<(u16, SocketAddr, TcpListener)>,
+}
+
+impl Controller {
+    /// A controller serving nothing yet (generation 0) over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            started: Instant::now(),
+            state: tokio::sync::Mutex::new(Applied::default()),
+        }
+    }
+
+    /// The state shared with the connections.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Generation of the config now applied (0 before the first).
+    pub async fn generation(&self) -> u64 {
+        self.state.lock().await.generation
+    }
+
+    /// The config now applied, if any.
+    pub async fn config(&self) -> Option<Config> {
+        self.state
+            .lock()
+            .await
+            .config
+            .as_ref()
+            .map(|c| c.as_config().clone())
+    }
+
+    /// Stops accepting on every portal (connections already accepted are not touched).
+    pub async fn stop_listening(&self) {
+        self.state.lock().await.listeners.clear();
+    }
+
+    /// Validates `config` and makes it live as `generation`; answers with
+    /// [`Response::Applied`] or [`Response::Refused`] (and then nothing changed).
+    pub async fn apply(&self, generation: u64, config: Config) -> Response {
+        match self.try_apply(generation, config).await {
+            Ok(()) => Response::Applied { generation },
+            Err(reason) => {
+                warn!(generation, %reason, "config refused");
+                Response::Refused { reason }
+            }
+        }
+    }
+
+    /// Applies an already validated config (the start-up `--config` file).
+    pub async fn apply_valid(&self, generation: u64, cfg: ValidConfig) -> Result<(), Refusal> {
+        let mut st = self.state.lock().await;
+        if generation <= st.generation {
+            return Err(Refusal::StaleGeneration {
+                current: st.generation,
+                requested: generation,
+            });
+        }
+        self.check_busy(&st, &cfg)?;
+        let prepared = self.prepare(&st, &cfg).await?;
+        self.install(&mut st, generation, cfg, prepared);
+        Ok(())
+    }
+
+    async fn try_apply(&self, generation: u64, config: Config) -> Result<(), Refusal> {
+        let cfg = config
+            .validate()
+            .map_err(|e| Refusal::Invalid { errors: e.errors })?;
+        self.apply_valid(generation, cfg).await
+    }
+
+    /// Refuses a change that would pull a LUN or target from under a logged-in session.
+    fn check_busy(&self, st: &Applied, cfg: &ValidConfig) -> Result<(), Refusal> {
+        let snap = self.shared.current();
+        for (name, entry) in &snap.targets {
+            // The snapshot holds one reference; every other one is a connection (or a task
+            // of one) that logged in to this target entry.
+            let sessions_on_current = Arc::strong_count(entry) > 1;
+            let new_target = cfg.target(name);
+            for ((t, lun), applied) in st.lus.range((name.clone(), 0)..=(name.clone(), u16::MAX)) {
+                debug_assert_eq!(t, name);
+                let kept = new_target
+                    .and_then(|nt| nt.lun(*lun))
+                    .is_some_and(|s| *s == applied.storage);
+                if kept {
+                    continue;
+                }
+                // `st.lus` and the current snapshot's target each hold one reference; more
+                // means an older target entry that a session still uses holds it.
+                let held_by_old_entry = Arc::strong_count(&applied.unit) > 2;
+                if sessions_on_current || held_by_old_entry {
+                    return Err(Refusal::LunBusy {
+                        target: name.clone(),
+                        lun: *lun,
+                    });
+                }
+            }
+            if new_target.is_none() && sessions_on_current {
+                return Err(Refusal::TargetBusy {
+                    target: name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the logical units and binds the portals the new config adds.
+    async fn prepare(&self, st: &Applied, cfg: &ValidConfig) -> Result<Prepared, Refusal> {
+        let mut lus = BTreeMap::new();
+        let mut to_open = Vec::new();
+        for t in cfg.targets() {
+            for (lun, storage) in t.luns() {
+                let key = (t.name().to_string(), lun);
+                match st.lus.get(&key) {
+                    Some(old) if old.storage == *storage => {
+                        lus.insert(
+                            key,
+                            AppliedLu {
+                                storage: storage.clone(),
+                                unit: old.unit.clone(),
+                            },
+                        );
+                    }
+                    _ => to_open.push((key, storage.clone())),
+                }
+            }
+        }
+        // Opening may create and size files: keep it off the network threads.
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(to_open.len());
+            for ((target, lun), storage) in to_open {
+                let lc = crate::serve::lu_config(&target, lun, &storage);
+                match LogicalUnit::open(&lc) {
+                    Ok(unit) => out.push(((target, lun), storage, unit)),
+                    Err(e) => {
+                        return Err(Refusal::StorageUnavailable {
+                            device_id: storage.device_id(),
+                            message: e.to_string(),
+                        })
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Refusal::StorageUnavailable {
+            device_id: 0,
+            message: format!("open task failed: {e}"),
+        })??;
+        for ((target, lun), storage, unit) in opened {
+            info!(
+                target = %target,
+                lun,
+                device_id = storage.device_id(),
+                backend = unit.active_backend(),
+                "logical unit ready"
+            );
+            lus.insert(
+                (target, lun),
+                AppliedLu {
+                    storage,
+                    unit: Arc::new(unit),
+                },
+            );
+        }
+        let mut new_listeners = Vec::new();
+        for (id, addr) in cfg.portals() {
+            if st.listeners.get(&id).is_some_and(|l| l.configured == addr) {
+                continue;
+            }
+            let refusal = |e: std::io::Error| Refusal::PortalUnavailable {
+                id,
+                address: addr.to_string(),
+                message: e.to_string(),
+            };
+            let l = TcpListener::bind(addr).await.map_err(refusal)?;
+            new_listeners.push((id, addr, l));
+        }
+        Ok(Prepared { lus, new_listeners })
+    }
+
+    /// Installs a prepared config; cannot fail, so the swap is all or nothing.
+    fn install(&self, st: &mut Applied, generation: u64, cfg: ValidConfig, p: Prepared) {
+        let old = self.shared.current();
+        let mut targets = BTreeMap::new();
+        for t in cfg.targets() {
+            let luns: Vec<(u16, Arc<LogicalUnit>)> = t
+                .luns()
+                .filter_map(|(lun, _)| {
+                    p.lus
+                        .get(&(t.name().to_string(), lun))
+                        .map(|a| (lun, a.unit.clone()))
+                })
+                .collect();
+            let tpgs: BTreeMap<u16, Vec<u16>> =
+                t.tpgs().map(|(tag, ids)| (tag, ids.to_vec())).collect();
+            let unchanged = old.targets.get(t.name()).filter(|e| {
+                e.tpgs == tpgs
+                    && luns.iter().all(|(lun, u)| {
+                        e.scsi
+                            .logical_unit(*lun)
+                            .is_some_and(|old_u| Arc::ptr_eq(old_u, u))
+                    })
+                    && st
+                        .lus
+                        .range((t.name().to_string(), 0)..=(t.name().to_string(), u16::MAX))
+                        .count()
+                        == luns.len()
+            });
+            let entry = match unchanged {
+                Some(e) => e.clone(),
+                None => Arc::new(TargetEntry {
+                    name: t.name().to_string(),
+                    scsi: Arc::new(lu::Target::new(t.name(), luns)),
+                    tpgs,
+                }),
+            };
+            targets.insert(t.name().to_string(), entry);
+        }
+        drop(old);
+        self.shared.install(Snapshot {
+            targets,
+            generation,
+        });
+        st.lus = p.lus;
+        // Portals: stop the removed or re-addressed ones, then start the new ones.
+        st.listeners
+            .retain(|id, l| cfg.portal(*id).is_some_and(|a| a == l.configured));
+        {
+            let mut bound = self
+                .shared
+                .bound
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            bound.retain(|id, _| st.listeners.contains_key(id));
+        }
+        for (id, configured, l) in p.new_listeners {
+            let Ok(bound) = l.local_addr() else {
+                warn!(
+                    portal = id,
+                    "cannot read the bound address; portal not started"
+                );
+                continue;
+            };
+            info!(portal = id, %bound, "listening");
+            self.shared
+                .bound
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, bound);
+            let task =
+                tokio::spawn(crate::serve::accept_loop(id, l, self.shared.clone())).abort_handle();
+            st.listeners.insert(id, PortalListener { configured, task });
+        }
+        st.generation = generation;
+        st.config = Some(cfg);
+        info!(generation, "config generation applied");
+    }
+
+    /// The running state, for [`tgt_proto::socket::Request::GetStatus`].
+    pub async fn status(&self) -> Status {
+        let st = self.state.lock().await;
+        let portals = self
+            .shared
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, bound)| PortalStatus {
+                id: *id,
+                bound: *bound,
+            })
+            .collect();
+        let mut targets: BTreeMap<&str, Vec<LunStatus>> = BTreeMap::new();
+        if let Some(cfg) = &st.config {
+            for t in cfg.targets() {
+                targets.insert(t.name(), Vec::new());
+            }
+        }
+        for ((target, lun), a) in &st.lus {
+            targets.entry(target).or_default().push(LunStatus {
+                lun: *lun,
+                device_id: a.storage.device_id(),
+                backend: a.storage.backend(),
+                active_backend: a.unit.active_backend().to_string(),
+                online: a.storage.online(),
+                read_only: a.storage.read_only(),
+                block_size: a.unit.block_size(),
+                size_bytes: a
+                    .unit
+                    .capacity_blocks()
+                    .saturating_mul(u64::from(a.unit.block_size())),
+            });
+        }
+        let sessions = self.shared.sessions.list();
+        Status {
+            generation: st.generation,
+            uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            portals,
+            targets: targets
+                .into_iter()
+                .map(|(name, luns)| TargetStatus {
+                    name: name.to_string(),
+                    luns,
+                })
+                .collect(),
+            session_count: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
+            connection_count: u32::try_from(
+                self.shared
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+            .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Counters, for [`tgt_proto::socket::Request::GetStats`]. The data plane does not
+    /// count logins or per-LUN I/O yet, so those read 0; the LUN list is complete.
+    pub async fn stats(&self) -> Stats {
+        let st = self.state.lock().await;
+        Stats {
+            logins_total: 0,
+            login_failures_total: 0,
+            digest_errors_total: 0,
+            luns: st
+                .lus
+                .keys()
+                .map(|(target, lun)| LunStats {
+                    target: target.clone(),
+                    lun: *lun,
+                    read_commands_total: 0,
+                    write_commands_total: 0,
+                    read_bytes_total: 0,
+                    write_bytes_total: 0,
+                    check_conditions_total: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// The logged-in sessions, ascending by TSIH.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let bound: Vec<(u16, SocketAddr)> = self
+            .shared
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, a)| (*id, *a))
+            .collect();
+        self.shared
+            .sessions
+            .list()
+            .into_iter()
+            .map(|s| {
+                let local: Option<SocketAddr> = s.portal.parse().ok();
+                let peer: Option<SocketAddr> = s.peer.parse().ok();
+                let portal_id = local.and_then(|l| {
+                    bound
+                        .iter()
+                        .find(|(_, b)| *b == l || (b.ip().is_unspecified() && b.port() == l.port()))
+                        .map(|(id, _)| *id)
+                });
+                let connections = match (local, peer) {
+                    // MaxConnections is 1 and the table does not keep the CID: report 0.
+                    (Some(local), Some(peer)) => vec![ConnectionInfo {
+                        cid: 0,
+                        portal_id: portal_id.unwrap_or(0),
+                        peer,
+                        local,
+                    }],
+                    _ => Vec::new(),
+                };
+                let isid = s
+                    .isid
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                SessionInfo {
+                    tsih: s.tsih,
+                    isid,
+                    initiator_name: s.initiator,
+                    target_name: (!s.target.is_empty()).then_some(s.target),
+                    connections,
+                }
+            })
+            .collect()
+    }
+
+    /// Closes every connection of session `tsih`.
+    pub fn close_session(&self, tsih: u16) -> Response {
+        if self.shared.sessions.close(tsih) {
+            info!(tsih, "session closed by the control plane");
+            Response::SessionClosed { tsih }
+        } else {
+            Response::Refused {
+                reason: Refusal::NoSuchSession { tsih },
+            }
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: tgt_proto::socket::Request) -> Response {
+        use tgt_proto::socket::Request;
+        match req {
+            Request::ApplyConfig { generation, config } => self.apply(generation, config).await,
+            Request::GetStatus => Response::Status(self.status().await),
+            Request::GetStats => Response::Stats(self.stats().await),
+            Request::ListSessions => Response::Sessions {
+                sessions: self.sessions(),
+            },
+            Request::CloseSession { tsih } => self.close_session(tsih),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
