@@ -5,6 +5,7 @@
 //! with one write per turn that carries every reply ready by then. Commands complete
 //! concurrently; their replies are encoded here, so StatSN is assigned in send order.
 
+mod inflight;
 mod reply;
 
 use std::collections::HashMap;
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -126,7 +126,8 @@ struct Conn {
     stat_sn: SerialNumber,
     window: CmdWindow<HeldPdu>,
     tasks: HashMap<u32, Task>,
-    running: JoinSet<Done>,
+    running: inflight::Inflight,
+    finished: Vec<Done>,
     target: Option<Arc<TargetEntry>>,
     nexus: Option<Nexus>,
     session: Option<(u16, u64)>,
@@ -202,7 +203,8 @@ impl Conn {
             stat_sn: SerialNumber(0),
             window: CmdWindow::new(0),
             tasks: HashMap::new(),
-            running: JoinSet::new(),
+            running: inflight::Inflight::default(),
+            finished: Vec::with_capacity(usize::try_from(limits::CMD_WINDOW).unwrap_or(128)),
             target: None,
             nexus: None,
             session: None,
@@ -233,9 +235,6 @@ impl Conn {
             if let Err(e) = self.process_input() {
                 self.closing.get_or_insert(e);
             }
-            while let Some(res) = self.running.try_join_next() {
-                self.on_done(res);
-            }
             self.maybe_finish_logout();
             if let Err(e) = self.flush() {
                 return End::Io(e);
@@ -255,8 +254,13 @@ impl Conn {
                 () = async {
                     match &kill { Some(k) => k.notified().await, None => std::future::pending().await }
                 } => return End::Killed,
-                res = self.running.join_next(), if !self.running.is_empty() => {
-                    if let Some(res) = res { self.on_done(res); }
+                () = std::future::poll_fn(|cx| self.running.poll_finished(cx, &mut self.finished)),
+                    if !self.running.is_empty() => {
+                    let mut finished = std::mem::take(&mut self.finished);
+                    for d in finished.drain(..) {
+                        self.on_done(d);
+                    }
+                    self.finished = finished;
                 }
                 r = self.stream.readable(), if want_read => {
                     if let Err(e) = r { return End::Io(e); }
@@ -790,10 +794,8 @@ impl Conn {
         // real waker (a future must honour the waker of its latest poll).
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(done) => self.on_done(Ok(done)),
-            std::task::Poll::Pending => {
-                self.running.spawn(fut);
-            }
+            std::task::Poll::Ready(done) => self.on_done(done),
+            std::task::Poll::Pending => self.running.push(fut),
         }
     }
 
@@ -857,14 +859,8 @@ impl Conn {
         self.dead_itts.push_back(itt);
     }
 
-    fn on_done(&mut self, res: Result<Done, tokio::task::JoinError>) {
-        let Done { itt, resp } = match res {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "command task failed");
-                return;
-            }
-        };
+    fn on_done(&mut self, done: Done) {
+        let Done { itt, resp } = done;
         let Some(task) = self.tasks.remove(&itt) else {
             return;
         };
@@ -1228,7 +1224,10 @@ impl Conn {
     async fn teardown(&mut self) {
         // Let running commands finish so no write lands after the session is gone, then
         // forget the session. Their results are dropped: the connection is closed.
-        while self.running.join_next().await.is_some() {}
+        while !self.running.is_empty() {
+            let mut sink = Vec::new();
+            std::future::poll_fn(|cx| self.running.poll_finished(cx, &mut sink)).await;
+        }
         if let (Some((tsih, nexus_id)), Some(n)) = (self.session, &self.nexus) {
             self.shared.sessions.remove(tsih, nexus_id);
             if let Some(t) = &self.target {
