@@ -1,3 +1,110 @@
-//! The control plane: REST API, config persistence and the push to the data plane.
+//! `tgt-controlplane`: owns the desired configuration of the iSCSI target, serves it as a
+//! REST API (`/api/v1`), persists it, and keeps the data plane running it over the data
+//! plane's Unix control socket.
 //!
-//! Built out in the control-plane issue; this crate holds its place in the workspace.
+//! Layers: [`api`] (one file per resource; handlers only parse and map status codes) →
+//! [`service`] (validation through `tgt-proto`, push, persistence, resync) → [`store`]
+//! (atomic state file) and [`dataplane`] (socket client). Config types come only from
+//! `tgt-proto`; nothing here duplicates them.
+
+pub mod api;
+pub mod dataplane;
+pub mod error;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::info;
+
+/// What [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to serve HTTP on (port 0: the OS picks).
+    pub listen: SocketAddr,
+    /// Directory holding the desired config.
+    pub state_dir: PathBuf,
+    /// The data plane's control socket.
+    pub dataplane_socket: PathBuf,
+    /// Bearer token required on mutating calls, if any.
+    pub token: Option<String>,
+    /// Once listening, write `{"pid":..,"listen":"addr"}` here (for scripts and tests).
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The state directory or file could not be loaded.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ready file could not be written.
+    #[error("cannot write ready file {0}")]
+    ReadyFile(PathBuf, #[source] std::io::Error),
+    /// The HTTP server failed.
+    #[error("http server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Serves the control plane until `shutdown` resolves.
+pub async fn run(
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let (store, desired) = store::Store::open(&opts.state_dir)?;
+    info!(
+        state = %store.path().display(),
+        generation = desired.generation,
+        "desired config loaded"
+    );
+    let service = Arc::new(service::Service::new(
+        store,
+        desired,
+        dataplane::DataplaneClient::new(&opts.dataplane_socket),
+    ));
+    let sync = tokio::spawn(service.clone().sync_loop());
+    let app = api::router(api::AppState {
+        service,
+        token: opts.token.map(Arc::from),
+    });
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    info!(%bound, "control plane listening");
+    if let Some(path) = &opts.ready_file {
+        let body = format!(
+            "{{\"pid\":{},\"listen\":\"{bound}\"}}\n",
+            std::process::id()
+        );
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| RunError::ReadyFile(path.clone(), e))?;
+    }
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(RunError::Serve);
+    sync.abort();
+    info!("control plane stopped");
+    served
+}

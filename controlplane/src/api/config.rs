@@ -1,0 +1,66 @@
+//! `GET`/`PUT /api/v1/config`: the whole desired config as one document. Its ETag is the
+//! generation; `PUT` honours `If-Match`, and `?dry_run=true` returns the validation
+//! result and the diff without applying anything.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tgt_proto::Config;
+
+use super::{check_if_match, with_etag, AppState, JsonBody};
+use crate::error::ApiError;
+
+/// The ETag of the config at `generation`.
+pub fn etag(generation: u64) -> String {
+    format!("\"{generation}\"")
+}
+
+/// Query of `PUT /config`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PutQuery {
+    /// Validate and diff only; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The desired config.
+#[utoipa::path(get, path = "/api/v1/config", tag = "config",
+    responses((status = 200, description = "The desired config; ETag is its generation", body = Config)))]
+pub async fn get(State(st): State<AppState>) -> Response {
+    let d = st.service.desired().await;
+    with_etag(StatusCode::OK, &d.config, &etag(d.generation))
+}
+
+/// Replaces the desired config (or, with `dry_run=true`, only validates and diffs it).
+#[utoipa::path(put, path = "/api/v1/config", tag = "config", request_body = Config,
+    params(PutQuery),
+    responses(
+        (status = 200, description = "Applied (or stored while the data plane is away); with dry_run, a DryRun document", body = Config),
+        (status = 400, description = "Malformed JSON, unknown field or wrong type", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The data plane refused the change because of live state", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match the current generation", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The config fails validation", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put(
+    State(st): State<AppState>,
+    Query(q): Query<PutQuery>,
+    headers: HeaderMap,
+    JsonBody(config): JsonBody<Config>,
+) -> Result<Response, ApiError> {
+    if q.dry_run {
+        return Ok(axum::Json(st.service.dry_run(config).await).into_response());
+    }
+    let ((), d) = st
+        .service
+        .update(|c, generation| {
+            check_if_match(&headers, Some(&etag(generation)))?;
+            *c = config;
+            Ok(())
+        })
+        .await?;
+    Ok(with_etag(StatusCode::OK, &d.config, &etag(d.generation)))
+}

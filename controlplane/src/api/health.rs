@@ -1,0 +1,28 @@
+//! `/healthz` (the process is up) and `/readyz` (the data plane is connected and runs the
+//! desired config).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Always 200 while the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200)))]
+pub async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// 200 when the data plane is connected and in sync, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200),
+        (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    if st.service.ready().await {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::Unavailable("not connected, or the desired config is not applied yet".into())
+            .into_response()
+    }
+}

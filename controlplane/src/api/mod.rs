@@ -1,0 +1,208 @@
+//! The REST API under `/api/v1`, one file per resource. Handlers parse the request, call
+//! the [`Service`](crate::service::Service) and map its result to a status code; they hold
+//! no logic of their own. Shared here: the router, the bearer-token guard for mutating
+//! calls, the JSON body extractor that names the JSON path of a bad field, and ETags.
+
+pub mod config;
+pub mod health;
+pub mod luns;
+pub mod metrics;
+pub mod openapi;
+pub mod performance;
+pub mod portals;
+pub mod sessions;
+pub mod status;
+pub mod storages;
+pub mod targets;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::service::Service;
+
+/// Largest request body accepted. A full config with thousands of LUNs fits easily.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service layer.
+    pub service: Arc<Service>,
+    /// Bearer token required on mutating calls, if set.
+    pub token: Option<Arc<str>>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/config", get(config::get).put(config::put))
+        .route("/storages", get(storages::list).post(storages::create))
+        .route(
+            "/storages/{device_id}",
+            get(storages::get)
+                .put(storages::put)
+                .delete(storages::delete),
+        )
+        .route("/portals", get(portals::list).post(portals::create))
+        .route(
+            "/portals/{id}",
+            get(portals::get).put(portals::put).delete(portals::delete),
+        )
+        .route("/targets", get(targets::list))
+        .route(
+            "/targets/{name}",
+            get(targets::get).put(targets::put).delete(targets::delete),
+        )
+        .route("/targets/{name}/luns", get(luns::list))
+        .route(
+            "/targets/{name}/luns/{lun}",
+            get(luns::get).put(luns::put).delete(luns::delete),
+        )
+        .route(
+            "/performance",
+            get(performance::get)
+                .put(performance::put)
+                .delete(performance::delete),
+        )
+        .route("/status", get(status::get))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{tsih}", axum::routing::delete(sessions::delete))
+        .route("/openapi.json", get(openapi::get));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::get))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+/// Refuses mutating calls without the bearer token, when one is configured.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let (true, Some(token)) = (mutating, &state.token) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares without an early exit, so response timing does not reveal the token prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON body: malformed JSON, unknown fields and wrong types are 400 naming the JSON
+/// path of the field at fault; a body over [`BODY_BYTES_MAX`] is 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(BODY_BYTES_MAX)
+            } else {
+                ApiError::BadRequest {
+                    detail: r.body_text(),
+                    path: None,
+                }
+            }
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::BadRequest {
+                detail: e.inner().to_string(),
+                path: Some(if path == "." { "$".into() } else { path }),
+            }
+        })?;
+        de.end().map_err(|e| ApiError::BadRequest {
+            detail: e.to_string(),
+            path: Some("$".into()),
+        })?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// The strong ETag of a resource: a hash of its JSON form.
+pub fn etag_of<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    // FNV-1a: stable across runs and builds, unlike `DefaultHasher`.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("\"{h:016x}\"")
+}
+
+/// Checks `If-Match` against the current ETag (`None`: the resource does not exist).
+pub fn check_if_match(headers: &HeaderMap, current: Option<&str>) -> Result<(), ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let v = v.to_str().unwrap_or_default();
+    let ok = match current {
+        None => false,
+        Some(cur) => v
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == cur),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed(format!(
+            "If-Match {v} does not match the current ETag {}",
+            current.unwrap_or("(none: the resource does not exist)")
+        )))
+    }
+}
+
+/// A JSON response with an ETag.
+pub fn with_etag<T: Serialize>(status: StatusCode, value: &T, etag: &str) -> Response {
+    let mut resp = (status, axum::Json(value)).into_response();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// A JSON response carrying the resource's own ETag.
+pub fn resource<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    with_etag(status, value, &etag_of(value))
+}
+
+/// Parses a path segment, answering 400 naming the parameter when it is not a number.
+pub fn parse_param<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::BadRequest {
+        detail: format!("{name} {raw:?} is not a valid number"),
+        path: None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

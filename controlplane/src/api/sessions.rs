@@ -1,0 +1,33 @@
+//! `/api/v1/sessions`: logged-in iSCSI sessions, and force-closing one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tgt_proto::socket::SessionInfo;
+
+use super::{parse_param, AppState};
+use crate::error::ApiError;
+
+/// The data plane's sessions; 503 when it is not reachable.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    responses((status = 200, body = Vec<SessionInfo>),
+        (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    Ok(Json(st.service.sessions().await?))
+}
+
+/// Closes every connection of a session.
+#[utoipa::path(delete, path = "/api/v1/sessions/{tsih}", tag = "sessions",
+    params(("tsih" = u16, Path, description = "The session's TSIH")),
+    responses((status = 204),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let tsih: u16 = parse_param("tsih", &raw)?;
+    st.service.close_session(tsih).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
