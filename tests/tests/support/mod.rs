@@ -118,8 +118,24 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The daemon's log so far, without terminal colour codes.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // Skip an ANSI escape: ESC [ ... final letter.
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -147,6 +163,7 @@ pub struct DataplaneOptions {
     pub backend: &'static str,
     pub lun: u16,
     pub extra_storage_json: String,
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for DataplaneOptions {
@@ -156,6 +173,7 @@ impl Default for DataplaneOptions {
             backend: "file",
             lun: 1,
             extra_storage_json: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -186,6 +204,7 @@ impl Dataplane {
         let ready = dir.path().join("ready.json");
         let log = dir.path().join("dataplane.log");
         let child = Command::new(binary("tgt-dataplane"))
+            .envs(o.env.iter().copied())
             .arg("--config")
             .arg(&cfg)
             .arg("--ready-file")
