@@ -1,0 +1,297 @@
+//! System tests of the two daemons together: `tgt-dataplane --control-socket` configured
+//! only through `tgt-controlplane`'s REST API, judged by libiscsi's `iscsi-inq`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{binary, require_tool, run_with_timeout, text, Daemon, TempDir};
+
+const IQN: &str = "iqn.2026-11.org.example.systest:rest";
+
+/// One HTTP/1.1 exchange (`Connection: close`), enough for a JSON API on loopback.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let mut s = TcpStream::connect(addr).expect("connect to the control plane");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn wait_for_file(daemon: &mut Daemon, path: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if t.ends_with('\n') {
+                return t;
+            }
+        }
+        assert!(
+            daemon.alive(),
+            "{what} exited before it was ready; log:\n{}",
+            daemon.log_text()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready in 30 s; log:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_dataplane(dir: &Path, n: u32) -> Daemon {
+    let ready = dir.join(format!("dp-ready-{n}.json"));
+    let log = dir.join(format!("dataplane-{n}.log"));
+    let child = Command::new(binary("tgt-dataplane"))
+        .arg("--control-socket")
+        .arg(dir.join("dp.sock"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn tgt-dataplane");
+    let mut d = Daemon { child, log };
+    wait_for_file(&mut d, &ready, "tgt-dataplane");
+    d
+}
+
+fn start_controlplane(dir: &Path) -> (Daemon, SocketAddr) {
+    let ready = dir.join("cp-ready.json");
+    let log = dir.join("controlplane.log");
+    let child = Command::new(binary("tgt-controlplane"))
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--dataplane-socket")
+        .arg(dir.join("dp.sock"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .env_remove("TGT_CONTROLPLANE_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn tgt-controlplane");
+    let mut d = Daemon { child, log };
+    let text = wait_for_file(&mut d, &ready, "tgt-controlplane");
+    let v: Value = serde_json::from_str(&text).expect("ready file is JSON");
+    let addr = v["listen"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("listen address in the ready file");
+    (d, addr)
+}
+
+/// Polls `/api/v1/status` until the data plane runs the desired config with a bound
+/// portal, and returns that portal's address.
+fn wait_in_sync(cp: SocketAddr, dp: &mut Daemon) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = http(cp, "GET", "/api/v1/status", None).json();
+        if s["inSync"] == true {
+            if let Some(addr) = s["dataplane"]["portals"][0]["bound"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "data plane not in sync in 30 s: {s}; data plane log:\n{}",
+            dp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn inquiry(portal: SocketAddr, lun: u16) {
+    let out = run_with_timeout(
+        Command::new("iscsi-inq").arg(format!("iscsi://{portal}/{IQN}/{lun}")),
+        Duration::from_secs(30),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "iscsi-inq failed:\n{t}");
+    assert!(
+        t.contains("Peripheral Device Type:DIRECT_ACCESS"),
+        "not a direct-access device:\n{t}"
+    );
+}
+
+fn expect_problem(r: &Reply, status: u16, what: &str) -> Value {
+    assert_eq!(r.status, status, "{what}: {}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{what}"
+    );
+    let p = r.json();
+    assert_eq!(p["status"], status, "{what}: {p}");
+    p
+}
+
+#[test]
+fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
+    require_tool("iscsi-inq");
+    let dir = TempDir::new("controlplane");
+    let mut dp = start_dataplane(dir.path(), 1);
+    let (mut cp, api) = start_controlplane(dir.path());
+
+    let image = dir.path().join("disk.img");
+    let storage = json!({"deviceID": 42, "path": image.display().to_string(), "size": 64 << 20});
+    let r = http(api, "POST", "/api/v1/storages", Some(&storage.to_string()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        api,
+        "POST",
+        "/api/v1/portals",
+        Some(r#"{"id": 0, "portal": "127.0.0.1:0"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}"),
+        Some(r#"{"tpgts": {"1": [0]}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}/luns/0"),
+        Some(r#"{"deviceID": 42}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let portal = wait_in_sync(api, &mut dp);
+    inquiry(portal, 0);
+    let status = http(api, "GET", "/api/v1/status", None).json();
+    assert_eq!(
+        status["dataplane"]["targets"][0]["luns"][0]["activeBackend"], "file",
+        "{status}"
+    );
+
+    // Bad requests get the documented problem and change nothing.
+    let before = http(api, "GET", "/api/v1/config", None);
+    let etag = before.header("etag").map(str::to_string);
+    expect_problem(
+        &http(api, "POST", "/api/v1/storages", Some("{\"deviceID\": ")),
+        400,
+        "malformed JSON",
+    );
+    let p = expect_problem(
+        &http(
+            api,
+            "POST",
+            "/api/v1/storages",
+            Some(r#"{"deviceID": 43, "path": "/x", "colour": 1}"#),
+        ),
+        400,
+        "unknown field",
+    );
+    assert!(p.to_string().contains("colour"), "{p}");
+    let p = expect_problem(
+        &http(
+            api,
+            "POST",
+            "/api/v1/storages",
+            Some(r#"{"deviceID": 43, "path": "/x", "blockSize": 1000}"#),
+        ),
+        422,
+        "invalid block size",
+    );
+    assert_eq!(p["errors"][0]["path"], "storages[1].blockSize", "{p}");
+    expect_problem(
+        &http(api, "POST", "/api/v1/storages", Some(&storage.to_string())),
+        409,
+        "duplicate id",
+    );
+    expect_problem(
+        &http(api, "DELETE", "/api/v1/storages/42", None),
+        409,
+        "storage in use",
+    );
+    expect_problem(
+        &http(
+            api,
+            "GET",
+            "/api/v1/targets/iqn.2026-11.org.example:none",
+            None,
+        ),
+        404,
+        "missing target",
+    );
+    let after = http(api, "GET", "/api/v1/config", None);
+    assert_eq!(after.header("etag").map(str::to_string), etag);
+    assert_eq!(after.body, before.body);
+
+    let metrics = http(api, "GET", "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("tgt_dataplane_config_generation"),
+        "{}",
+        metrics.body
+    );
+    let spec = http(api, "GET", "/api/v1/openapi.json", None).json();
+    assert!(spec["paths"]["/api/v1/storages"].is_object());
+
+    // Kill the data plane: the control plane notices and pushes the config again.
+    drop(dp);
+    let mut dp = start_dataplane(dir.path(), 2);
+    let portal = wait_in_sync(api, &mut dp);
+    inquiry(portal, 0);
+    assert!(
+        cp.log_text().contains("desired config pushed"),
+        "{}",
+        cp.log_text()
+    );
+    assert!(cp.alive());
+}
