@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is the test failing.
 //! Component tests: the real `tgt-dataplane` binary driven with hand-built PDUs over a raw
 //! socket, for the edges libiscsi does not reach: every bound from `limits.rs` that an
 //! initiator can push on, and the ERL 0 answers to PDUs we do not support.

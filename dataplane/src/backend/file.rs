@@ -227,7 +227,10 @@ impl FileBackend {
             Nowait::Done => return (buf, Ok(())),
             Nowait::WouldBlock(n) => n,
             Nowait::Failed(e) => {
-                return (buf, Err(BackendError::from_io(e, format!("read at {offset}"))))
+                return (
+                    buf,
+                    Err(BackendError::from_io(e, format!("read at {offset}"))),
+                )
             }
         };
         let file = Arc::clone(&self.file);
@@ -267,7 +270,10 @@ impl FileBackend {
             Nowait::Done => return (buf, Ok(())),
             Nowait::WouldBlock(n) => n,
             Nowait::Failed(e) => {
-                return (buf, Err(BackendError::from_io(e, format!("write at {offset}"))))
+                return (
+                    buf,
+                    Err(BackendError::from_io(e, format!("write at {offset}"))),
+                )
             }
         };
         let file = Arc::clone(&self.file);

@@ -483,7 +483,9 @@ impl Ring {
             }),
             reaper_alive: AtomicBool::new(true),
         });
-        handle.spawn(reap_loop(Arc::clone(&ring)));
+        // The guard is an argument of the reaper's future, so it is dropped (marking the ring
+        // dead) even when the runtime goes away before the reaper was ever polled.
+        handle.spawn(reap_loop(ReaperAlive(Arc::clone(&ring))));
         Ok(ring)
     }
 }
@@ -506,17 +508,19 @@ impl Drop for Ring {
     }
 }
 
-struct AliveGuard<'a>(&'a AtomicBool);
+/// Owned by the reaper's future: when that future is dropped (its runtime shut down, polled
+/// or not), the ring is marked dead so the next op on this thread builds a new one.
+struct ReaperAlive(Arc<Ring>);
 
-impl Drop for AliveGuard<'_> {
+impl Drop for ReaperAlive {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.reaper_alive.store(false, Ordering::Release);
     }
 }
 
 /// Wakes the futures of completions no poll has reaped yet.
-async fn reap_loop(ring: Arc<Ring>) {
-    let _alive = AliveGuard(&ring.reaper_alive);
+async fn reap_loop(alive: ReaperAlive) {
+    let ring = &alive.0;
     loop {
         let mut ready = match ring.afd.readable().await {
             Ok(r) => r,
