@@ -44,6 +44,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let path = match (&args.config, args.demo) {
         (Some(p), _) => Some(p.clone()),
@@ -59,6 +60,19 @@ fn main() -> anyhow::Result<()> {
         .or(config.as_ref().and_then(|c| c.performance_worker_threads()));
     if let Some(n) = workers {
         rt.worker_threads(n.max(1));
+    }
+    if let Some(cpus) = config.as_ref().map(worker_affinity).transpose()?.flatten() {
+        // Every runtime thread (network workers and the blocking I/O pool) runs on the CPUs
+        // of the storages' NUMA nodes or the configured CPU list.
+        tracing::info!(?cpus, "pinning worker threads");
+        let warned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        rt.on_thread_start(move || {
+            if let Err(e) = tgt_dataplane::numa::pin_current_thread(&cpus) {
+                if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot pin worker threads (needs CAP_SYS_NICE?); running unpinned");
+                }
+            }
+        });
     }
     let rt = rt.build().context("cannot start the runtime")?;
     rt.block_on(async move {
@@ -84,6 +98,30 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Reads and validates a config file.
+/// The worker CPU set the config asks for (see `numa::affinity`), checked against the
+/// machine's NUMA topology; a node or CPU the machine lacks is a start-up error.
+fn worker_affinity(config: &tgt_proto::ValidConfig) -> anyhow::Result<Option<Vec<u32>>> {
+    let perf = config.performance();
+    let nodes: Vec<u32> = config
+        .storages()
+        .filter(|s| s.numa_enabled())
+        .filter_map(|s| s.numa_node())
+        .collect();
+    if perf.cpu_list().is_none() && nodes.is_empty() {
+        return Ok(None);
+    }
+    let topology =
+        tgt_dataplane::numa::Topology::detect().context("cannot read the NUMA topology")?;
+    tracing::info!(nodes = topology.node_count(), "NUMA topology");
+    tgt_dataplane::numa::worker_cpus(
+        &topology,
+        perf.cpu_list().map(|c| c.cpus()),
+        perf.numa_enabled() || !nodes.is_empty(),
+        &nodes,
+    )
+    .map_err(|e| anyhow::anyhow!("NUMA placement in the config cannot be honoured: {e}"))
+}
+
 fn load_config(path: &std::path::Path) -> anyhow::Result<tgt_proto::ValidConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;

@@ -8,10 +8,12 @@
 //! worker's stack all live on one node. Only startup reads sysfs and maps memory; the per-
 //! command path only takes and returns pooled buffers.
 
+pub mod affinity;
 pub mod pin;
 pub mod pool;
 pub mod topology;
 
+pub use affinity::worker_cpus;
 pub use pin::{cpus_for_node, current_thread_affinity, pin_current_thread, PinError};
 pub use pool::{BufferPool, LenError, NumaPools, PoolBuf, PoolError, PoolStats};
 pub use topology::{parse_cpu_list, CpuListError, Node, Topology, TopologyError};

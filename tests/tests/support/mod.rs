@@ -164,6 +164,8 @@ pub struct DataplaneOptions {
     pub lun: u16,
     pub extra_storage_json: String,
     pub env: Vec<(&'static str, &'static str)>,
+    /// Extra top-level JSON members, e.g. `"performance":{...}` (without a leading comma).
+    pub extra_top_json: String,
 }
 
 impl Default for DataplaneOptions {
@@ -174,6 +176,7 @@ impl Default for DataplaneOptions {
             lun: 1,
             extra_storage_json: String::new(),
             env: Vec::new(),
+            extra_top_json: String::new(),
         }
     }
 }
@@ -190,10 +193,15 @@ impl Dataplane {
         f.set_len(o.size_bytes).expect("size image");
         drop(f);
         let iqn = format!("iqn.2026-11.org.example.systest:{tag}");
+        let extra_top = if o.extra_top_json.is_empty() {
+            String::new()
+        } else {
+            format!(",{}", o.extra_top_json)
+        };
         let config = format!(
             r#"{{"storages":[{{"deviceID":1000,"path":"{}","online":true,"backendType":"{}"{}}}],
 "iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],
-"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}}}}}}}"#,
+"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}}}}}{extra_top}}}"#,
             image.display(),
             o.backend,
             o.extra_storage_json,
