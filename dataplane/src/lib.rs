@@ -16,6 +16,7 @@ pub mod limits;
 pub mod live;
 pub mod login;
 pub mod lu;
+pub mod metrics;
 pub mod numa;
 pub mod pdu;
 pub mod scsi;

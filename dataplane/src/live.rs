@@ -39,6 +39,8 @@ pub struct Shared {
     pub bound: Mutex<BTreeMap<u16, SocketAddr>>,
     /// Connections currently open.
     pub connections: AtomicUsize,
+    /// Data-plane-wide counters.
+    pub counters: crate::metrics::Counters,
 }
 
 impl Shared {

@@ -193,6 +193,7 @@ pub struct LogicalUnit {
     backend: Option<Backend>,
     state: Mutex<LuState>,
     rmw: tokio::sync::Mutex<()>,
+    counters: crate::metrics::LuCounters,
 }
 
 fn validate_block_size(bs: u32) -> Result<(), BackendError> {
@@ -276,6 +277,11 @@ impl LogicalUnit {
         Self::build(cfg, Some(backend))
     }
 
+    /// This LU's I/O counters.
+    pub fn counters(&self) -> &crate::metrics::LuCounters {
+        &self.counters
+    }
+
     /// The engine actually serving I/O: `"file"`, `"iouring"`, `"iouring+odirect"`, or
     /// `"none"` for an offline storage.
     pub fn active_backend(&self) -> &'static str {
@@ -318,6 +324,7 @@ impl LogicalUnit {
             backend,
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
+            counters: crate::metrics::LuCounters::default(),
         })
     }
 
@@ -1021,7 +1028,13 @@ impl Target {
     ) -> ScsiResponse {
         let _ = expected_in_len;
         match self.luns.get(&lun) {
-            Some(lu) => lu.execute(self, nexus, cdb, data_out).await,
+            Some(lu) => {
+                let r = lu.execute(self, nexus, cdb, data_out).await;
+                let opcode = cdb.first().copied().unwrap_or(0);
+                lu.counters
+                    .count(opcode, r.data_in.len(), data_out.len(), r.status);
+                r
+            }
             None if lun == 0 => self.controller_execute(nexus, cdb),
             None => self.no_lun_execute(cdb),
         }

@@ -280,6 +280,47 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
         "{}",
         metrics.body
     );
+    // I/O through the data plane moves the counters the control plane exports.
+    let load = tgt_system_tests::verified_load(
+        portal,
+        IQN,
+        0,
+        tgt_system_tests::LoadOptions {
+            sessions: 1,
+            duration: std::time::Duration::from_secs(2),
+            region_blocks: Some(4096),
+            ..tgt_system_tests::LoadOptions::default()
+        },
+    )
+    .expect("load runs");
+    assert!(load.passed(), "{:?}", load.first_errors);
+    let metrics = http(api, "GET", "/metrics", None).body;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("lun=\"0\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    assert!(
+        value("tgt_lun_read_commands_total") >= load.reads,
+        "{metrics}"
+    );
+    assert!(
+        value("tgt_lun_write_commands_total") >= load.writes,
+        "{metrics}"
+    );
+    assert!(
+        value("tgt_lun_write_bytes_total") >= load.bytes_written,
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tgt_login_logins_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     let spec = http(api, "GET", "/api/v1/openapi.json", None).json();
     assert!(spec["paths"]["/api/v1/storages"].is_object());
 

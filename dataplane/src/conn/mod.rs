@@ -161,6 +161,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, portal_id: u16, shared: 
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::new(stream, peer, local, portal_id, shared.clone());
     let end = conn.run().await;
+    if matches!(end, End::LoginFailed) {
+        crate::metrics::inc(&shared.counters.login_failures_total);
+    }
     match &end {
         End::Logout | End::LoginFailed => debug!(%peer, ?end, "connection closed"),
         End::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -372,6 +375,9 @@ impl Conn {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    if e == pdu::PduError::HeaderDigest {
+                        crate::metrics::inc(&self.shared.counters.digest_errors_total);
+                    }
                     warn!(peer = %self.peer, error = %e, "undecodable PDU");
                     result = Err(End::Protocol("undecodable PDU"));
                     break;
@@ -509,6 +515,7 @@ impl Conn {
             kind = ?neg.kind,
             "login complete"
         );
+        crate::metrics::inc(&self.shared.counters.logins_total);
         // Framing changes take effect after the final Login Response (RFC 7143 §13.1).
         self.framing = Framing {
             header_digest: neg.header_digest,
@@ -629,6 +636,7 @@ impl Conn {
 
     fn on_nop_out(&mut self, p: &RawPdu<'_>) -> Result<(), End> {
         if p.data_digest_bad {
+            self.digest_error();
             self.send_reject(reject::DATA_DIGEST, &p.bhs.0);
             return Ok(());
         }
@@ -706,6 +714,7 @@ impl Conn {
         if p.data_digest_bad {
             // The immediate data is lost; at ERL 0 the command ends with a CRC error
             // sense once its remaining data has been taken in (RFC 7143 §7.8).
+            self.digest_error();
             self.send_reject(reject::DATA_DIGEST, &b.0);
         }
         self.tasks.insert(itt, task);
@@ -822,6 +831,7 @@ impl Conn {
                 task.data[start..start + p.data.len()].copy_from_slice(p.data);
                 if p.data_digest_bad {
                     task.digest_bad = true;
+                    self.digest_error();
                     self.send_reject(reject::DATA_DIGEST, &b.0);
                 }
                 self.advance_write(itt);
@@ -849,6 +859,12 @@ impl Conn {
                 Ok(())
             }
         }
+    }
+
+    /// Counts a data digest mismatch (the Reject goes out separately).
+    fn digest_error(&self) {
+        warn!(peer = %self.peer, "data digest error");
+        crate::metrics::inc(&self.shared.counters.digest_errors_total);
     }
 
     /// Remembers a few ITTs of commands that ended early, so their stray Data-Out is dropped.

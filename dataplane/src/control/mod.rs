@@ -394,25 +394,29 @@ impl Controller {
         }
     }
 
-    /// Counters, for [`tgt_proto::socket::Request::GetStats`]. The data plane does not
-    /// count logins or per-LUN I/O yet, so those read 0; the LUN list is complete.
+    /// Counters, for [`tgt_proto::socket::Request::GetStats`].
     pub async fn stats(&self) -> Stats {
+        use crate::metrics::get;
         let st = self.state.lock().await;
+        let c = &self.shared.counters;
         Stats {
-            logins_total: 0,
-            login_failures_total: 0,
-            digest_errors_total: 0,
+            logins_total: get(&c.logins_total),
+            login_failures_total: get(&c.login_failures_total),
+            digest_errors_total: get(&c.digest_errors_total),
             luns: st
                 .lus
-                .keys()
-                .map(|(target, lun)| LunStats {
-                    target: target.clone(),
-                    lun: *lun,
-                    read_commands_total: 0,
-                    write_commands_total: 0,
-                    read_bytes_total: 0,
-                    write_bytes_total: 0,
-                    check_conditions_total: 0,
+                .iter()
+                .map(|((target, lun), applied)| {
+                    let k = applied.unit.counters();
+                    LunStats {
+                        target: target.clone(),
+                        lun: *lun,
+                        read_commands_total: get(&k.read_commands_total),
+                        write_commands_total: get(&k.write_commands_total),
+                        read_bytes_total: get(&k.read_bytes_total),
+                        write_bytes_total: get(&k.write_bytes_total),
+                        check_conditions_total: get(&k.check_conditions_total),
+                    }
                 })
                 .collect(),
         }
