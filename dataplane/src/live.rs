@@ -41,6 +41,26 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Data-plane-wide counters.
     pub counters: crate::metrics::Counters,
+    /// Timers an operator may tune.
+    pub tuning: Tuning,
+}
+
+/// Connection timers (defaults from `limits`).
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// Silence on a full-feature connection before a NOP-In ping.
+    pub nop_in_interval: std::time::Duration,
+    /// How long a ping may stay unanswered before the connection is dropped.
+    pub nop_in_timeout: std::time::Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            nop_in_interval: std::time::Duration::from_secs(crate::limits::NOP_IN_INTERVAL_SECS),
+            nop_in_timeout: std::time::Duration::from_secs(crate::limits::NOP_IN_TIMEOUT_SECS),
+        }
+    }
 }
 
 impl Shared {

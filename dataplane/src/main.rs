@@ -34,6 +34,12 @@ struct Args {
     /// Worker threads for the network and I/O runtime (default: one per CPU).
     #[arg(long, env = "TGT_DATAPLANE_WORKERS")]
     workers: Option<usize>,
+    /// Seconds of silence on a connection before the target pings it with a NOP-In.
+    #[arg(long, env = "TGT_NOP_IN_INTERVAL_SECS", default_value_t = tgt_dataplane::limits::NOP_IN_INTERVAL_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    nop_in_interval_secs: u64,
+    /// Seconds a NOP-In ping may stay unanswered before the connection is dropped.
+    #[arg(long, env = "TGT_NOP_IN_TIMEOUT_SECS", default_value_t = tgt_dataplane::limits::NOP_IN_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    nop_in_timeout_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +94,10 @@ fn main() -> anyhow::Result<()> {
                 config,
                 control_socket: args.control_socket,
                 ready_file: args.ready_file,
+                tuning: tgt_dataplane::live::Tuning {
+                    nop_in_interval: std::time::Duration::from_secs(args.nop_in_interval_secs),
+                    nop_in_timeout: std::time::Duration::from_secs(args.nop_in_timeout_secs),
+                },
                 on_ready: demo_banner.then(|| Box::new(demo::banner) as tgt_dataplane::ReadyHook),
             },
             shutdown,

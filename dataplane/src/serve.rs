@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub ready_file: Option<PathBuf>,
     /// Called once with the bound portal addresses when every portal listens.
     pub on_ready: Option<ReadyHook>,
+    /// Connection timers.
+    pub tuning: crate::live::Tuning,
 }
 /// A callback told the bound `(portal id, address)` pairs once the data plane listens.
 pub type ReadyHook = Box<dyn FnOnce(&[(u16, SocketAddr)]) + Send>;
@@ -132,7 +134,10 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
 /// Serves `opts.config` (if any) and the control socket (if any) until `shutdown`
 /// resolves.
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        tuning: opts.tuning,
+        ..Shared::default()
+    });
     let controller = Arc::new(Controller::new(shared.clone()));
     if let Some(cfg) = opts.config {
         controller

@@ -30,6 +30,10 @@ impl Drop for Target {
 }
 
 fn start(tag: &str) -> Target {
+    start_with(tag, &[])
+}
+
+fn start_with(tag: &str, args: &[&str]) -> Target {
     let dir = std::env::temp_dir().join(format!("tgt-limits-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -53,6 +57,7 @@ fn start(tag: &str) -> Target {
         .arg(&cfg)
         .arg("--ready-file")
         .arg(&ready)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -371,4 +376,50 @@ fn data_digest_error_is_rejected_and_the_session_goes_on() {
         (b.opcode(), b.itt(), data.as_slice()),
         (op::NOP_IN, 61, &b"ok"[..])
     );
+}
+
+#[test]
+fn idle_connections_are_pinged_and_an_answered_ping_keeps_them() {
+    let t = start_with(
+        "ping",
+        &["--nop-in-interval-secs", "1", "--nop-in-timeout-secs", "2"],
+    );
+    let mut c = Client::connect(&t);
+    c.login(&[]);
+    for round in 0..3 {
+        let (b, _) = c.recv().expect("a NOP-In ping after a second of silence");
+        assert_eq!(b.opcode(), op::NOP_IN, "round {round}");
+        assert_eq!(
+            b.itt(),
+            pdu::RESERVED_TAG,
+            "a ping carries the reserved ITT"
+        );
+        let ttt = b.u32_at(20);
+        assert_ne!(ttt, pdu::RESERVED_TAG, "a ping asks for an answer");
+        let mut h = Out::new(op::NOP_OUT | 0x40, 0x80);
+        h.itt(pdu::RESERVED_TAG).u32(20, ttt).u32(24, c.cmd_sn);
+        c.send(&mut h, &[]);
+    }
+    c.nop(70, c.cmd_sn, true, b"alive");
+    let mut got = None;
+    while let Some((b, data)) = c.recv() {
+        if b.opcode() == op::NOP_IN && b.itt() == 70 {
+            got = Some(data);
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"alive"[..]));
+}
+
+#[test]
+fn a_peer_that_never_answers_pings_is_dropped() {
+    let t = start_with(
+        "noping",
+        &["--nop-in-interval-secs", "1", "--nop-in-timeout-secs", "1"],
+    );
+    let mut c = Client::connect(&t);
+    c.login(&[]);
+    let started = Instant::now();
+    assert!(c.closed(), "the connection must be dropped");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

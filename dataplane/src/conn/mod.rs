@@ -294,8 +294,8 @@ impl Conn {
         match self.phase {
             Phase::Login(_) => login_deadline,
             Phase::Full => match self.ping_ttt {
-                Some((_, sent)) => sent + Duration::from_secs(limits::NOP_IN_TIMEOUT_SECS),
-                None => self.last_rx + Duration::from_secs(limits::NOP_IN_INTERVAL_SECS),
+                Some((_, sent)) => sent + self.shared.tuning.nop_in_timeout,
+                None => self.last_rx + self.shared.tuning.nop_in_interval,
             },
         }
     }
@@ -306,12 +306,12 @@ impl Conn {
             Phase::Login(_) => (now >= login_deadline).then_some(End::Timeout),
             Phase::Full => {
                 if let Some((_, sent)) = self.ping_ttt {
-                    if now >= sent + Duration::from_secs(limits::NOP_IN_TIMEOUT_SECS) {
+                    if now >= sent + self.shared.tuning.nop_in_timeout {
                         return Some(End::Timeout);
                     }
                     return None;
                 }
-                if now >= self.last_rx + Duration::from_secs(limits::NOP_IN_INTERVAL_SECS)
+                if now >= self.last_rx + self.shared.tuning.nop_in_interval
                     && self.neg.kind == SessionKind::Normal
                 {
                     let ttt = self.alloc_ttt();
