@@ -72,6 +72,8 @@ pub struct LuConfig {
     pub lun: u16,
     /// Which backing-store engine to use.
     pub engine: Engine,
+    /// Advertise logical block provisioning (LBPME, UNMAP, WRITE SAME with UNMAP).
+    pub thin: bool,
 }
 
 /// The backing-store engine a storage asks for (`backendType`).
@@ -319,7 +321,7 @@ impl LogicalUnit {
                 target_name: cfg.target_name.clone(),
                 device_id: cfg.device_id,
                 limits: BlockLimits::for_block_size(cfg.block_size),
-                thin: true,
+                thin: cfg.thin,
             },
             backend,
             state: Mutex::new(LuState::default()),
@@ -604,6 +606,8 @@ impl LogicalUnit {
                 self.write_same(lba, blocks, unmap, ndob, sixteen, data_out)
                     .await
             }
+            // Without logical block provisioning UNMAP is not a command we offer (SBC-3 §4.7).
+            Command::Unmap { .. } if !self.identity.thin => Err(Sense::invalid_opcode()),
             Command::Unmap { param_len } => self.unmap(param_len, data_out).await,
             Command::GetLbaStatus { lba, alloc_len } => self.get_lba_status(lba, alloc_len).await,
             Command::SyncCache { lba, blocks } => self.sync_cache(lba, blocks).await,
@@ -674,8 +678,11 @@ impl LogicalUnit {
         let mut d = vec![0u8; 32];
         d[0..8].copy_from_slice(&self.blocks.saturating_sub(1).to_be_bytes());
         d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
-        // LBPME (thin provisioning enabled) and LBPRZ (unmapped blocks read zero).
-        d[14] = 0x80 | 0x40;
+        // LBPME (thin provisioning enabled) and LBPRZ (unmapped blocks read zero), only when
+        // the storage advertises provisioning (`thinprovisioning`, default on).
+        if self.identity.thin {
+            d[14] = 0x80 | 0x40;
+        }
         d
     }
 
@@ -858,7 +865,7 @@ impl LogicalUnit {
             return Ok(Vec::new());
         }
         let all_zero = block.iter().all(|&x| x == 0);
-        if unmap {
+        if unmap && self.identity.thin {
             // UNMAP=1 asks for deallocation whatever the data block holds (SBC-4 §5.48;
             // libiscsi's WriteSame10.UnmapUntilEnd writes 0xFF blocks and expects zeroes
             // back because LBPRZ=1).
@@ -1184,6 +1191,7 @@ mod tests {
             create_size_bytes: None,
             target_name: "iqn.2024-01.test:tgt".into(),
             engine: Engine::File,
+            thin: true,
             lun,
         }
     }
@@ -1427,6 +1435,44 @@ mod tests {
         assert_eq!(run(&t, &n, &c10(0x42, 0, 0, 0), &[]).await.status, 0);
         list[8..16].copy_from_slice(&2040u64.to_be_bytes());
         assert_eq!(asc(&run(&t, &n, &cdb, &list).await), (5, 0x21, 0));
+    }
+
+    #[tokio::test]
+    async fn without_thin_provisioning_unmap_is_not_offered_and_lbpme_is_clear() {
+        let mut c = cfg(0);
+        c.thin = false;
+        let lu = LogicalUnit::with_backend(
+            &c,
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+        let n = nexus(1);
+        let rc16 = run(
+            &t,
+            &n,
+            &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+            &[],
+        )
+        .await;
+        assert_eq!(rc16.status, 0);
+        assert_eq!(rc16.data_in[14] & 0xc0, 0, "LBPME and LBPRZ clear");
+        let mut list = vec![0u8; 8];
+        list[0..2].copy_from_slice(&22u16.to_be_bytes());
+        list[2..4].copy_from_slice(&16u16.to_be_bytes());
+        list.extend_from_slice(&0u64.to_be_bytes());
+        list.extend_from_slice(&16u32.to_be_bytes());
+        list.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            asc(&run(&t, &n, &c10(0x42, 0, 0, 24), &list).await),
+            (5, 0x20, 0)
+        );
+        // WRITE SAME with UNMAP still writes the block (deallocation is only a hint).
+        let mut ws = c10(0x41, 0x08, 0, 4);
+        ws[7..9].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(run(&t, &n, &ws, &[7u8; 512]).await.status, 0);
+        let r = run(&t, &n, &c10(0x28, 0, 0, 4), &[]).await;
+        assert!(r.data_in.iter().all(|&x| x == 7));
     }
 
     #[tokio::test]

@@ -138,7 +138,8 @@ pub struct Storage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_uring_queue_depth: Option<u32>,
     /// gotgt's thin-provisioning flag: advertise logical block provisioning (UNMAP and
-    /// WRITE SAME with UNMAP, SBC-3 §4.7) and punch holes in the file. Defaults to false.
+    /// WRITE SAME with UNMAP, SBC-3 §4.7) and punch holes in the file. Defaults to true,
+    /// because every backing file we serve can deallocate; `false` hides it from initiators.
     #[serde(
         default,
         rename = "thinprovisioning",

@@ -674,7 +674,7 @@ fn validate_storages(
                 io_uring_queue_depth: depth.unwrap_or(perf.io_uring_queue_depth),
                 numa_node: s.numa_node.filter(|_| numa_enabled),
                 numa_enabled,
-                thin_provisioning: s.thin_provisioning.unwrap_or(false),
+                thin_provisioning: s.thin_provisioning.unwrap_or(true),
                 cpu_list: cpus,
             },
         );
@@ -1037,17 +1037,17 @@ mod tests {
                 {"deviceID":1,"path":"/d/a"},
                 {"deviceID":2,"path":"/d/b","readOnly":true,"blockSize":4096,"size":8192,
                  "backendType":"iouring","directIO":false,"cpuList":"0-3,6",
-                 "thinprovisioning":true}]}"#,
+                 "thinprovisioning":false}]}"#,
         );
         let a = v.storage(1).unwrap();
-        assert!(a.online() && !a.read_only() && !a.direct_io() && !a.thin_provisioning());
+        assert!(a.online() && !a.read_only() && !a.direct_io() && a.thin_provisioning());
         assert_eq!(a.backend(), BackendType::File);
         assert_eq!(a.block_size(), 512);
         assert_eq!(a.size_bytes(), None);
         assert_eq!(a.cpu_list(), None);
         assert_eq!(a.io_uring_queue_depth(), 256);
         let b = v.storage(2).unwrap();
-        assert!(b.read_only() && !b.direct_io() && b.thin_provisioning());
+        assert!(b.read_only() && !b.direct_io() && !b.thin_provisioning());
         assert_eq!(b.block_size(), 4096);
         assert_eq!(b.size_bytes(), Some(8192));
         assert_eq!(b.cpu_list().unwrap().cpus(), &[0, 1, 2, 3, 6]);

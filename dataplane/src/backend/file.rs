@@ -23,10 +23,14 @@ const BLKGETSIZE64: u64 = 0x8008_1272;
 /// Largest zero buffer written at once when `fallocate(ZERO_RANGE)` is unavailable.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
-/// Whether `RWF_NOWAIT` is worth trying; cleared for good once the kernel or file system
-/// says it does not support it (`EOPNOTSUPP`/`EINVAL`), so we stop paying a failed syscall.
-static READ_NOWAIT: AtomicBool = AtomicBool::new(true);
-static WRITE_NOWAIT: AtomicBool = AtomicBool::new(true);
+/// Whether `RWF_NOWAIT` is worth trying on one file, per direction; cleared for good once
+/// the kernel or file system says it does not support it (`EOPNOTSUPP`/`EINVAL`), so we stop
+/// paying a failed syscall (ext4 refuses it for buffered writes, XFS does not).
+#[derive(Debug, Default)]
+struct NowaitSupport {
+    read_off: AtomicBool,
+    write_off: AtomicBool,
+}
 
 enum Nowait {
     /// The whole transfer completed.
@@ -38,9 +42,20 @@ enum Nowait {
 }
 
 /// One non-blocking attempt at a positioned read or write of all of `buf`.
-fn try_nowait(file: &File, buf: *mut u8, len: usize, offset: u64, write: bool) -> Nowait {
-    let flag = if write { &WRITE_NOWAIT } else { &READ_NOWAIT };
-    if !flag.load(Ordering::Relaxed) {
+fn try_nowait(
+    file: &File,
+    support: &NowaitSupport,
+    buf: *mut u8,
+    len: usize,
+    offset: u64,
+    write: bool,
+) -> Nowait {
+    let off_flag = if write {
+        &support.write_off
+    } else {
+        &support.read_off
+    };
+    if off_flag.load(Ordering::Relaxed) {
         return Nowait::WouldBlock(0);
     }
     let mut done = 0usize;
@@ -72,7 +87,7 @@ fn try_nowait(file: &File, buf: *mut u8, len: usize, offset: u64, write: bool) -
                 return match e.raw_os_error() {
                     Some(libc::EAGAIN) => Nowait::WouldBlock(done),
                     Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-                        flag.store(false, Ordering::Relaxed);
+                        off_flag.store(true, Ordering::Relaxed);
                         Nowait::WouldBlock(done)
                     }
                     Some(libc::EINTR) => continue,
@@ -91,6 +106,7 @@ pub struct FileBackend {
     path: Arc<Path>,
     size_bytes: u64,
     read_only: bool,
+    nowait: Arc<NowaitSupport>,
 }
 
 fn to_off(v: u64, what: &str) -> Result<libc::off_t, BackendError> {
@@ -189,6 +205,7 @@ impl FileBackend {
             path: Arc::from(path),
             size_bytes,
             read_only,
+            nowait: Arc::default(),
         })
     }
 
@@ -223,7 +240,14 @@ impl FileBackend {
             return (buf, Err(e));
         }
         let len = buf.len();
-        let start = match try_nowait(&self.file, buf.as_mut_ptr(), len, offset, false) {
+        let start = match try_nowait(
+            &self.file,
+            &self.nowait,
+            buf.as_mut_ptr(),
+            len,
+            offset,
+            false,
+        ) {
             Nowait::Done => return (buf, Ok(())),
             Nowait::WouldBlock(n) => n,
             Nowait::Failed(e) => {
@@ -266,7 +290,14 @@ impl FileBackend {
         }
         let len = buf.len();
         // pwritev2 only reads from the buffer; the cast to *mut is for the shared helper.
-        let start = match try_nowait(&self.file, buf.as_ptr().cast_mut(), len, offset, true) {
+        let start = match try_nowait(
+            &self.file,
+            &self.nowait,
+            buf.as_ptr().cast_mut(),
+            len,
+            offset,
+            true,
+        ) {
             Nowait::Done => return (buf, Ok(())),
             Nowait::WouldBlock(n) => n,
             Nowait::Failed(e) => {
