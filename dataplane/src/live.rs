@@ -43,6 +43,9 @@ pub struct Shared {
     pub counters: crate::metrics::Counters,
     /// Timers an operator may tune.
     pub tuning: Tuning,
+    /// Generation of the installed snapshot; read it with [`Shared::generation`], set only
+    /// by [`Shared::install`].
+    pub installed_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Connection timers (defaults from `limits`).
@@ -74,10 +77,21 @@ impl Shared {
 
     /// Installs a new snapshot.
     pub fn install(&self, snap: Snapshot) {
+        let generation = snap.generation;
         *self
             .snapshot
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snap);
+        // Published after the swap: a connection that sees the new number finds the new
+        // snapshot.
+        self.installed_generation
+            .store(generation, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Generation of the installed snapshot; one atomic load, checked per command.
+    pub fn generation(&self) -> u64 {
+        self.installed_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The bound address of a portal id.

@@ -336,3 +336,100 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
     );
     assert!(cp.alive());
 }
+
+#[test]
+fn adding_and_removing_luns_under_verified_load_loses_nothing() {
+    let dir = TempDir::new("cp-under-load");
+    let mut dp = start_dataplane(dir.path(), 1);
+    let (_cp, api) = start_controlplane(dir.path());
+    let storage = |id: u32, name: &str| {
+        json!({"deviceID": id, "path": dir.path().join(name).display().to_string(), "size": 64 << 20})
+            .to_string()
+    };
+    for (id, name) in [(42, "a.img"), (43, "b.img")] {
+        let r = http(api, "POST", "/api/v1/storages", Some(&storage(id, name)));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = http(
+        api,
+        "POST",
+        "/api/v1/portals",
+        Some(r#"{"id": 0, "portal": "127.0.0.1:0"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}"),
+        Some(r#"{"tpgts": {"1": [0]}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}/luns/0"),
+        Some(r#"{"deviceID": 42}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let portal = wait_in_sync(api, &mut dp);
+
+    let load = std::thread::spawn(move || {
+        tgt_system_tests::verified_load(
+            portal,
+            IQN,
+            0,
+            tgt_system_tests::LoadOptions {
+                sessions: 2,
+                duration: Duration::from_secs(6),
+                region_blocks: Some(8192),
+                ..tgt_system_tests::LoadOptions::default()
+            },
+        )
+    });
+    // While the load runs: add LUN 1, use it, remove it again.
+    let r = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}/luns/1"),
+        Some(r#"{"deviceID": 43}"#),
+    );
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    wait_in_sync(api, &mut dp);
+    inquiry(portal, 1);
+    let r = http(
+        api,
+        "DELETE",
+        &format!("/api/v1/targets/{IQN}/luns/1"),
+        None,
+    );
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    wait_in_sync(api, &mut dp);
+    let gone = run_with_timeout(
+        Command::new("iscsi-inq").arg(format!("iscsi://{portal}/{IQN}/1")),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !gone.status.success(),
+        "LUN 1 must be gone after its removal"
+    );
+
+    let report = load.join().expect("load thread").expect("load runs");
+    assert!(
+        report.passed(),
+        "the running sessions must see no error: {:?} {:?}\n{}",
+        report.first_errors,
+        report.first_mismatches,
+        dp.log_text()
+    );
+    assert!(report.writes > 0 && report.verified_blocks > 0);
+}

@@ -129,6 +129,8 @@ struct Conn {
     running: inflight::Inflight,
     finished: Vec<Done>,
     target: Option<Arc<TargetEntry>>,
+    /// Snapshot generation `target` was taken from.
+    target_gen: u64,
     nexus: Option<Nexus>,
     session: Option<(u16, u64)>,
     kill: Option<KillSwitch>,
@@ -209,6 +211,7 @@ impl Conn {
             running: inflight::Inflight::default(),
             finished: Vec::with_capacity(usize::try_from(limits::CMD_WINDOW).unwrap_or(128)),
             target: None,
+            target_gen: 0,
             nexus: None,
             session: None,
             kill: None,
@@ -498,6 +501,7 @@ impl Conn {
         };
         if neg.kind == SessionKind::Normal {
             self.target = snap.targets.get(&neg.target_name).cloned();
+            self.target_gen = snap.generation;
         }
         let isid_hex: String = isid.iter().map(|b| format!("{b:02x}")).collect();
         self.nexus = Some(Nexus {
@@ -651,7 +655,23 @@ impl Conn {
         Ok(())
     }
 
+    /// Follows configuration changes: after a new snapshot, the next command sees the
+    /// target's new LUN map (a LUN added is reachable, one removed answers LOGICAL UNIT NOT
+    /// SUPPORTED). Commands already running keep the map they started with. A target that
+    /// was removed keeps its old entry; the control plane refuses that while sessions exist.
+    fn refresh_target(&mut self) {
+        let g = self.shared.generation();
+        if g == self.target_gen {
+            return;
+        }
+        self.target_gen = g;
+        if let Some(t) = self.shared.current().targets.get(&self.neg.target_name) {
+            self.target = Some(t.clone());
+        }
+    }
+
     fn on_scsi_cmd(&mut self, p: &RawPdu<'_>) -> Result<(), End> {
+        self.refresh_target();
         let b = &p.bhs;
         let itt = b.itt();
         if self.neg.kind == SessionKind::Discovery || self.target.is_none() {
@@ -940,6 +960,7 @@ impl Conn {
     // ----- task management (RFC 7143 §11.5, SAM-5 §7) -----
 
     fn on_task_mgmt(&mut self, p: &RawPdu<'_>) -> Result<(), End> {
+        self.refresh_target();
         let b = &p.bhs;
         let itt = b.itt();
         let func = b.flags() & 0x7f;

@@ -136,7 +136,7 @@ impl Controller {
                 requested: generation,
             });
         }
-        self.check_busy(&st, &cfg)?;
+        self.check_busy(&cfg)?;
         let prepared = self.prepare(&st, &cfg).await?;
         self.install(&mut st, generation, cfg, prepared);
         Ok(())
@@ -149,33 +149,19 @@ impl Controller {
         self.apply_valid(generation, cfg).await
     }
 
-    /// Refuses a change that would pull a LUN or target from under a logged-in session.
-    fn check_busy(&self, st: &Applied, cfg: &ValidConfig) -> Result<(), Refusal> {
+    /// Refuses a change that would pull a target from under a logged-in session.
+    ///
+    /// Removing or replacing a LUN is always allowed: connections pick up the new LUN map at
+    /// their next command, and commands already running hold the logical unit they started
+    /// on until they finish, so nothing in flight is lost.
+    fn check_busy(&self, cfg: &ValidConfig) -> Result<(), Refusal> {
         let snap = self.shared.current();
-        for (name, entry) in &snap.targets {
-            // The snapshot holds one reference; every other one is a connection (or a task
-            // of one) that logged in to this target entry.
-            let sessions_on_current = Arc::strong_count(entry) > 1;
-            let new_target = cfg.target(name);
-            for ((t, lun), applied) in st.lus.range((name.clone(), 0)..=(name.clone(), u16::MAX)) {
-                debug_assert_eq!(t, name);
-                let kept = new_target
-                    .and_then(|nt| nt.lun(*lun))
-                    .is_some_and(|s| *s == applied.storage);
-                if kept {
-                    continue;
-                }
-                // `st.lus` and the current snapshot's target each hold one reference; more
-                // means an older target entry that a session still uses holds it.
-                let held_by_old_entry = Arc::strong_count(&applied.unit) > 2;
-                if sessions_on_current || held_by_old_entry {
-                    return Err(Refusal::LunBusy {
-                        target: name.clone(),
-                        lun: *lun,
-                    });
-                }
-            }
-            if new_target.is_none() && sessions_on_current {
+        let sessions = self.shared.sessions.list();
+        for name in snap.targets.keys() {
+            // A connection holds an older target entry until its next command, so count
+            // sessions by target name in the session table, not references to the entry.
+            let logged_in = sessions.iter().any(|s| &s.target == name);
+            if cfg.target(name).is_none() && logged_in {
                 return Err(Refusal::TargetBusy {
                     target: name.clone(),
                 });

@@ -138,48 +138,58 @@ async fn removes_a_lun_no_session_uses() {
 }
 
 #[tokio::test]
-async fn refuses_removing_a_lun_of_a_target_with_a_session() {
+async fn removes_a_lun_while_a_session_is_logged_in_but_not_its_target() {
     let d = Dir::new("busy");
     let c = controller();
     c.apply(1, config(d.path(), &[0, 1], &[0])).await;
-    // A logged-in connection holds the target entry, exactly as `conn` does at login.
+    // A logged-in connection registers its session and holds the target entry, exactly as
+    // `conn` does at login; a command in flight holds the logical unit it runs on.
     let session = c.shared().current().targets.get(IQN).cloned().unwrap();
+    let (info, _kill) = c
+        .shared()
+        .sessions
+        .register(
+            "iqn.2026-11.org.example:init",
+            [0x80, 0, 0, 0, 0, 1],
+            IQN,
+            String::new(),
+            String::new(),
+        )
+        .unwrap();
+    let in_flight = unit(&c, 1).unwrap();
     assert_eq!(
         c.apply(2, config(d.path(), &[0], &[0])).await,
-        Response::Refused {
-            reason: Refusal::LunBusy {
-                target: IQN.into(),
-                lun: 1
-            }
-        }
-    );
-    assert!(unit(&c, 1).is_some(), "a refused change changes nothing");
-    assert_eq!(c.generation().await, 1);
-    // Adding a LUN is fine; the session keeps its old map, and the LUN it can reach is
-    // still protected through it.
-    assert_eq!(
-        c.apply(2, config(d.path(), &[0, 1, 2], &[0])).await,
         Response::Applied { generation: 2 }
     );
-    assert!(matches!(
-        c.apply(3, config(d.path(), &[0, 2], &[0])).await,
-        Response::Refused {
-            reason: Refusal::LunBusy { lun: 1, .. }
-        }
-    ));
+    assert!(
+        unit(&c, 1).is_none(),
+        "the LUN is gone from the live config"
+    );
+    assert!(
+        session.scsi.lun_exists(1),
+        "the session's old map still reaches it until its next command"
+    );
+    assert_eq!(
+        in_flight.lun(),
+        1,
+        "a running command keeps its logical unit"
+    );
+    assert_eq!(
+        c.shared().generation(),
+        2,
+        "connections see the new generation"
+    );
     let empty: Config = serde_json::from_str("{}").unwrap();
     assert!(matches!(
         c.apply(3, empty.clone()).await,
         Response::Refused {
-            reason: Refusal::LunBusy { .. }
+            reason: Refusal::TargetBusy { .. }
         }
     ));
+    assert_eq!(c.generation().await, 2, "a refused change changes nothing");
     drop(session);
-    assert_eq!(
-        c.apply(3, config(d.path(), &[0, 2], &[0])).await,
-        Response::Applied { generation: 3 }
-    );
-    assert_eq!(c.apply(4, empty).await, Response::Applied { generation: 4 });
+    c.shared().sessions.remove(info.tsih, info.nexus_id);
+    assert_eq!(c.apply(3, empty).await, Response::Applied { generation: 3 });
 }
 
 #[tokio::test]
