@@ -99,6 +99,79 @@ fn try_nowait(
     Nowait::Done
 }
 
+/// One write waiting for the blocking pool.
+struct WriteJob {
+    offset: u64,
+    /// Bytes before this were already written by the non-blocking attempt.
+    start: usize,
+    buf: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<BufResult>,
+}
+
+/// Writes the blocking pool still has to do for one file.
+///
+/// Handing every write to the blocking pool on its own costs a thread wake-up and a context
+/// switch per I/O, which profiles showed to be most of a 4 KiB write's CPU. Writes queue
+/// here instead, and at most one pool thread per file drains the queue: a burst of writes
+/// from one socket read costs one wake-up. Writes of one file go to the kernel one after
+/// another, which costs nothing extra for page-cache writes (the kernel serialises them on
+/// the inode lock anyway).
+#[derive(Default)]
+struct WriteQueue {
+    /// Pending jobs and whether a drainer is running, under one lock so a job is never left
+    /// behind by a drainer that is just finishing.
+    inner: std::sync::Mutex<(std::collections::VecDeque<WriteJob>, bool)>,
+}
+
+impl std::fmt::Debug for WriteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteQueue")
+    }
+}
+
+impl WriteQueue {
+    /// Queues a job; true when the caller must start a drainer.
+    fn push(&self, job: WriteJob) -> bool {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.0.push_back(job);
+        if g.1 {
+            false
+        } else {
+            g.1 = true;
+            true
+        }
+    }
+
+    /// Runs on the blocking pool: writes every queued job, answering each as it completes.
+    fn drain(&self, file: &File) {
+        loop {
+            let batch: Vec<WriteJob> = {
+                let mut g = self
+                    .inner
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if g.0.is_empty() {
+                    g.1 = false;
+                    return;
+                }
+                g.0.drain(..).collect()
+            };
+            for job in batch {
+                let offset = job.offset;
+                // write_all_at loops over short writes; a zero-length write is an error.
+                let r = file
+                    .write_all_at(&job.buf[job.start..], offset + job.start as u64)
+                    .map_err(|e| BackendError::from_io(e, format!("write at {offset}")));
+                // The requester may have gone (connection closed): nothing to answer then.
+                let _ = job.done.send((job.buf, r));
+            }
+        }
+    }
+}
+
 /// A plain file or a block device opened for pread/pwrite.
 #[derive(Debug, Clone)]
 pub struct FileBackend {
@@ -107,6 +180,7 @@ pub struct FileBackend {
     size_bytes: u64,
     read_only: bool,
     nowait: Arc<NowaitSupport>,
+    writes: Arc<WriteQueue>,
 }
 
 fn to_off(v: u64, what: &str) -> Result<libc::off_t, BackendError> {
@@ -206,6 +280,7 @@ impl FileBackend {
             size_bytes,
             read_only,
             nowait: Arc::default(),
+            writes: Arc::default(),
         })
     }
 
@@ -307,22 +382,26 @@ impl FileBackend {
                 )
             }
         };
-        let file = Arc::clone(&self.file);
-        match tokio::task::spawn_blocking(move || {
-            // write_all_at loops over short writes; a zero-length write is an error.
-            let r = file
-                .write_all_at(&buf[start..], offset + start as u64)
-                .map_err(|e| BackendError::from_io(e, format!("write at {offset}")));
-            (buf, r)
-        })
-        .await
-        {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = WriteJob {
+            offset,
+            start,
+            buf,
+            done,
+        };
+        if self.writes.push(job) {
+            let file = Arc::clone(&self.file);
+            let queue = Arc::clone(&self.writes);
+            // Dropping the JoinHandle detaches the drainer; it ends when the queue is empty.
+            drop(tokio::task::spawn_blocking(move || queue.drain(&file)));
+        }
+        match result.await {
             Ok(v) => v,
-            Err(e) => (
+            Err(_) => (
                 Vec::new(),
                 Err(BackendError::new(
                     ErrorKind::Io,
-                    format!("write task failed: {e}"),
+                    "write task ended without an answer".to_string(),
                 )),
             ),
         }
