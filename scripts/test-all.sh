@@ -22,4 +22,4 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The system tests spawn these binaries; build them before the tests run.
 cargo build --workspace --bins --quiet
-cargo test --workspace 2>&1
+cargo test --workspace --no-fail-fast 2>&1
