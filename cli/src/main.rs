@@ -1,8 +1,7 @@
-//! `tgtctl`: the command-line client over the control plane's REST API.
-//!
-//! Built out in the CLI issue; this binary holds its place in the workspace.
+//! The `tgtctl` binary: parses the command line and runs [`tgtctl::run`], whose result is
+//! the exit code (0 ok, 1 the API refused, 2 usage, 3 the server cannot be reached).
 
 fn main() {
-    eprintln!("tgtctl: not built yet; see the CLI issue");
-    std::process::exit(2);
+    let cli = <tgtctl::Cli as clap::Parser>::parse();
+    std::process::exit(tgtctl::run(cli));
 }

@@ -1,0 +1,254 @@
+//! `tgtctl config get` and `tgtctl apply -f FILE [--dry-run]`: the whole config as one
+//! document. `apply` reads the current config and its ETag, asks the control plane for a
+//! dry run (validation and the diff by resource), prints what changes field by field, and
+//! then replaces the config with `If-Match`, so a change made by someone else in between
+//! is refused instead of overwritten.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::render::{emit, to_yaml, Format};
+use crate::{read_input, CliError, Result};
+
+/// `tgtctl config ...`
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Prints the whole desired config as JSON (or YAML with -o yaml); `apply -f` takes it back.
+    #[command(
+        after_help = "Examples:\n  tgtctl config get > tgt.json\n  tgtctl config get -o yaml"
+    )]
+    Get,
+}
+
+/// Runs a `config` command.
+pub fn config(c: &Client, out: Format, cmd: ConfigCmd) -> Result<()> {
+    match cmd {
+        ConfigCmd::Get => {
+            let v = c.get("/api/v1/config")?.body;
+            // The document itself is the human form; JSON is what `apply -f` reads back.
+            match out {
+                Format::Yaml => print!("{}", to_yaml(&v)),
+                _ => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tgtctl apply`.
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The config file (JSON, as `tgtctl config get` prints it); `-` reads standard input.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only show what would change.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The sections of the config, each keyed by the resource id the server's diff uses.
+const SECTIONS: [(&str, &str, &str); 3] = [
+    ("storages", "storage", "deviceID"),
+    ("iscsiportals", "portal", "id"),
+    ("iscsitargets", "target", ""),
+];
+
+fn items(config: &Value, section: &str, key: &str) -> Vec<(String, Value)> {
+    match &config[section] {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| (crate::render::cell(&x[key]), x.clone()))
+            .collect(),
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn compact(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(unset)".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Field-by-field changes between two JSON objects.
+fn field_changes(old: &Value, new: &Value) -> Vec<String> {
+    let mut keys: Vec<&String> = old
+        .as_object()
+        .into_iter()
+        .flatten()
+        .chain(new.as_object().into_iter().flatten())
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| format!("{k}: {} -> {}", compact(old.get(k)), compact(new.get(k))))
+        .collect()
+}
+
+/// A readable diff of two configs: `+` added, `-` removed, `~` changed with its fields.
+pub fn describe_diff(old: &Value, new: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (section, noun, key) in SECTIONS {
+        let before = items(old, section, key);
+        let after = items(new, section, key);
+        for (id, v) in &after {
+            match before.iter().find(|(i, _)| i == id) {
+                None => lines.push(format!("+ {noun} {id}: {v}")),
+                Some((_, o)) if o != v => {
+                    for ch in field_changes(o, v) {
+                        lines.push(format!("~ {noun} {id}: {ch}"));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for (id, _) in &before {
+            if !after.iter().any(|(i, _)| i == id) {
+                lines.push(format!("- {noun} {id}"));
+            }
+        }
+    }
+    let (po, pn) = (&old["performance"], &new["performance"]);
+    if po != pn {
+        for ch in field_changes(po, pn) {
+            lines.push(format!("~ performance: {ch}"));
+        }
+    }
+    lines
+}
+
+/// Runs `tgtctl apply`.
+pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
+    let text = read_input(&a.file)?;
+    let new: Value = serde_json::from_str(&text).map_err(|e| {
+        CliError::Usage(format!(
+            "{} is not JSON: {e} (write it as `tgtctl config get` prints it)",
+            a.file.display()
+        ))
+    })?;
+    let current = c.get("/api/v1/config")?;
+    let etag = current.etag.clone().unwrap_or_else(|| "*".into());
+    let dry = c
+        .call(Method::PUT, "/api/v1/config?dry_run=true", Some(&new), &[])?
+        .body;
+    let changes = describe_diff(&current.body, &new);
+    let valid = dry["valid"] == true;
+    let server_diff = &dry["diff"];
+    let changed = server_diff
+        .as_object()
+        .into_iter()
+        .flatten()
+        .any(|(_, v)| v == &json!(true) || v.as_array().is_some_and(|a| !a.is_empty()));
+    let mut report = json!({
+        "dryRun": a.dry_run,
+        "valid": valid,
+        "errors": dry["errors"],
+        "diff": server_diff,
+        "changes": changes,
+        "applied": false,
+    });
+    let human = |extra: &str| {
+        let mut s = String::new();
+        if changes.is_empty() {
+            s.push_str("no changes\n");
+        } else {
+            for l in &changes {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+        s.push_str(extra);
+        s
+    };
+    if !valid {
+        let mut msg = String::from("the config is not valid; nothing was applied");
+        for e in dry["errors"].as_array().into_iter().flatten() {
+            msg.push_str(&format!(
+                "\n  {}: {}",
+                e["path"].as_str().unwrap_or("$"),
+                e["message"].as_str().unwrap_or("")
+            ));
+        }
+        emit(out, &report, || human(""));
+        return Err(CliError::Api {
+            status: 422,
+            message: msg,
+        });
+    }
+    if !changed {
+        emit(out, &report, || {
+            "no changes: the config already matches\n".into()
+        });
+        return Ok(());
+    }
+    if a.dry_run {
+        emit(out, &report, || {
+            human("dry run: nothing applied (run again without --dry-run to apply)\n")
+        });
+        return Ok(());
+    }
+    let reply = c
+        .call(
+            Method::PUT,
+            "/api/v1/config",
+            Some(&new),
+            &[("If-Match", etag.as_str())],
+        )
+        .map_err(|e| match e {
+            CliError::Api { status: 412, .. } => CliError::Api {
+                status: 412,
+                message: "the config changed since tgtctl read it (someone else applied a change); nothing was applied: run the command again to see the new diff".into(),
+            },
+            other => other,
+        })?;
+    let generation = reply
+        .etag
+        .as_deref()
+        .map(|t| t.trim_matches('"').to_string())
+        .unwrap_or_default();
+    report["applied"] = json!(true);
+    report["generation"] = json!(generation.parse::<u64>().ok());
+    emit(out, &report, || {
+        human(&format!("applied: config generation {generation}\n"))
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_names_added_removed_and_changed_fields() {
+        let old = json!({
+            "storages": [{"deviceID": 1, "path": "/a"}, {"deviceID": 2, "path": "/b"}],
+            "iscsiportals": [{"id": 0, "portal": "127.0.0.1:3260"}],
+            "iscsitargets": {"iqn.x:t": {"luns": {"0": 1}}}
+        });
+        let new = json!({
+            "storages": [{"deviceID": 1, "path": "/a2", "readOnly": true}, {"deviceID": 3, "path": "/c"}],
+            "iscsiportals": [{"id": 0, "portal": "127.0.0.1:3260"}],
+            "iscsitargets": {"iqn.x:t": {"luns": {"0": 1, "1": 3}}},
+            "performance": {"workerThreads": 2}
+        });
+        assert_eq!(
+            describe_diff(&old, &new),
+            vec![
+                "~ storage 1: path: \"/a\" -> \"/a2\"",
+                "~ storage 1: readOnly: (unset) -> true",
+                "+ storage 3: {\"deviceID\":3,\"path\":\"/c\"}",
+                "- storage 2",
+                "~ target iqn.x:t: luns: {\"0\":1} -> {\"0\":1,\"1\":3}",
+                "~ performance: workerThreads: (unset) -> 2",
+            ]
+        );
+        assert!(describe_diff(&new, &new).is_empty());
+    }
+}
