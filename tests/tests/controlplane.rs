@@ -153,6 +153,38 @@ fn wait_in_sync(cp: SocketAddr, dp: &mut Daemon) -> SocketAddr {
     }
 }
 
+/// Creates the storages (64 MiB sparse files in `dir`), portal 0 on loopback port 0, the
+/// target with portal group 1, and LUN 0 on the first storage, all through REST.
+fn configure_through_rest(api: SocketAddr, dir: &Path, storages: &[(u32, &str)]) {
+    for (id, name) in storages {
+        let body =
+            json!({"deviceID": id, "path": dir.join(name).display().to_string(), "size": 64 << 20});
+        let r = http(api, "POST", "/api/v1/storages", Some(&body.to_string()));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let steps = [
+        (
+            "POST",
+            "/api/v1/portals".to_string(),
+            r#"{"id": 0, "portal": "127.0.0.1:0"}"#.to_string(),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/targets/{IQN}"),
+            r#"{"tpgts": {"1": [0]}}"#.to_string(),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/targets/{IQN}/luns/0"),
+            json!({"deviceID": storages[0].0}).to_string(),
+        ),
+    ];
+    for (method, path, body) in steps {
+        let r = http(api, method, &path, Some(&body));
+        assert_eq!(r.status, 201, "{method} {path}: {}", r.body);
+    }
+}
+
 fn inquiry(portal: SocketAddr, lun: u16) {
     let out = run_with_timeout(
         Command::new("iscsi-inq").arg(format!("iscsi://{portal}/{IQN}/{lun}")),
@@ -185,31 +217,7 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
     let mut dp = start_dataplane(dir.path(), 1);
     let (mut cp, api) = start_controlplane(dir.path());
 
-    let image = dir.path().join("disk.img");
-    let storage = json!({"deviceID": 42, "path": image.display().to_string(), "size": 64 << 20});
-    let r = http(api, "POST", "/api/v1/storages", Some(&storage.to_string()));
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = http(
-        api,
-        "POST",
-        "/api/v1/portals",
-        Some(r#"{"id": 0, "portal": "127.0.0.1:0"}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = http(
-        api,
-        "PUT",
-        &format!("/api/v1/targets/{IQN}"),
-        Some(r#"{"tpgts": {"1": [0]}}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = http(
-        api,
-        "PUT",
-        &format!("/api/v1/targets/{IQN}/luns/0"),
-        Some(r#"{"deviceID": 42}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    configure_through_rest(api, dir.path(), &[(42, "disk.img")]);
 
     let portal = wait_in_sync(api, &mut dp);
     inquiry(portal, 0);
@@ -249,8 +257,9 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
         "invalid block size",
     );
     assert_eq!(p["errors"][0]["path"], "storages[1].blockSize", "{p}");
+    let again = json!({"deviceID": 42, "path": dir.path().join("disk.img").display().to_string()});
     expect_problem(
-        &http(api, "POST", "/api/v1/storages", Some(&storage.to_string())),
+        &http(api, "POST", "/api/v1/storages", Some(&again.to_string())),
         409,
         "duplicate id",
     );
@@ -342,35 +351,7 @@ fn adding_and_removing_luns_under_verified_load_loses_nothing() {
     let dir = TempDir::new("cp-under-load");
     let mut dp = start_dataplane(dir.path(), 1);
     let (_cp, api) = start_controlplane(dir.path());
-    let storage = |id: u32, name: &str| {
-        json!({"deviceID": id, "path": dir.path().join(name).display().to_string(), "size": 64 << 20})
-            .to_string()
-    };
-    for (id, name) in [(42, "a.img"), (43, "b.img")] {
-        let r = http(api, "POST", "/api/v1/storages", Some(&storage(id, name)));
-        assert_eq!(r.status, 201, "{}", r.body);
-    }
-    let r = http(
-        api,
-        "POST",
-        "/api/v1/portals",
-        Some(r#"{"id": 0, "portal": "127.0.0.1:0"}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = http(
-        api,
-        "PUT",
-        &format!("/api/v1/targets/{IQN}"),
-        Some(r#"{"tpgts": {"1": [0]}}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = http(
-        api,
-        "PUT",
-        &format!("/api/v1/targets/{IQN}/luns/0"),
-        Some(r#"{"deviceID": 42}"#),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    configure_through_rest(api, dir.path(), &[(42, "a.img"), (43, "b.img")]);
     let portal = wait_in_sync(api, &mut dp);
 
     let load = std::thread::spawn(move || {
