@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::render::{emit, to_yaml, Format};
+use crate::render::{emit, to_yaml, write_stdout, Format};
 use crate::{read_input, CliError, Result};
 
 /// `tgtctl config ...`
@@ -31,8 +31,10 @@ pub fn config(c: &Client, out: Format, cmd: ConfigCmd) -> Result<()> {
             let v = c.get("/api/v1/config")?.body;
             // The document itself is the human form; JSON is what `apply -f` reads back.
             match out {
-                Format::Yaml => print!("{}", to_yaml(&v)),
-                _ => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                Format::Yaml => write_stdout(to_yaml(&v).as_bytes()),
+                _ => write_stdout(
+                    (serde_json::to_string_pretty(&v).unwrap_or_default() + "\n").as_bytes(),
+                ),
             }
         }
     }

@@ -191,12 +191,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Apply(a) => apply::apply(&client()?, out, &a),
         Command::Metrics => status::metrics(&client()?, out),
         Command::Completions(a) => {
-            clap_complete::generate(
-                a.shell,
-                &mut Cli::command(),
-                "tgtctl",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory first: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "tgtctl", &mut script);
+            render::write_stdout(&script);
             Ok(())
         }
         Command::Quickstart(a) => quickstart::run(&a),

@@ -24,7 +24,21 @@ pub fn emit(format: Format, value: &Value, table: impl FnOnce() -> String) {
         Format::Json => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
         Format::Yaml => to_yaml(value),
     };
-    print!("{text}");
+    write_stdout(text.as_bytes());
+}
+
+/// Writes to standard output, ending quietly when the reader has gone (`tgtctl ... | head`):
+/// a closed pipe is not an error worth a panic.
+pub fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Columns separated by two spaces, headers in capitals as given.
