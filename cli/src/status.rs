@@ -68,7 +68,24 @@ fn status_table(base: &str, v: &Value) -> String {
             ),
         ));
     }
-    // NUMA placement is not reported by the control plane's status yet.
+    if let Some(nodes) = dp["numaNodes"].as_array() {
+        let list: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("node {} cpus {}", cell(&n["id"]), cpu_list(&n["cpus"])))
+            .collect();
+        rows.push((
+            "numa nodes",
+            format!("{} ({})", nodes.len(), list.join("; ")),
+        ));
+    }
+    if let Some(cpus) = dp["pinnedCpus"].as_array() {
+        let pinned = if cpus.is_empty() {
+            "not pinned".to_string()
+        } else {
+            cpu_list(&dp["pinnedCpus"])
+        };
+        rows.push(("worker cpus", pinned));
+    }
     let mut s = fields(&rows);
     if let Some(portals) = dp["portals"].as_array() {
         let rows: Vec<Vec<String>> = portals
@@ -351,5 +368,44 @@ weird{a=\"q\\\"uote\"} 2.5\n";
         assert_eq!(v["luns"][0]["readBytes"], 4096);
         assert_eq!(v["luns"][0]["backend"], "file");
         assert_eq!(v["dataplaneConnected"], false);
+    }
+}
+
+/// A JSON array of CPU ids as Linux list syntax ("0-3,6").
+fn cpu_list(v: &serde_json::Value) -> String {
+    let mut cpus: Vec<u64> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default();
+    cpus.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        let mut end = start;
+        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
+            i += 1;
+            end = cpus[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod cpu_list_tests {
+    #[test]
+    fn cpu_ids_print_as_linux_ranges() {
+        assert_eq!(
+            super::cpu_list(&serde_json::json!([0, 1, 2, 3, 6])),
+            "0-3,6"
+        );
+        assert_eq!(super::cpu_list(&serde_json::json!([5])), "5");
+        assert_eq!(super::cpu_list(&serde_json::json!([])), "");
     }
 }

@@ -43,6 +43,8 @@ pub struct Shared {
     pub counters: crate::metrics::Counters,
     /// Timers an operator may tune.
     pub tuning: Tuning,
+    /// CPUs the runtime threads were pinned to at start (empty: not pinned).
+    pub pinned_cpus: Vec<u32>,
     /// Generation of the installed snapshot; read it with [`Shared::generation`], set only
     /// by [`Shared::install`].
     pub installed_generation: std::sync::atomic::AtomicU64,

@@ -67,7 +67,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = workers {
         rt.worker_threads(n.max(1));
     }
-    if let Some(cpus) = config.as_ref().map(worker_affinity).transpose()?.flatten() {
+    let pinned = config.as_ref().map(worker_affinity).transpose()?.flatten();
+    let pinned_cpus = pinned.clone().unwrap_or_default();
+    if let Some(cpus) = pinned {
         // Every runtime thread (network workers and the blocking I/O pool) runs on the CPUs
         // of the storages' NUMA nodes or the configured CPU list.
         tracing::info!(?cpus, "pinning worker threads");
@@ -94,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                 config,
                 control_socket: args.control_socket,
                 ready_file: args.ready_file,
+                pinned_cpus,
                 tuning: tgt_dataplane::live::Tuning {
                     nop_in_interval: std::time::Duration::from_secs(args.nop_in_interval_secs),
                     nop_in_timeout: std::time::Duration::from_secs(args.nop_in_timeout_secs),

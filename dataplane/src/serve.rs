@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub on_ready: Option<ReadyHook>,
     /// Connection timers.
     pub tuning: crate::live::Tuning,
+    /// CPUs the binary pinned the runtime threads to (reported in status).
+    pub pinned_cpus: Vec<u32>,
 }
 /// A callback told the bound `(portal id, address)` pairs once the data plane listens.
 pub type ReadyHook = Box<dyn FnOnce(&[(u16, SocketAddr)]) + Send>;
@@ -137,6 +139,7 @@ pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<S
 pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let shared = Arc::new(Shared {
         tuning: opts.tuning,
+        pinned_cpus: opts.pinned_cpus,
         ..Shared::default()
     });
     let controller = Arc::new(Controller::new(shared.clone()));

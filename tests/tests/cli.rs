@@ -223,6 +223,9 @@ fn manages_resources_with_tables_json_and_script_friendly_exit_codes() {
     let s = ok(&api, &["status"]);
     assert!(s.contains("connected") && s.contains("(in sync)"), "{s}");
     assert!(s.contains(&portal.to_string()), "{s}");
+    // This machine has at least one NUMA node (one when it has no NUMA at all).
+    assert!(s.contains("numa nodes") && s.contains("node 0 cpus"), "{s}");
+    assert!(s.contains("worker cpus"), "{s}");
     let m = ok(&api, &["metrics"]);
     assert!(m.contains("logins") && m.contains(IQN), "{m}");
     let m = json_of(&api, &["metrics"]);

@@ -312,6 +312,8 @@ fn metrics_follow_the_naming_rules() {
         targets: vec![],
         session_count: 1,
         connection_count: 1,
+        numa_nodes: vec![],
+        pinned_cpus: vec![],
     };
     let stats = Stats {
         logins_total: 3,

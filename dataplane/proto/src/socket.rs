@@ -219,6 +219,26 @@ pub struct Status {
     pub session_count: u32,
     /// Number of open connections, including those still logging in.
     pub connection_count: u32,
+    /// NUMA nodes of the machine the data plane runs on (one node when it has no NUMA).
+    #[serde(default)]
+    pub numa_nodes: Vec<NumaNodeStatus>,
+    /// CPUs the data plane's worker threads are pinned to; empty when not pinned.
+    #[serde(default)]
+    pub pinned_cpus: Vec<u32>,
+}
+
+/// One NUMA node as the data plane sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NumaNodeStatus {
+    /// Node id.
+    pub id: u32,
+    /// Its CPUs.
+    pub cpus: Vec<u32>,
+    /// Its memory in bytes, when the kernel reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_total_bytes: Option<u64>,
 }
 
 /// One portal being listened on.
@@ -456,6 +476,12 @@ mod tests {
                 }],
                 session_count: 1,
                 connection_count: 1,
+                numa_nodes: vec![NumaNodeStatus {
+                    id: 0,
+                    cpus: vec![0, 1],
+                    mem_total_bytes: Some(1 << 30),
+                }],
+                pinned_cpus: vec![1],
             }),
             Response::Stats(Stats {
                 logins_total: 1,

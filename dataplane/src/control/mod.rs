@@ -70,6 +70,8 @@ struct Applied {
 /// Owns the running configuration of a data plane and changes it.
 pub struct Controller {
     shared: Arc<Shared>,
+    /// The machine's NUMA topology, read once at start for status.
+    numa_nodes: Vec<tgt_proto::socket::NumaNodeStatus>,
     started: Instant,
     state: tokio::sync::Mutex<Applied>,
 }
@@ -83,8 +85,25 @@ struct Prepared {
 impl Controller {
     /// A controller serving nothing yet (generation 0) over `shared`.
     pub fn new(shared: Arc<Shared>) -> Self {
+        // A topology that cannot be read is reported as no nodes rather than failing start-up.
+        let numa_nodes = match crate::numa::Topology::detect() {
+            Ok(t) => t
+                .nodes()
+                .iter()
+                .map(|n| tgt_proto::socket::NumaNodeStatus {
+                    id: n.id,
+                    cpus: n.cpus.clone(),
+                    mem_total_bytes: n.mem_total_bytes,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the NUMA topology for status");
+                Vec::new()
+            }
+        };
         Self {
             shared,
+            numa_nodes,
             started: Instant::now(),
             state: tokio::sync::Mutex::new(Applied::default()),
         }
@@ -377,6 +396,8 @@ impl Controller {
                     .load(std::sync::atomic::Ordering::Relaxed),
             )
             .unwrap_or(u32::MAX),
+            numa_nodes: self.numa_nodes.clone(),
+            pinned_cpus: self.shared.pinned_cpus.clone(),
         }
     }
 
