@@ -11,75 +11,18 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{binary, require_tool, run_with_timeout, text, Daemon, TempDir};
+use support::{
+    binary, require_tool, run_with_timeout, start_controlplane, start_socket_dataplane, text,
+    Daemon, TempDir,
+};
 
 const IQN: &str = "iqn.2026-11.org.example.systest:cli";
 
-fn wait_for_file(daemon: &mut Daemon, path: &Path, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = std::fs::read_to_string(path) {
-            if t.ends_with('\n') {
-                return t;
-            }
-        }
-        assert!(
-            daemon.alive(),
-            "{what} exited before it was ready; log:\n{}",
-            daemon.log_text()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{what} not ready in 30 s; log:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Both daemons on loopback port 0, configured with nothing; returns the REST URL.
 fn start_daemons(dir: &Path) -> (Daemon, Daemon, String) {
-    let dp_ready = dir.join("dp-ready.json");
-    let child = Command::new(binary("tgt-dataplane"))
-        .arg("--control-socket")
-        .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&dp_ready)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("dataplane.log")).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-dataplane");
-    let mut dp = Daemon {
-        child,
-        log: dir.join("dataplane.log"),
-    };
-    wait_for_file(&mut dp, &dp_ready, "tgt-dataplane");
-    let cp_ready = dir.join("cp-ready.json");
-    let child = Command::new(binary("tgt-controlplane"))
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
-        .arg(dir.join("state"))
-        .arg("--dataplane-socket")
-        .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&cp_ready)
-        .env("RUST_LOG", "info")
-        .env_remove("TGT_CONTROLPLANE_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("controlplane.log")).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-controlplane");
-    let mut cp = Daemon {
-        child,
-        log: dir.join("controlplane.log"),
-    };
-    let ready: Value = serde_json::from_str(&wait_for_file(&mut cp, &cp_ready, "tgt-controlplane"))
-        .expect("ready file is JSON");
-    let url = format!(
-        "http://{}",
-        ready["listen"].as_str().expect("listen address")
-    );
-    (dp, cp, url)
+    let dp = start_socket_dataplane(dir, 1);
+    let (cp, addr) = start_controlplane(dir);
+    (dp, cp, format!("http://{addr}"))
 }
 
 /// Runs `tgtctl --server URL ARGS...` with the environment cleared of its variables.

@@ -6,11 +6,14 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{binary, require_tool, run_with_timeout, text, Daemon, TempDir};
+use support::{
+    require_tool, run_with_timeout, start_controlplane, start_socket_dataplane, text, Daemon,
+    TempDir,
+};
 
 const IQN: &str = "iqn.2026-11.org.example.systest:rest";
 
@@ -62,72 +65,6 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply
         headers,
         body: body.to_string(),
     }
-}
-
-fn wait_for_file(daemon: &mut Daemon, path: &Path, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = std::fs::read_to_string(path) {
-            if t.ends_with('\n') {
-                return t;
-            }
-        }
-        assert!(
-            daemon.alive(),
-            "{what} exited before it was ready; log:\n{}",
-            daemon.log_text()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{what} not ready in 30 s; log:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn start_dataplane(dir: &Path, n: u32) -> Daemon {
-    let ready = dir.join(format!("dp-ready-{n}.json"));
-    let log = dir.join(format!("dataplane-{n}.log"));
-    let child = Command::new(binary("tgt-dataplane"))
-        .arg("--control-socket")
-        .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-dataplane");
-    let mut d = Daemon { child, log };
-    wait_for_file(&mut d, &ready, "tgt-dataplane");
-    d
-}
-
-fn start_controlplane(dir: &Path) -> (Daemon, SocketAddr) {
-    let ready = dir.join("cp-ready.json");
-    let log = dir.join("controlplane.log");
-    let child = Command::new(binary("tgt-controlplane"))
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
-        .arg(dir.join("state"))
-        .arg("--dataplane-socket")
-        .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("RUST_LOG", "info")
-        .env_remove("TGT_CONTROLPLANE_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-controlplane");
-    let mut d = Daemon { child, log };
-    let text = wait_for_file(&mut d, &ready, "tgt-controlplane");
-    let v: Value = serde_json::from_str(&text).expect("ready file is JSON");
-    let addr = v["listen"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("listen address in the ready file");
-    (d, addr)
 }
 
 /// Polls `/api/v1/status` until the data plane runs the desired config with a bound
@@ -214,7 +151,7 @@ fn expect_problem(r: &Reply, status: u16, what: &str) -> Value {
 fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
     require_tool("iscsi-inq");
     let dir = TempDir::new("controlplane");
-    let mut dp = start_dataplane(dir.path(), 1);
+    let mut dp = start_socket_dataplane(dir.path(), 1);
     let (mut cp, api) = start_controlplane(dir.path());
 
     configure_through_rest(api, dir.path(), &[(42, "disk.img")]);
@@ -335,7 +272,7 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
 
     // Kill the data plane: the control plane notices and pushes the config again.
     drop(dp);
-    let mut dp = start_dataplane(dir.path(), 2);
+    let mut dp = start_socket_dataplane(dir.path(), 2);
     let portal = wait_in_sync(api, &mut dp);
     inquiry(portal, 0);
     assert!(
@@ -349,7 +286,7 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
 #[test]
 fn adding_and_removing_luns_under_verified_load_loses_nothing() {
     let dir = TempDir::new("cp-under-load");
-    let mut dp = start_dataplane(dir.path(), 1);
+    let mut dp = start_socket_dataplane(dir.path(), 1);
     let (_cp, api) = start_controlplane(dir.path());
     configure_through_rest(api, dir.path(), &[(42, "a.img"), (43, "b.img")]);
     let portal = wait_in_sync(api, &mut dp);

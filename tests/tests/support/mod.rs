@@ -329,3 +329,76 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Waits until a daemon has written its ready file (whole, newline-terminated) and returns
+/// it; fails with the daemon's log when it exits first or takes over 30 s.
+pub fn wait_for_file(daemon: &mut Daemon, path: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if t.ends_with('\n') {
+                return t;
+            }
+        }
+        assert!(
+            daemon.alive(),
+            "{what} exited before it was ready; log:\n{}",
+            daemon.log_text()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready in 30 s; log:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A data plane that starts empty on `DIR/dp.sock` and waits for the control plane; `n`
+/// numbers its log and ready files so a restarted one does not read the old ones.
+pub fn start_socket_dataplane(dir: &Path, n: u32) -> Daemon {
+    let ready = dir.join(format!("dp-ready-{n}.json"));
+    let log = dir.join(format!("dataplane-{n}.log"));
+    let child = Command::new(binary("tgt-dataplane"))
+        .arg("--control-socket")
+        .arg(dir.join("dp.sock"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn tgt-dataplane");
+    let mut d = Daemon { child, log };
+    wait_for_file(&mut d, &ready, "tgt-dataplane");
+    d
+}
+
+/// A control plane on 127.0.0.1:0 pushing to `DIR/dp.sock`, state in `DIR/state`, no token;
+/// returns it and the address it listens on.
+pub fn start_controlplane(dir: &Path) -> (Daemon, SocketAddr) {
+    let ready = dir.join("cp-ready.json");
+    let log = dir.join("controlplane.log");
+    let child = Command::new(binary("tgt-controlplane"))
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--dataplane-socket")
+        .arg(dir.join("dp.sock"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .env_remove("TGT_CONTROLPLANE_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn tgt-controlplane");
+    let mut d = Daemon { child, log };
+    let text = wait_for_file(&mut d, &ready, "tgt-controlplane");
+    let addr = text
+        .split("\"listen\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|a| a.parse().ok())
+        .expect("listen address in the ready file");
+    (d, addr)
+}
