@@ -37,7 +37,12 @@ async fn run(b: Arc<Backend>, qd: usize, len: usize, write: bool, secs: f64) -> 
         tasks.push(tokio::spawn(async move {
             let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (q as u64 + 1);
             let mut n = 0u64;
-            let mut buf = vec![0xa5u8; len];
+            // Aligned like the data plane's pool buffers, so O_DIRECT needs no bounce.
+            let Ok(aligned) = tgt_dataplane::buf::AlignedBuf::zeroed(len, 4096) else {
+                eprintln!("cannot allocate a {len}-byte buffer");
+                return 0;
+            };
+            let mut buf = tgt_dataplane::buf::IoBuf::from(aligned);
             let slots = SIZE_BYTES / len as u64;
             while Instant::now() < deadline {
                 x ^= x << 13;

@@ -9,6 +9,7 @@
 //! socket). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
 
 pub mod backend;
+pub mod buf;
 pub mod conn;
 pub mod control;
 pub mod io;

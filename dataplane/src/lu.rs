@@ -27,6 +27,8 @@
 //! that serialises read-modify-write commands (COMPARE AND WRITE, ORWRITE) against each other.
 
 use crate::backend::{Backend, BackendError, ErrorKind, FileBackend};
+use crate::buf::IoBuf;
+use crate::numa::pool::BufferPool;
 use crate::scsi::cdb::{self, op, Command, DataDir, WriteKind};
 use crate::scsi::inquiry::{self, BlockLimits, Identity};
 use crate::scsi::mode::{self, ModeDevice, ModeState};
@@ -74,6 +76,10 @@ pub struct LuConfig {
     pub engine: Engine,
     /// Advertise logical block provisioning (LBPME, UNMAP, WRITE SAME with UNMAP).
     pub thin: bool,
+    /// Where READ and WRITE data buffers come from: the pool of the storage's NUMA node.
+    /// MAXIMUM TRANSFER LENGTH (and COMPARE AND WRITE's) shrink to what one buffer holds.
+    /// `None` (unit tests, tools) uses vectors.
+    pub pool: Option<BufferPool>,
 }
 
 /// The backing-store engine a storage asks for (`backendType`).
@@ -92,21 +98,21 @@ pub enum Engine {
 }
 
 /// Outcome of one SCSI command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ScsiResponse {
     /// SAM status: 0 GOOD, 2 CHECK CONDITION, 0x18 RESERVATION CONFLICT.
     pub status: u8,
     /// Fixed-format sense data (18 bytes) for CHECK CONDITION, else empty.
     pub sense: Vec<u8>,
-    /// Data-in, truncated to the allocation length.
-    pub data_in: Vec<u8>,
+    /// Data-in, truncated to the allocation length: a pool buffer for medium reads.
+    pub data_in: IoBuf,
     /// Bytes the CDB asks to move in its data direction; `None` when it has no data phase
     /// (or could not be decoded).
     pub cdb_transfer_bytes: Option<u32>,
 }
 
 impl ScsiResponse {
-    fn good(data_in: Vec<u8>) -> Self {
+    fn good(data_in: IoBuf) -> Self {
         Self {
             status: status::GOOD,
             sense: Vec::new(),
@@ -119,7 +125,7 @@ impl ScsiResponse {
         Self {
             status: status::CHECK_CONDITION,
             sense: sense.encode(),
-            data_in: Vec::new(),
+            data_in: IoBuf::empty(),
             cdb_transfer_bytes: None,
         }
     }
@@ -128,14 +134,14 @@ impl ScsiResponse {
         Self {
             status: status::RESERVATION_CONFLICT,
             sense: Vec::new(),
-            data_in: Vec::new(),
+            data_in: IoBuf::empty(),
             cdb_transfer_bytes: None,
         }
     }
 
-    fn from_result(r: Result<Vec<u8>, Sense>) -> Self {
+    fn from_result<T: Into<IoBuf>>(r: Result<T, Sense>) -> Self {
         match r {
-            Ok(d) => Self::good(d),
+            Ok(d) => Self::good(d.into()),
             Err(s) => Self::check(s),
         }
     }
@@ -193,6 +199,7 @@ pub struct LogicalUnit {
     blocks: u64,
     identity: Identity,
     backend: Option<Backend>,
+    pool: Option<BufferPool>,
     state: Mutex<LuState>,
     rmw: tokio::sync::Mutex<()>,
     counters: crate::metrics::LuCounters,
@@ -311,6 +318,21 @@ impl LogicalUnit {
             .as_ref()
             .map_or(0, |b| b.size_bytes() / u64::from(cfg.block_size));
         let read_only = cfg.read_only || backend.as_ref().is_some_and(Backend::read_only);
+        let mut limits = BlockLimits::for_block_size(cfg.block_size);
+        if let Some(pool) = &cfg.pool {
+            limits = limits
+                .fit_buffer(cfg.block_size, pool.buf_size_bytes())
+                .ok_or_else(|| {
+                    BackendError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "numaBufferSize {} cannot hold two {}-byte blocks",
+                            pool.buf_size_bytes(),
+                            cfg.block_size
+                        ),
+                    )
+                })?;
+        }
         Ok(Self {
             lun: cfg.lun,
             read_only,
@@ -320,10 +342,11 @@ impl LogicalUnit {
                 device_type: inquiry::TYPE_DISK,
                 target_name: cfg.target_name.clone(),
                 device_id: cfg.device_id,
-                limits: BlockLimits::for_block_size(cfg.block_size),
+                limits,
                 thin: cfg.thin,
             },
             backend,
+            pool: cfg.pool.clone(),
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
             counters: crate::metrics::LuCounters::default(),
@@ -381,7 +404,7 @@ impl LogicalUnit {
         target: &Target,
         nexus: &Nexus,
         cdb_bytes: &[u8],
-        data_out: &[u8],
+        data_out: IoBuf,
     ) -> ScsiResponse {
         let opcode = cdb_bytes.first().copied().unwrap_or(0xFF);
         let ua_exempt = matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE);
@@ -446,8 +469,28 @@ impl LogicalUnit {
         target: &Target,
         nexus: &Nexus,
         cmd: &Command,
-        data_out: &[u8],
+        data_out: IoBuf,
     ) -> ScsiResponse {
+        // The medium's data path moves pool buffers end to end; everything else works on
+        // borrowed bytes and answers with small vectors.
+        match *cmd {
+            Command::Read { lba, blocks, .. } => {
+                return ScsiResponse::from_result(self.read(lba, blocks).await)
+            }
+            Command::Write {
+                kind,
+                lba,
+                blocks,
+                fua,
+                ..
+            } => {
+                return ScsiResponse::from_result(
+                    self.write(kind, lba, blocks, fua, data_out).await,
+                )
+            }
+            _ => {}
+        }
+        let data_out = data_out.as_slice();
         let r: Result<Vec<u8>, Sense> = match *cmd {
             Command::TestUnitReady => self.medium().map(|_| Vec::new()),
             Command::Inquiry {
@@ -580,14 +623,8 @@ impl LogicalUnit {
             Command::ReadCapacity16 { alloc_len } => self
                 .medium()
                 .map(|_| truncate(self.read_capacity16(), alloc_len)),
-            Command::Read { lba, blocks, .. } => self.read(lba, blocks).await,
-            Command::Write {
-                kind,
-                lba,
-                blocks,
-                fua,
-                ..
-            } => self.write(kind, lba, blocks, fua, data_out).await,
+            // Served above.
+            Command::Read { .. } | Command::Write { .. } => Ok(Vec::new()),
             Command::Verify {
                 lba,
                 blocks,
@@ -686,17 +723,48 @@ impl LogicalUnit {
         d
     }
 
-    async fn read(&self, lba: Lba, blocks: BlockCount) -> Result<Vec<u8>, Sense> {
+    async fn read(&self, lba: Lba, blocks: BlockCount) -> Result<IoBuf, Sense> {
         let b = self.medium()?;
         check_lba_range(lba, blocks, self.blocks)?;
         self.check_transfer_len(blocks, 7)?;
         if blocks.0 == 0 {
-            return Ok(Vec::new());
+            return Ok(IoBuf::empty());
         }
         let (off, len) = self.bytes(lba, blocks);
-        let (buf, r) = b.read(off, vec![0u8; to_usize(len)?]).await;
+        let buf = self.data_buf(to_usize(len)?).await?;
+        let (buf, r) = b.read(off, buf).await;
         r.map_err(|e| sense_read(&e))?;
         Ok(buf)
+    }
+
+    /// A buffer of `len` bytes for the medium's data: from this LU's pool (waiting for one
+    /// when all are in use), or a vector for LUs built without a pool (unit tests, tools).
+    ///
+    /// `len` never exceeds the pool's buffer size: MAXIMUM TRANSFER LENGTH is capped to it
+    /// (see `LuConfig::pool`) and `check_transfer_len` refuses longer transfers first.
+    async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
+        let Some(pool) = &self.pool else {
+            return Ok(IoBuf::Vec(vec![0u8; len]));
+        };
+        let mut p = pool.get().await;
+        p.set_len(len)
+            .map_err(|_| Sense::invalid_field_in_cdb(0, None))?;
+        Ok(IoBuf::Pool(p))
+    }
+
+    /// Largest piece VERIFY and WRITE SAME move per backend call: one data buffer.
+    fn chunk_bytes(&self) -> u64 {
+        self.pool.as_ref().map_or(CHUNK_BYTES, |p| {
+            u64::try_from(p.buf_size_bytes())
+                .unwrap_or(CHUNK_BYTES)
+                .min(CHUNK_BYTES)
+        })
+    }
+
+    /// The pool this LU's data buffers come from, if any: the transport takes Data-Out
+    /// buffers from it too.
+    pub fn pool(&self) -> Option<&BufferPool> {
+        self.pool.as_ref()
     }
 
     async fn write(
@@ -705,7 +773,7 @@ impl LogicalUnit {
         lba: Lba,
         blocks: BlockCount,
         fua: bool,
-        data_out: &[u8],
+        mut data_out: IoBuf,
     ) -> Result<Vec<u8>, Sense> {
         let b = self.writable()?;
         check_lba_range(lba, blocks, self.blocks)?;
@@ -717,22 +785,20 @@ impl LogicalUnit {
         if have == 0 {
             return Ok(Vec::new());
         }
-        let data = &data_out[..to_usize(have)?];
-        let buf = if kind == WriteKind::Or {
+        data_out.truncate(to_usize(have)?);
+        if kind == WriteKind::Or {
             let _guard = self.rmw.lock().await;
-            let (mut old, r) = b.read(off, vec![0u8; data.len()]).await;
+            let old = self.data_buf(data_out.len()).await?;
+            let (mut old, r) = b.read(off, old).await;
             r.map_err(|e| sense_read(&e))?;
-            for (o, n) in old.iter_mut().zip(data) {
+            for (o, n) in old.iter_mut().zip(data_out.iter()) {
                 *o |= *n;
             }
             let (_, r) = b.write(off, old).await;
             r.map_err(|e| sense_write(&e))?;
-            None
         } else {
-            Some(data.to_vec())
-        };
-        if let Some(buf) = buf {
-            let (_, r) = b.write(off, buf).await;
+            // The Data-Out buffer itself goes to the backend: no copy on the write path.
+            let (_, r) = b.write(off, data_out).await;
             r.map_err(|e| sense_write(&e))?;
         }
         let wce = self.state().mode.wce;
@@ -757,8 +823,9 @@ impl LogicalUnit {
         let bs = u64::from(self.block_size);
         let mut pos = 0u64;
         while pos < len {
-            let n = (len - pos).min(CHUNK_BYTES);
-            let (buf, r) = b.read(off + pos, vec![0u8; to_usize(n)?]).await;
+            let n = (len - pos).min(self.chunk_bytes());
+            let buf = self.data_buf(to_usize(n)?).await?;
+            let (buf, r) = b.read(off + pos, buf).await;
             r.map_err(|e| sense_read(&e))?;
             match bytchk {
                 1 => {
@@ -813,12 +880,16 @@ impl LogicalUnit {
         }
         let n = to_usize(len)?;
         let _guard = self.rmw.lock().await;
-        let (cur, r) = b.read(off, vec![0u8; n]).await;
+        let cur = self.data_buf(n).await?;
+        let (cur, r) = b.read(off, cur).await;
         r.map_err(|e| sense_read(&e))?;
         if let Some(i) = first_diff(&cur, &data_out[..n]) {
             return Err(Sense::miscompare(u32::try_from(i).unwrap_or(u32::MAX)));
         }
-        let (_, r) = b.write(off, data_out[n..].to_vec()).await;
+        // The read buffer is spent: it carries the write instance to the backend.
+        let mut new = cur;
+        new.copy_from_slice(&data_out[n..]);
+        let (_, r) = b.write(off, new).await;
         r.map_err(|e| sense_write(&e))?;
         let wce = self.state().mode.wce;
         self.flush_if(b, fua || !wce).await?;
@@ -875,11 +946,14 @@ impl LogicalUnit {
                 .await
                 .map_err(|e| sense_write(&e))?;
         } else {
-            let per_chunk = (CHUNK_BYTES / bs as u64).max(1);
+            let per_chunk = (self.chunk_bytes() / bs as u64).max(1);
             let mut done = 0u64;
             while done < blocks.0 {
                 let n = (blocks.0 - done).min(per_chunk);
-                let buf = block.repeat(to_usize(n)?);
+                let mut buf = self.data_buf(to_usize(n * bs as u64)?).await?;
+                for chunk in buf.chunks_mut(bs) {
+                    chunk.copy_from_slice(block);
+                }
                 let (_, r) = b.write(off + done * bs as u64, buf).await;
                 r.map_err(|e| sense_write(&e))?;
                 done += n;
@@ -1030,16 +1104,18 @@ impl Target {
         lun: u16,
         nexus: &Nexus,
         cdb: &[u8],
-        data_out: &[u8],
+        data_out: impl Into<IoBuf>,
         expected_in_len: u32,
     ) -> ScsiResponse {
         let _ = expected_in_len;
+        let data_out = data_out.into();
         match self.luns.get(&lun) {
             Some(lu) => {
+                let out_len = data_out.len();
                 let r = lu.execute(self, nexus, cdb, data_out).await;
                 let opcode = cdb.first().copied().unwrap_or(0);
                 lu.counters
-                    .count(opcode, r.data_in.len(), data_out.len(), r.status);
+                    .count(opcode, r.data_in.len(), out_len, r.status);
                 r
             }
             None if lun == 0 => self.controller_execute(nexus, cdb),
@@ -1192,6 +1268,7 @@ mod tests {
             target_name: "iqn.2024-01.test:tgt".into(),
             engine: Engine::File,
             thin: true,
+            pool: None,
             lun,
         }
     }
@@ -1203,6 +1280,46 @@ mod tests {
         )
         .unwrap();
         Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))])
+    }
+
+    #[tokio::test]
+    async fn pool_buffers_carry_reads_and_writes_and_bound_the_transfer_length() {
+        let pool = BufferPool::unbound(2, 8192, 4096).unwrap();
+        let mut c = cfg(0);
+        c.pool = Some(pool.clone());
+        let lu = LogicalUnit::with_backend(
+            &c,
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+        let n = nexus(1);
+        // MAXIMUM TRANSFER LENGTH is one 8 KiB buffer: 16 blocks.
+        let r = run(&t, &n, &[0x12, 1, 0xB0, 0, 64, 0], &[]).await;
+        assert_eq!(&r.data_in[8..12], &16u32.to_be_bytes());
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
+        assert_eq!(run(&t, &n, &c10(0x2A, 0, 8, 16), &data).await.status, 0);
+        let r = run(&t, &n, &c10(0x28, 0, 8, 16), &[]).await;
+        assert_eq!(r.status, 0);
+        assert!(matches!(r.data_in, IoBuf::Pool(_)), "{:?}", r.data_in);
+        assert_eq!(r.data_in, data);
+        // The response holds one buffer; dropping it gives it back.
+        assert_eq!(pool.stats().in_use, 1);
+        drop(r);
+        assert_eq!(pool.stats().in_use, 0);
+        assert_eq!(
+            asc(&run(&t, &n, &c10(0x28, 0, 0, 17), &[]).await),
+            (5, 0x24, 0)
+        );
+        // A buffer too small for two blocks is a configuration error, not a panic.
+        let mut c = cfg(0);
+        c.block_size = 4096;
+        c.pool = Some(BufferPool::unbound(1, 4096, 4096).unwrap());
+        assert!(LogicalUnit::with_backend(
+            &c,
+            Backend::Memory(MemoryBackend::new(1 << 20, false).unwrap()),
+        )
+        .is_err());
     }
 
     fn fault_target() -> (Target, FaultHandle) {
@@ -1535,7 +1652,7 @@ mod tests {
         assert_eq!(r.status, 0);
         assert_eq!(r.data_in[4], 0x08);
         assert_eq!(r.data_in[6] & 0x04, 0x04);
-        let mut sel = r.data_in.clone();
+        let mut sel = r.data_in.to_vec();
         sel[0] = 0;
         sel[6] &= !0x04;
         let cdb = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];

@@ -91,6 +91,7 @@ pub fn lu_config(target: &str, lun: u16, storage: &tgt_proto::ValidStorage) -> L
             tgt_proto::BackendType::File => lu::Engine::File,
         },
         thin: storage.thin_provisioning(),
+        pool: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! cloned [`FaultHandle`] after the backend has been handed to a logical unit.
 
 use super::{BackendError, BufResult, ErrorKind, Extent, FileBackend, MemoryBackend};
+use crate::buf::IoBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Which operations a rule applies to.
@@ -134,14 +135,14 @@ impl FaultBackend {
         }
     }
 
-    async fn inner_read(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    async fn inner_read(&self, offset: u64, buf: IoBuf) -> BufResult {
         match &self.inner {
             FaultInner::File(b) => b.read(offset, buf).await,
             FaultInner::Memory(b) => b.read(offset, buf),
         }
     }
 
-    async fn inner_write(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    async fn inner_write(&self, offset: u64, buf: IoBuf) -> BufResult {
         match &self.inner {
             FaultInner::File(b) => b.write(offset, buf).await,
             FaultInner::Memory(b) => b.write(offset, buf),
@@ -149,7 +150,7 @@ impl FaultBackend {
     }
 
     /// Reads, unless a read rule covers the range.
-    pub async fn read(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
         match self
             .faults
             .matching(FaultOp::Read, offset, buf.len() as u64)
@@ -161,7 +162,7 @@ impl FaultBackend {
                     let good = usize::try_from(rule.start - offset)
                         .unwrap_or(buf.len())
                         .min(buf.len());
-                    let (part, r) = self.inner_read(offset, buf[..good].to_vec()).await;
+                    let (part, r) = self.inner_read(offset, IoBuf::from(&buf[..good])).await;
                     if r.is_ok() {
                         buf[..good].copy_from_slice(&part);
                     }
@@ -172,7 +173,7 @@ impl FaultBackend {
     }
 
     /// Writes, unless a write rule covers the range (a short rule writes the prefix first).
-    pub async fn write(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn write(&self, offset: u64, buf: IoBuf) -> BufResult {
         match self
             .faults
             .matching(FaultOp::Write, offset, buf.len() as u64)
@@ -183,7 +184,7 @@ impl FaultBackend {
                     let good = usize::try_from(rule.start - offset)
                         .unwrap_or(buf.len())
                         .min(buf.len());
-                    let (_, r) = self.inner_write(offset, buf[..good].to_vec()).await;
+                    let (_, r) = self.inner_write(offset, IoBuf::from(&buf[..good])).await;
                     if let Err(e) = r {
                         return (buf, Err(e));
                     }
@@ -253,10 +254,10 @@ mod tests {
             end: 2048,
             effect: FaultEffect::Short,
         });
-        let (_, r) = fb.write(0, vec![9u8; 2048]).await;
+        let (_, r) = fb.write(0, vec![9u8; 2048].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::Io);
         h.clear();
-        let (buf, r) = fb.read(0, vec![0u8; 2048]).await;
+        let (buf, r) = fb.read(0, vec![0u8; 2048].into()).await;
         r.unwrap();
         assert!(buf[..1024].iter().all(|&b| b == 9));
         assert!(buf[1024..].iter().all(|&b| b == 0));
@@ -271,7 +272,7 @@ mod tests {
             end: 8192,
             effect: FaultEffect::NoSpace,
         });
-        let (_, r) = fb.write(512, vec![1u8; 512]).await;
+        let (_, r) = fb.write(512, vec![1u8; 512].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::NoSpace);
     }
 }

@@ -9,6 +9,7 @@
 //! use `fallocate(2)`; the allocation map uses `lseek(2)` with `SEEK_DATA`/`SEEK_HOLE`.
 
 use super::{check_range, BackendError, BufResult, ErrorKind, Extent};
+use crate::buf::IoBuf;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -104,7 +105,7 @@ struct WriteJob {
     offset: u64,
     /// Bytes before this were already written by the non-blocking attempt.
     start: usize,
-    buf: Vec<u8>,
+    buf: IoBuf,
     done: tokio::sync::oneshot::Sender<BufResult>,
 }
 
@@ -310,7 +311,7 @@ impl FileBackend {
     }
 
     /// Reads `buf.len()` bytes at `offset`.
-    pub async fn read(&self, offset: u64, mut buf: Vec<u8>) -> BufResult {
+    pub async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes, "read") {
             return (buf, Err(e));
         }
@@ -345,7 +346,7 @@ impl FileBackend {
         {
             Ok(v) => v,
             Err(e) => (
-                Vec::new(),
+                IoBuf::empty(),
                 Err(BackendError::new(
                     ErrorKind::Io,
                     format!("read task failed: {e}"),
@@ -356,7 +357,7 @@ impl FileBackend {
     }
 
     /// Writes all of `buf` at `offset`.
-    pub async fn write(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn write(&self, offset: u64, buf: IoBuf) -> BufResult {
         if let Err(e) = self.check_writable("write") {
             return (buf, Err(e));
         }
@@ -398,7 +399,7 @@ impl FileBackend {
         match result.await {
             Ok(v) => v,
             Err(_) => (
-                Vec::new(),
+                IoBuf::empty(),
                 Err(BackendError::new(
                     ErrorKind::Io,
                     "write task ended without an answer".to_string(),
@@ -615,12 +616,12 @@ mod tests {
         let p = temp_path("rt");
         let b = FileBackend::open(&p, false, Some(1 << 20)).unwrap();
         assert_eq!(b.size_bytes(), 1 << 20);
-        let (_, r) = b.write(4096, vec![7u8; 8192]).await;
+        let (_, r) = b.write(4096, vec![7u8; 8192].into()).await;
         r.unwrap();
-        let (buf, r) = b.read(4096, vec![0u8; 8192]).await;
+        let (buf, r) = b.read(4096, vec![0u8; 8192].into()).await;
         r.unwrap();
         assert!(buf.iter().all(|&x| x == 7));
-        let (_, r) = b.read((1 << 20) - 10, vec![0u8; 20]).await;
+        let (_, r) = b.read((1 << 20) - 10, vec![0u8; 20].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::OutOfRange);
         b.flush().await.unwrap();
         let _ = std::fs::remove_file(&p);
@@ -630,11 +631,11 @@ mod tests {
     async fn punch_hole_reads_zero_and_shows_deallocated() {
         let p = temp_path("punch");
         let b = FileBackend::open(&p, false, Some(1 << 20)).unwrap();
-        let (_, r) = b.write(0, vec![0xAB; 1 << 20]).await;
+        let (_, r) = b.write(0, vec![0xAB; 1 << 20].into()).await;
         r.unwrap();
         b.flush().await.unwrap();
         b.punch_hole(65536, 65536).await.unwrap();
-        let (buf, r) = b.read(65536, vec![1u8; 65536]).await;
+        let (buf, r) = b.read(65536, vec![1u8; 65536].into()).await;
         r.unwrap();
         assert!(buf.iter().all(|&x| x == 0));
         let map = b.allocation_status(0, 1 << 20).await.unwrap();
@@ -648,7 +649,7 @@ mod tests {
         let total: u64 = map.iter().map(|e| e.len).sum();
         assert_eq!(total, 1 << 20);
         b.write_zeroes(0, 4096).await.unwrap();
-        let (buf, r) = b.read(0, vec![1u8; 4096]).await;
+        let (buf, r) = b.read(0, vec![1u8; 4096].into()).await;
         r.unwrap();
         assert!(buf.iter().all(|&x| x == 0));
         let _ = std::fs::remove_file(&p);
@@ -659,7 +660,7 @@ mod tests {
         let p = temp_path("ro");
         drop(FileBackend::open(&p, false, Some(4096)).unwrap());
         let b = FileBackend::open(&p, true, None).unwrap();
-        let (_, r) = b.write(0, vec![0u8; 512]).await;
+        let (_, r) = b.write(0, vec![0u8; 512].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::ReadOnly);
         let _ = std::fs::remove_file(&p);
     }

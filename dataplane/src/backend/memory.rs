@@ -2,6 +2,7 @@
 //! and GET LBA STATUS can be tested without a file system.
 
 use super::{check_range, BackendError, BufResult, ErrorKind, Extent};
+use crate::buf::IoBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// Allocation granularity of the memory backend, like a file system block.
@@ -84,7 +85,7 @@ impl MemoryBackend {
     }
 
     /// Copies device bytes into `buf`.
-    pub fn read(&self, offset: u64, mut buf: Vec<u8>) -> BufResult {
+    pub fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         let r = self.span(offset, buf.len() as u64, "read").map(|range| {
             let g = self.lock();
             buf.copy_from_slice(&g.data[range]);
@@ -93,7 +94,7 @@ impl MemoryBackend {
     }
 
     /// Copies `buf` to the device and marks the touched pages mapped.
-    pub fn write(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub fn write(&self, offset: u64, buf: IoBuf) -> BufResult {
         let r = self
             .writable("write")
             .and_then(|()| self.span(offset, buf.len() as u64, "write"))

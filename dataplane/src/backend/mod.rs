@@ -19,6 +19,8 @@ pub use file::FileBackend;
 pub use memory::MemoryBackend;
 pub use uring::{UringBackend, UringOpenError, UringOptions};
 
+pub use crate::buf::IoBuf;
+
 use std::fmt;
 
 /// Stable classification of a backend failure; `scsi::sense` maps it to sense data.
@@ -106,7 +108,7 @@ pub struct Extent {
 }
 
 /// Result of an I/O that carries its buffer back to the caller.
-pub type BufResult = (Vec<u8>, Result<(), BackendError>);
+pub type BufResult = (IoBuf, Result<(), BackendError>);
 
 /// A block device implementation, dispatched statically.
 #[derive(Debug)]
@@ -154,7 +156,7 @@ impl Backend {
     }
 
     /// Fills all of `buf` from `offset`.
-    pub async fn read(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn read(&self, offset: u64, buf: IoBuf) -> BufResult {
         match self {
             Backend::File(b) => b.read(offset, buf).await,
             Backend::Memory(b) => b.read(offset, buf),
@@ -164,7 +166,7 @@ impl Backend {
     }
 
     /// Writes all of `buf` at `offset`.
-    pub async fn write(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn write(&self, offset: u64, buf: IoBuf) -> BufResult {
         match self {
             Backend::File(b) => b.write(offset, buf).await,
             Backend::Memory(b) => b.write(offset, buf),

@@ -197,13 +197,6 @@ fn open_fd(path: &Path, read_only: bool, direct: bool) -> std::io::Result<File> 
         .open(path)
 }
 
-fn into_vec(buf: IoBuf) -> Vec<u8> {
-    match buf {
-        IoBuf::Vec(v) => v,
-        IoBuf::Aligned(a) => a.as_slice().to_vec(),
-    }
-}
-
 fn retryable(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN))
 }
@@ -327,7 +320,7 @@ impl UringBackend {
     }
 
     /// Reads `buf.len()` bytes at `offset`.
-    pub async fn read(&self, offset: u64, mut buf: Vec<u8>) -> BufResult {
+    pub async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         let len = buf.len();
         if let Err(e) = check_range(offset, len as u64, self.size_bytes, "read") {
             return (buf, Err(e));
@@ -339,8 +332,7 @@ impl UringBackend {
             .direct
             .filter(|a| !(a.range_ok(offset, len) && a.mem_ok(&buf)))
         else {
-            let (io, r) = self.read_exact(offset, IoBuf::Vec(buf), 0, len).await;
-            return (into_vec(io), r);
+            return self.read_exact(offset, buf, 0, len).await;
         };
         let (start, span) = a.span(offset, len);
         let bounce = match AlignedBuf::zeroed(span, a.buf_align()) {
@@ -361,7 +353,7 @@ impl UringBackend {
     }
 
     /// Writes all of `buf` at `offset`.
-    pub async fn write(&self, offset: u64, buf: Vec<u8>) -> BufResult {
+    pub async fn write(&self, offset: u64, buf: IoBuf) -> BufResult {
         if let Err(e) = self.check_writable("write") {
             return (buf, Err(e));
         }
@@ -373,8 +365,7 @@ impl UringBackend {
             return (buf, Ok(()));
         }
         let Some(a) = self.direct else {
-            let (io, r) = self.write_exact(offset, IoBuf::Vec(buf), 0, len).await;
-            return (into_vec(io), r);
+            return self.write_exact(offset, buf, 0, len).await;
         };
         if !a.range_ok(offset, len) {
             let _excl = self.rmw.write().await;
@@ -382,8 +373,7 @@ impl UringBackend {
         }
         let _shared = self.rmw.read().await;
         if a.mem_ok(&buf) {
-            let (io, r) = self.write_exact(offset, IoBuf::Vec(buf), 0, len).await;
-            return (into_vec(io), r);
+            return self.write_exact(offset, buf, 0, len).await;
         }
         let mut bounce = match AlignedBuf::zeroed(len, a.buf_align()) {
             Ok(b) => b,
@@ -397,7 +387,7 @@ impl UringBackend {
     }
 
     /// Misaligned direct write: read the partial head and tail blocks, patch, write the span.
-    async fn write_rmw(&self, a: DioAlign, offset: u64, buf: Vec<u8>) -> BufResult {
+    async fn write_rmw(&self, a: DioAlign, offset: u64, buf: IoBuf) -> BufResult {
         let len = buf.len();
         let (start, span) = a.span(offset, len);
         let block = usize::try_from(a.offset).unwrap_or(4096);
@@ -589,14 +579,14 @@ mod tests {
         let b = UringBackend::open(&p, false, Some(1 << 20), &buffered()).unwrap();
         assert_eq!(b.active_kind(), "iouring");
         assert_eq!(b.size_bytes(), 1 << 20);
-        let (_, r) = b.write(4096, vec![7u8; 8192]).await;
+        let (_, r) = b.write(4096, vec![7u8; 8192].into()).await;
         r.unwrap();
-        let (buf, r) = b.read(4096, vec![0u8; 8192]).await;
+        let (buf, r) = b.read(4096, vec![0u8; 8192].into()).await;
         r.unwrap();
         assert!(buf.iter().all(|&x| x == 7));
-        let (_, r) = b.read((1 << 20) - 10, vec![0u8; 20]).await;
+        let (_, r) = b.read((1 << 20) - 10, vec![0u8; 20].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::OutOfRange);
-        let (buf, r) = b.read(0, Vec::new()).await;
+        let (buf, r) = b.read(0, IoBuf::empty()).await;
         r.unwrap();
         assert!(buf.is_empty());
         b.flush().await.unwrap();
@@ -621,9 +611,9 @@ mod tests {
         let p = temp_path("odd");
         let b = UringBackend::open(&p, false, Some(1000), &UringOptions::default()).unwrap();
         assert_eq!(b.active_kind(), "iouring");
-        let (_, r) = b.write(990, vec![5u8; 10]).await;
+        let (_, r) = b.write(990, vec![5u8; 10].into()).await;
         r.unwrap();
-        let (buf, r) = b.read(900, vec![0u8; 100]).await;
+        let (buf, r) = b.read(900, vec![0u8; 100].into()).await;
         r.unwrap();
         assert_eq!(&buf[90..], &[5u8; 10]);
         let _ = std::fs::remove_file(&p);
@@ -649,17 +639,17 @@ mod tests {
             if round % 2 == 0 {
                 let data: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
                 model[off..off + len].copy_from_slice(&data);
-                let (back, r) = b.write(off as u64, data.clone()).await;
+                let (back, r) = b.write(off as u64, data.clone().into()).await;
                 r.unwrap();
                 assert_eq!(back, data, "write hands the buffer back");
             } else {
-                let (buf, r) = b.read(off as u64, vec![0xAA; len]).await;
+                let (buf, r) = b.read(off as u64, vec![0xAA; len].into()).await;
                 r.unwrap();
                 assert_eq!(buf, &model[off..off + len], "read {off}+{len}");
             }
         }
         // Aligned I/O (direct path or memory bounce) too.
-        let (_, r) = b.write(8192, vec![0x11; 4096]).await;
+        let (_, r) = b.write(8192, vec![0x11; 4096].into()).await;
         r.unwrap();
         model[8192..12288].fill(0x11);
         b.flush().await.unwrap();
@@ -680,10 +670,10 @@ mod tests {
         for s in 0..SECTORS {
             let b = Arc::clone(&b);
             tasks.push(tokio::spawn(async move {
-                let (_, r) = b.write(u64::from(s) * 512, vec![s; 512]).await;
+                let (_, r) = b.write(u64::from(s) * 512, vec![s; 512].into()).await;
                 r.unwrap();
                 tokio::task::yield_now().await;
-                let (buf, r) = b.read(u64::from(s) * 512, vec![0; 512]).await;
+                let (buf, r) = b.read(u64::from(s) * 512, vec![0; 512].into()).await;
                 r.unwrap();
                 assert!(buf.iter().all(|&x| x == s), "sector {s}");
             }));
@@ -731,11 +721,11 @@ mod tests {
     async fn read_only_refuses_writes_and_deallocation_works() {
         let p = temp_path("ro");
         let b = UringBackend::open(&p, false, Some(1 << 20), &UringOptions::default()).unwrap();
-        let (_, r) = b.write(0, vec![0xAB; 1 << 20]).await;
+        let (_, r) = b.write(0, vec![0xAB; 1 << 20].into()).await;
         r.unwrap();
         b.punch_hole(65536, 65536).await.unwrap();
         b.write_zeroes(0, 4096).await.unwrap();
-        let (buf, r) = b.read(0, vec![1u8; 131072]).await;
+        let (buf, r) = b.read(0, vec![1u8; 131072].into()).await;
         r.unwrap();
         assert!(buf[..4096].iter().all(|&x| x == 0));
         assert!(buf[4096..65536].iter().all(|&x| x == 0xAB));
@@ -750,7 +740,7 @@ mod tests {
         assert_eq!(total, 1 << 20);
         drop(b);
         let b = UringBackend::open(&p, true, None, &UringOptions::default()).unwrap();
-        let (_, r) = b.write(0, vec![0u8; 512]).await;
+        let (_, r) = b.write(0, vec![0u8; 512].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::ReadOnly);
         b.flush().await.unwrap();
         let _ = std::fs::remove_file(&p);

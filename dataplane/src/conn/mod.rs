@@ -813,7 +813,7 @@ impl Conn {
         let mut fut = Box::pin(async move {
             let resp = target
                 .scsi
-                .execute(lun, &nexus, &cdb, &data, expected_in)
+                .execute(lun, &nexus, &cdb, data, expected_in)
                 .await;
             Done { itt, resp }
         });

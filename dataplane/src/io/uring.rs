@@ -6,14 +6,12 @@
 //! ([`io_uring_available`]) and the ring sizing knob ([`request_queue_depth`]).
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
-use std::alloc::Layout;
 use std::cell::RefCell;
 use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -114,115 +112,7 @@ fn probe_kernel() -> Result<(), String> {
     Ok(())
 }
 
-/// A heap buffer with a chosen alignment, for O_DIRECT transfers.
-pub struct AlignedBuf {
-    ptr: NonNull<u8>,
-    len: usize,
-    layout: Layout,
-}
-
-// SAFETY: AlignedBuf owns its allocation exclusively (like a Box<[u8]>); nothing else holds
-// the pointer except an in-flight SQE, and the engine keeps the buffer alive until then.
-unsafe impl Send for AlignedBuf {}
-// SAFETY: shared references only give out `&[u8]`, as `Box<[u8]>` does.
-unsafe impl Sync for AlignedBuf {}
-
-impl AlignedBuf {
-    /// A zero-filled buffer of `len` bytes whose address is a multiple of `align` (a power
-    /// of two).
-    pub fn zeroed(len: usize, align: usize) -> io::Result<Self> {
-        // A zero-size allocation is undefined behaviour; allocate at least one alignment unit.
-        let layout = Layout::from_size_align(len.max(align).max(1), align)
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: the layout has a non-zero size (checked just above).
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
-        Ok(Self { ptr, len, layout })
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for a zero-length buffer.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` points to an initialised (zeroed) allocation of at least `len` bytes
-        // owned by `self`, and the shared borrow of `self` prevents mutation.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    /// The bytes, mutably.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and the exclusive borrow of `self` makes this the only
-        // reference to the bytes.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from `alloc_zeroed` with exactly `self.layout` and is freed once.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
-    }
-}
-
-impl std::fmt::Debug for AlignedBuf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlignedBuf")
-            .field("len", &self.len)
-            .field("align", &self.layout.align())
-            .finish()
-    }
-}
-
-/// A buffer an operation owns while it is in flight.
-///
-/// Both variants keep their bytes on the heap, so the data pointer stays put when the
-/// `IoBuf` value itself moves (into the slab and back out).
-#[derive(Debug)]
-pub enum IoBuf {
-    /// An ordinary vector (the backend API's currency).
-    Vec(Vec<u8>),
-    /// An aligned buffer (O_DIRECT bounce buffers).
-    Aligned(AlignedBuf),
-}
-
-impl IoBuf {
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            IoBuf::Vec(v) => v.len(),
-            IoBuf::Aligned(a) => a.len(),
-        }
-    }
-
-    /// True for a zero-length buffer.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        match self {
-            IoBuf::Vec(v) => v,
-            IoBuf::Aligned(a) => a.as_slice(),
-        }
-    }
-
-    /// The bytes, mutably.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        match self {
-            IoBuf::Vec(v) => v,
-            IoBuf::Aligned(a) => a.as_mut_slice(),
-        }
-    }
-}
+pub use crate::buf::{AlignedBuf, IoBuf};
 
 /// What the kernel may touch while an operation is in flight: kept alive by the slab.
 struct Owned {

@@ -281,6 +281,23 @@ impl BufferPool {
         size_bytes: usize,
         align: usize,
     ) -> Result<Self, PoolError> {
+        Self::build(node, count, size_bytes, align, true)
+    }
+
+    /// Like [`BufferPool::new`] on node 0 but without a memory policy: the kernel places
+    /// pages as it likes. For a data plane with NUMA awareness off, where binding every
+    /// buffer to node 0 would be wrong on a multi-node machine.
+    pub fn unbound(count: usize, size_bytes: usize, align: usize) -> Result<Self, PoolError> {
+        Self::build(0, count, size_bytes, align, false)
+    }
+
+    fn build(
+        node: u32,
+        count: usize,
+        size_bytes: usize,
+        align: usize,
+        bind: bool,
+    ) -> Result<Self, PoolError> {
         if count == 0 || size_bytes == 0 {
             return Err(PoolError::Empty { node });
         }
@@ -317,8 +334,8 @@ impl BufferPool {
             // which are rejected above; treat it as an impossible size rather than trust it.
             return Err(PoolError::TooLarge { node });
         }
-        let bound = match region.bind(node) {
-            Ok(()) => true,
+        let bound = match if bind { region.bind(node) } else { Ok(()) } {
+            Ok(()) => bind,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
                 tracing::warn!(node, error = %e, "cannot bind buffer pool to its numa node; using unbound memory");
                 false
@@ -502,6 +519,12 @@ impl PoolBuf {
     /// The node this buffer's memory belongs to.
     pub fn node(&self) -> u32 {
         self.pool.node
+    }
+
+    /// The slot's index in its pool (stable for the pool's life): the fixed-buffer index
+    /// when the pool is registered with an io_uring.
+    pub fn slot_index(&self) -> u32 {
+        self.index
     }
 }
 
