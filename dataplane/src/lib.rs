@@ -26,4 +26,4 @@ pub mod task;
 
 pub mod serve;
 
-pub use serve::{build_snapshot, run, ReadyHook, RunError, RunOptions};
+pub use serve::{run, ReadyHook, RunError, RunOptions};

@@ -51,6 +51,12 @@ pub const NOP_IN_INTERVAL_SECS: u64 = 20;
 /// Seconds we wait for the answer to a NOP-In ping before dropping the connection.
 pub const NOP_IN_TIMEOUT_SECS: u64 = 20;
 
+/// Milliseconds a connection stops reading while its LU's buffer pool is empty, before the
+/// write command at the head of its input takes a heap buffer instead. Stopping is the
+/// back-pressure; the bound breaks the one cycle it could close: every buffer held by
+/// writes whose Data-Out waits behind commands that wait for a buffer.
+pub const POOL_WAIT_MS_MAX: u64 = 200;
+
 /// Seconds a connection may take from accept to the end of login.
 pub const LOGIN_TIMEOUT_SECS: u64 = 30;
 

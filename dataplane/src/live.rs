@@ -48,6 +48,10 @@ pub struct Shared {
     /// Generation of the installed snapshot; read it with [`Shared::generation`], set only
     /// by [`Shared::install`].
     pub installed_generation: std::sync::atomic::AtomicU64,
+    /// The data buffer pools, one per NUMA node (one unbound pool with NUMA off), built
+    /// from the first config applied and kept for the process's life: their memory is
+    /// mapped, bound and touched once, and logical units hold handles into them.
+    pub pools: std::sync::OnceLock<Arc<crate::numa::NumaPools>>,
 }
 
 /// Connection timers (defaults from `limits`).

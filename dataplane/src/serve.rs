@@ -1,7 +1,6 @@
 //! Start-up and the accept loops: opens every logical unit of a validated config, binds
 //! every portal, and hands accepted connections to [`crate::conn::serve`].
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +13,10 @@ use tracing::{info, warn};
 use crate::control::server::ControlSocket;
 use crate::control::Controller;
 use crate::limits;
-use crate::live::{Shared, Snapshot, TargetEntry};
-use crate::lu::{self, LogicalUnit, LuConfig};
+use crate::live::Shared;
+use crate::lu::{self, LuConfig};
+use crate::numa::pool::DIRECT_IO_ALIGN_BYTES;
+use crate::numa::{BufferPool, NumaPools, Topology};
 
 /// What [`run`] serves.
 pub struct RunOptions {
@@ -72,8 +73,19 @@ pub enum RunError {
     ReadyFile(String, #[source] std::io::Error),
 }
 
-/// The settings a logical unit of `target` at `lun` is opened with.
-pub fn lu_config(target: &str, lun: u16, storage: &tgt_proto::ValidStorage) -> LuConfig {
+/// The settings a logical unit of `target` at `lun` is opened with, taking its data buffers
+/// from the pool of the storage's NUMA node (or the first pool when it names none).
+pub fn lu_config(
+    target: &str,
+    lun: u16,
+    storage: &tgt_proto::ValidStorage,
+    pools: &NumaPools,
+) -> LuConfig {
+    let pool = storage
+        .numa_node()
+        .and_then(|n| pools.pool_for(n))
+        .or_else(|| pools.pools().first())
+        .cloned();
     LuConfig {
         device_id: storage.device_id(),
         path: storage.path().to_path_buf(),
@@ -91,48 +103,39 @@ pub fn lu_config(target: &str, lun: u16, storage: &tgt_proto::ValidStorage) -> L
             tgt_proto::BackendType::File => lu::Engine::File,
         },
         thin: storage.thin_provisioning(),
-        pool: None,
+        pool,
     }
 }
 
-/// Builds the live snapshot (opening every LUN's backing store) from a validated config.
-pub fn build_snapshot(cfg: &tgt_proto::ValidConfig, generation: u64) -> Result<Snapshot, RunError> {
-    let mut targets = BTreeMap::new();
-    for t in cfg.targets() {
-        let mut luns = Vec::new();
-        for (lun, storage) in t.luns() {
-            let lc = lu_config(t.name(), lun, storage);
-            let unit = LogicalUnit::open(&lc).map_err(|source| RunError::Storage {
-                device_id: storage.device_id(),
-                path: storage.path().display().to_string(),
-                source,
-            })?;
-            info!(
-                target = t.name(),
-                lun,
-                device_id = storage.device_id(),
-                backend = unit.active_backend(),
-                "logical unit ready"
-            );
-            luns.push((lun, Arc::new(unit)));
-        }
-        let tpgs = t
-            .tpgs()
-            .map(|(tag, portals)| (tag, portals.to_vec()))
-            .collect();
-        targets.insert(
-            t.name().to_string(),
-            Arc::new(TargetEntry {
-                name: t.name().to_string(),
-                scsi: Arc::new(lu::Target::new(t.name(), luns)),
-                tpgs,
-            }),
+/// Builds the data buffer pools the first applied config asks for (`performance`):
+/// `numaBufferPoolSize` buffers of `numaBufferSize` bytes, 4 KiB aligned for O_DIRECT. With
+/// NUMA awareness on (`enableNUMA`, or a storage with `numaNode`) every node of the machine
+/// gets a pool bound to it; otherwise one unbound pool serves every LU.
+///
+/// Maps and touches all the memory: call it off the network threads.
+pub fn build_pools(cfg: &tgt_proto::ValidConfig) -> Result<NumaPools, String> {
+    let perf = cfg.performance();
+    let count = usize::try_from(perf.numa_buffer_pool_size()).map_err(|e| e.to_string())?;
+    let size = usize::try_from(perf.numa_buffer_size_bytes()).map_err(|e| e.to_string())?;
+    let numa = perf.numa_enabled() || cfg.storages().any(|s| s.numa_node().is_some());
+    let pools = if numa {
+        let topology = Topology::detect().map_err(|e| format!("numa topology: {e}"))?;
+        let nodes: Vec<u32> = topology.nodes().iter().map(|n| n.id).collect();
+        NumaPools::new(&topology, &nodes, count, size, DIRECT_IO_ALIGN_BYTES)
+    } else {
+        BufferPool::unbound(count, size, DIRECT_IO_ALIGN_BYTES).map(NumaPools::single)
+    }
+    .map_err(|e| format!("buffer pools: {e}"))?;
+    for st in pools.stats() {
+        info!(
+            node = st.node,
+            buffers = st.capacity,
+            buffer_bytes = size,
+            bound = st.bound,
+            "data buffer pool ready"
         );
     }
-    Ok(Snapshot {
-        targets,
-        generation,
-    })
+    Ok(pools)
 }
 
 /// Serves `opts.config` (if any) and the control socket (if any) until `shutdown`

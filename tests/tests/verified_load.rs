@@ -76,7 +76,15 @@ fn digests_and_solicited_data_verify_clean() {
 
 #[test]
 fn unsolicited_data_and_large_bursts_verify_clean() {
-    let mut dp = Dataplane::start("load-unsol");
+    // 1 MiB I/Os need 1 MiB pool buffers: MAXIMUM TRANSFER LENGTH is one buffer.
+    let mut dp = Dataplane::start_with(
+        "load-unsol",
+        DataplaneOptions {
+            extra_top_json: r#""performance":{"numaBufferSize":1048576,"numaBufferPoolSize":64}"#
+                .to_string(),
+            ..DataplaneOptions::default()
+        },
+    );
     let opts = LoadOptions {
         sessions: 1,
         queue_depth_per_session: 8,
@@ -96,4 +104,36 @@ fn unsolicited_data_and_large_bursts_verify_clean() {
     };
     let r = verified_load(dp.portal, &dp.iqn, 1, opts).expect("load runs");
     assert_clean("unsolicited-data verified load", &mut dp, &r);
+}
+
+#[test]
+fn an_exhausted_buffer_pool_is_back_pressure_not_errors() {
+    // Four 64 KiB buffers for sixteen outstanding commands of up to 64 KiB: reads wait for a
+    // buffer inside the LU, writes wait with their connection's input unread.
+    let mut dp = Dataplane::start_with(
+        "load-pool",
+        DataplaneOptions {
+            extra_top_json: r#""performance":{"numaBufferSize":65536,"numaBufferPoolSize":4}"#
+                .to_string(),
+            ..DataplaneOptions::default()
+        },
+    );
+    let opts = LoadOptions {
+        sessions: 4,
+        queue_depth_per_session: 4,
+        duration: Duration::from_secs(5),
+        io_len_bytes_min: 4096,
+        io_len_bytes_max: 65536,
+        write_percent: 50,
+        region_blocks: Some(8192),
+        ..LoadOptions::default()
+    };
+    let r = verified_load(dp.portal, &dp.iqn, 1, opts).expect("load runs");
+    assert_clean("exhausted-pool verified load", &mut dp, &r);
+    assert!(r.writes > 0 && r.reads > 0);
+    let log = dp.daemon.log_text();
+    assert!(
+        log.contains("data buffer pool ready") && log.contains("buffers=4"),
+        "pool not built as configured:\n{log}"
+    );
 }

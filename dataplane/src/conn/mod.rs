@@ -20,10 +20,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::buf::IoBuf;
 use crate::limits;
 use crate::live::{Shared, Snapshot, TargetEntry};
 use crate::login::{self, Login, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind};
 use crate::lu::{Nexus, ScsiResponse, TmFunction, TmResponse};
+use crate::numa::{BufferPool, PoolBuf};
 use crate::pdu::{self, op, reject, Bhs, Framing, RawPdu, SerialNumber, BHS_LEN, RESERVED_TAG};
 use crate::scsi::{Sense, SenseKey};
 use crate::session::window::{Admit, CmdWindow};
@@ -49,7 +51,8 @@ struct Task {
     edtl: u32,
     read: bool,
     write: bool,
-    data: Vec<u8>,
+    /// Data-Out as it arrives: a buffer of the LU's pool, handed to the LU whole.
+    data: IoBuf,
     ws: Option<WriteState>,
     running: bool,
     aborted: bool,
@@ -146,6 +149,12 @@ struct Conn {
     closing: Option<End>,
     write_limits: WriteLimits,
     dead_itts: std::collections::VecDeque<u32>,
+    /// A pool buffer taken for the write command at the head of the input.
+    spare: Option<PoolBuf>,
+    /// The pool the head write command waits for (input not read meanwhile), and since when.
+    pool_wait: Option<(BufferPool, Instant)>,
+    /// Set when that wait timed out: the next write command takes a heap buffer.
+    pool_bypass: bool,
 }
 
 /// ITTs of failed or aborted commands remembered per connection (stray Data-Out is dropped).
@@ -232,6 +241,9 @@ impl Conn {
                 initial_r2t: true,
             },
             dead_itts: std::collections::VecDeque::with_capacity(DEAD_ITTS_MAX),
+            spare: None,
+            pool_wait: None,
+            pool_bypass: false,
         }
     }
 
@@ -251,8 +263,10 @@ impl Conn {
             }
             let want_read = self.closing.is_none()
                 && self.logout.is_none()
+                && self.pool_wait.is_none()
                 && self.wbuf.len() - self.wpos < limits::OUTPUT_BUFFER_BYTES_HIGH
                 && self.rlen < self.rbuf.len();
+            let pool_wait = self.pool_wait.clone();
             let want_write = self.wpos < self.wbuf.len();
             let deadline = self.timer_deadline(login_deadline);
             let kill = self.kill.clone();
@@ -285,6 +299,24 @@ impl Conn {
                 }
                 r = self.stream.writable(), if want_write => {
                     if let Err(e) = r { return End::Io(e); }
+                }
+                got = async {
+                    match &pool_wait {
+                        Some((pool, since)) => {
+                            let until = *since + Duration::from_millis(limits::POOL_WAIT_MS_MAX);
+                            tokio::time::timeout_at(until, pool.get()).await.ok()
+                        }
+                        None => std::future::pending().await,
+                    }
+                }, if pool_wait.is_some() => {
+                    self.pool_wait = None;
+                    match got {
+                        Some(b) => self.spare = Some(b),
+                        None => {
+                            debug!(peer = %self.peer, "buffer pool empty too long: heap buffer for one write");
+                            self.pool_bypass = true;
+                        }
+                    }
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     if let Some(end) = self.on_timer(login_deadline) { return end; }
@@ -369,6 +401,11 @@ impl Conn {
         {
             match pdu::decode(&rbuf[at..self.rlen], &self.framing) {
                 Ok(Some((p, used))) => {
+                    if !self.data_out_buffer_ready(&p) {
+                        // Back-pressure: the command stays in the input until a buffer
+                        // returns to its pool (see `run`).
+                        break;
+                    }
                     at += used;
                     handled += 1;
                     if let Err(e) = self.handle(&p) {
@@ -393,6 +430,72 @@ impl Conn {
             self.rlen -= at;
         }
         result
+    }
+
+    /// False when `p` is a write command whose LU's buffer pool is empty: it must wait.
+    /// True otherwise, with a pool buffer set aside in `spare` when it needs one.
+    fn data_out_buffer_ready(&mut self, p: &RawPdu<'_>) -> bool {
+        let b = &p.bhs;
+        if !matches!(self.phase, Phase::Full)
+            || b.opcode() != op::SCSI_CMD
+            || b.flags() & 0x20 == 0
+            || self.spare.is_some()
+            || self.pool_bypass
+        {
+            return true;
+        }
+        let edtl = usize::try_from(b.u32_at(20)).unwrap_or(usize::MAX);
+        let lun = pdu::decode_lun(b.lun_raw()).unwrap_or(u16::MAX);
+        let Some(pool) = self
+            .lu_pool(lun)
+            .filter(|p| edtl > 0 && edtl <= p.buf_size_bytes())
+        else {
+            return true;
+        };
+        match pool.try_get() {
+            Some(buf) => {
+                self.spare = Some(buf);
+                self.pool_wait = None;
+                true
+            }
+            None => {
+                if self.pool_wait.is_none() {
+                    self.pool_wait = Some((pool, Instant::now()));
+                }
+                false
+            }
+        }
+    }
+
+    /// The buffer pool of the LU behind `lun` on this session's target.
+    fn lu_pool(&self, lun: u16) -> Option<BufferPool> {
+        self.target
+            .as_ref()?
+            .scsi
+            .logical_unit(lun)?
+            .pool()
+            .cloned()
+    }
+
+    /// A buffer for `edtl` bytes of Data-Out: the one set aside for this command, another
+    /// from the LU's pool, or (commands larger than a pool buffer, a pool wait that timed
+    /// out, commands held back by CmdSN order) a vector.
+    fn data_out_buf(&mut self, lun: u16, edtl: usize) -> IoBuf {
+        self.pool_bypass = false;
+        let buf = match self.spare.take() {
+            Some(b) if b.capacity() >= edtl => Some(b),
+            _ => self
+                .lu_pool(lun)
+                .filter(|p| edtl <= p.buf_size_bytes())
+                .and_then(|p| p.try_get()),
+        };
+        match buf {
+            Some(mut b) => match b.set_len(edtl) {
+                Ok(()) => IoBuf::Pool(b),
+                Err(_) => IoBuf::Vec(vec![0u8; edtl]),
+            },
+            None => IoBuf::Vec(vec![0u8; edtl]),
+        }
     }
 
     fn handle(&mut self, p: &RawPdu<'_>) -> Result<(), End> {
@@ -712,7 +815,7 @@ impl Conn {
             edtl,
             read,
             write,
-            data: Vec::new(),
+            data: IoBuf::empty(),
             ws: None,
             running: false,
             aborted: false,
@@ -727,8 +830,9 @@ impl Conn {
                     return Ok(());
                 }
             };
-            task.data = vec![0u8; edtl as usize];
-            task.data[..p.data.len()].copy_from_slice(p.data);
+            let mut data = self.data_out_buf(lun, usize::try_from(edtl).unwrap_or(usize::MAX));
+            data[..p.data.len()].copy_from_slice(p.data);
+            task.data = data;
             task.ws = Some(ws);
         }
         if p.data_digest_bad {

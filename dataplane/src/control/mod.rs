@@ -38,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::live::{Shared, Snapshot, TargetEntry};
 use crate::lu::{self, LogicalUnit};
+use crate::numa::NumaPools;
 
 /// A listening portal and the task accepting on it; dropping it stops accepting.
 struct PortalListener {
@@ -189,6 +190,53 @@ impl Controller {
         Ok(())
     }
 
+    /// The data buffer pools, built from the first config that reaches this data plane.
+    ///
+    /// They are sized once: a later change of `numaBufferPoolSize`, `numaBufferSize` or
+    /// `enableNUMA` is logged and takes effect at the next start, because live LUs and
+    /// in-flight commands hold buffers of the pools in place.
+    async fn pools(&self, cfg: &ValidConfig) -> Result<Arc<NumaPools>, Refusal> {
+        if let Some(p) = self.shared.pools.get() {
+            let perf = cfg.performance();
+            let want = (
+                usize::try_from(perf.numa_buffer_pool_size()).unwrap_or(usize::MAX),
+                usize::try_from(perf.numa_buffer_size_bytes()).unwrap_or(usize::MAX),
+            );
+            let have = p
+                .pools()
+                .first()
+                .map(|b| (b.stats().capacity, b.buf_size_bytes()));
+            if have.is_some_and(|h| h != want) {
+                warn!(
+                    pool_size = want.0,
+                    buffer_bytes = want.1,
+                    "buffer pool settings changed: they take effect at the next start"
+                );
+            }
+            return Ok(p.clone());
+        }
+        let owned = cfg.clone();
+        let built = tokio::task::spawn_blocking(move || crate::serve::build_pools(&owned))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|message| Refusal::StorageUnavailable {
+                device_id: 0,
+                message,
+            })?;
+        // Two applies never race here (the controller serialises them), so this is the
+        // only `set`; a lost race would just drop the spare pools.
+        let _ = self.shared.pools.set(Arc::new(built));
+        self.shared
+            .pools
+            .get()
+            .cloned()
+            .ok_or_else(|| Refusal::StorageUnavailable {
+                device_id: 0,
+                message: "buffer pools missing".to_string(),
+            })
+    }
+
     /// Opens the logical units and binds the portals the new config adds.
     async fn prepare(&self, st: &Applied, cfg: &ValidConfig) -> Result<Prepared, Refusal> {
         let mut lus = BTreeMap::new();
@@ -210,11 +258,19 @@ impl Controller {
                 }
             }
         }
+        // A data plane without LUs (started empty, waiting for its config) maps no pools yet.
+        let pools = match to_open.is_empty() {
+            true => None,
+            false => Some(self.pools(cfg).await?),
+        };
         // Opening may create and size files: keep it off the network threads.
         let opened = tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(to_open.len());
+            let Some(pools) = pools else {
+                return Ok(out);
+            };
             for ((target, lun), storage) in to_open {
-                let lc = crate::serve::lu_config(&target, lun, &storage);
+                let lc = crate::serve::lu_config(&target, lun, &storage, &pools);
                 match LogicalUnit::open(&lc) {
                     Ok(unit) => out.push(((target, lun), storage, unit)),
                     Err(e) => {

@@ -591,6 +591,11 @@ impl NumaPools {
         Ok(Self { pools })
     }
 
+    /// One pool without a node binding (NUMA awareness off): every LU uses it.
+    pub fn single(pool: BufferPool) -> Self {
+        Self { pools: vec![pool] }
+    }
+
     /// The pool of `node`, if that node was configured.
     pub fn pool_for(&self, node: u32) -> Option<&BufferPool> {
         self.pools
