@@ -62,6 +62,12 @@ fn iouring_storage_is_served_by_the_ring_with_o_direct_and_verifies_clean() {
         "data plane died:\n{}",
         dp.daemon.log_text()
     );
+    // The pool buffers went to the ring as registered (fixed) buffers, unbounced.
+    let log = dp.daemon.log_text();
+    assert!(
+        log.contains("buffer pools registered with io_uring as fixed buffers"),
+        "the rings did not register the buffer pools; log:\n{log}"
+    );
 }
 
 #[test]

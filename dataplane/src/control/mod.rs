@@ -224,9 +224,16 @@ impl Controller {
                 device_id: 0,
                 message,
             })?;
+        let built = Arc::new(built);
+        // io_uring rings register the pools as fixed buffers (first pools of the process
+        // only; they then live as long as the process).
+        crate::io::uring::register_fixed_regions(
+            &built.memory_regions(),
+            Box::new(Arc::clone(&built)),
+        );
         // Two applies never race here (the controller serialises them), so this is the
         // only `set`; a lost race would just drop the spare pools.
-        let _ = self.shared.pools.set(Arc::new(built));
+        let _ = self.shared.pools.set(built);
         self.shared
             .pools
             .get()

@@ -45,6 +45,88 @@ pub fn round_queue_depth(requested: Option<u32>) -> u32 {
 /// Largest queue depth requested so far; 0 means none (use the default).
 static RING_ENTRIES: AtomicU32 = AtomicU32::new(0);
 
+/// Largest fixed buffer the kernel registers (`io_uring_register(2)`: 1 GiB).
+const FIXED_BUF_BYTES_MAX: usize = 1 << 30;
+
+/// Memory every ring registers as fixed buffers: the data buffer pools.
+struct FixedRegions {
+    /// `(start address, length)`, each at most [`FIXED_BUF_BYTES_MAX`]; the index is the
+    /// fixed-buffer index.
+    regions: Vec<(usize, usize)>,
+    /// Keeps the memory mapped for the life of the process: a registered range must never
+    /// be unmapped and reused while a ring still points at its pages.
+    _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+static FIXED: OnceLock<FixedRegions> = OnceLock::new();
+
+/// Registers `regions` (start, length) as the fixed buffers of every ring of the process,
+/// built now or later. `keep` owns the memory and is never dropped. Only the first call
+/// takes effect (returns true); rings whose registration fails (RLIMIT_MEMLOCK) warn once
+/// and keep using plain reads and writes.
+pub fn register_fixed_regions(
+    regions: &[(*mut u8, usize)],
+    keep: Box<dyn std::any::Any + Send + Sync>,
+) -> bool {
+    let split = split_regions(regions, FIXED_BUF_BYTES_MAX);
+    if split.is_empty() || u16::try_from(split.len()).is_err() {
+        return false;
+    }
+    FIXED
+        .set(FixedRegions {
+            regions: split,
+            _keep: keep,
+        })
+        .is_ok()
+}
+
+/// `regions` cut into pieces of at most `max` bytes, as `(address, length)`.
+fn split_regions(regions: &[(*mut u8, usize)], max: usize) -> Vec<(usize, usize)> {
+    let mut split = Vec::new();
+    for &(start, len) in regions {
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(max);
+            split.push((start as usize + at, n));
+            at += n;
+        }
+    }
+    split
+}
+
+/// The fixed-buffer index whose region holds all of `[ptr, ptr + len)`.
+fn fixed_index(ptr: *const u8, len: usize) -> Option<u16> {
+    let fixed = FIXED.get()?;
+    let start = ptr as usize;
+    let end = start.checked_add(len)?;
+    let i = fixed
+        .regions
+        .iter()
+        .position(|&(s, l)| start >= s && end <= s + l)?;
+    u16::try_from(i).ok()
+}
+
+/// The fixed-buffer index to use for `[ptr, ptr + len)` on this thread's ring: `Some` when
+/// the range lies in a registered pool and the ring registered the pools.
+fn fixed_for(ptr: *const u8, len: usize) -> Option<u16> {
+    let idx = fixed_index(ptr, len)?;
+    let ring = current_ring().ok()?;
+    let ok = match ring.fixed_state.load(Ordering::Acquire) {
+        1 => true,
+        2 => false,
+        _ => {
+            let ok = ring.lock().ensure_fixed();
+            ring.fixed_state
+                .store(if ok { 1 } else { 2 }, Ordering::Release);
+            ok
+        }
+    };
+    ok.then_some(idx)
+}
+
+/// Warned once per process when a ring cannot register the fixed buffers.
+static FIXED_WARNED: AtomicBool = AtomicBool::new(false);
+
 /// Asks that rings created from now on have at least `depth` SQ entries (rounded up to a
 /// power of two, capped at 32768). Rings already built keep their size: a deeper queue
 /// only raises the number of SQEs batched per `io_uring_enter`, never correctness.
@@ -234,6 +316,51 @@ impl Slab {
 struct RingInner {
     uring: IoUring,
     slab: Slab,
+    /// Whether the fixed buffers are registered on this ring; `None`: not tried yet.
+    fixed: Option<bool>,
+}
+
+impl RingInner {
+    /// Registers the fixed buffers once they exist (rings built before the pools try again
+    /// at their next operation). True when fixed operations may be used on this ring.
+    fn ensure_fixed(&mut self) -> bool {
+        if let Some(ok) = self.fixed {
+            return ok;
+        }
+        let Some(fixed) = FIXED.get() else {
+            return false;
+        };
+        let iovecs: Vec<libc::iovec> = fixed
+            .regions
+            .iter()
+            .map(|&(start, len)| libc::iovec {
+                iov_base: start as *mut libc::c_void,
+                iov_len: len,
+            })
+            .collect();
+        // SAFETY: every region is memory of a buffer pool that `FixedRegions::_keep` keeps
+        // mapped for the rest of the process (the static is never dropped), so the pages
+        // stay valid for as long as this ring can use them.
+        let ok = match unsafe { self.uring.submitter().register_buffers(&iovecs) } {
+            Ok(()) => {
+                let bytes: usize = fixed.regions.iter().map(|r| r.1).sum();
+                tracing::info!(
+                    regions = fixed.regions.len(),
+                    bytes,
+                    "buffer pools registered with io_uring as fixed buffers"
+                );
+                true
+            }
+            Err(e) => {
+                if !FIXED_WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cannot register buffer pools with io_uring (RLIMIT_MEMLOCK?); using plain reads and writes");
+                }
+                false
+            }
+        };
+        self.fixed = Some(ok);
+        ok
+    }
 }
 
 /// The raw ring fd, registered with tokio; it does not own the fd (the `IoUring` does).
@@ -251,6 +378,8 @@ struct Ring {
     inner: Mutex<RingInner>,
     /// Cleared when the reaper task ends (its runtime shut down): the ring must be replaced.
     reaper_alive: AtomicBool,
+    /// `inner.fixed` readable without the lock: 0 not tried, 1 registered, 2 refused.
+    fixed_state: std::sync::atomic::AtomicU8,
 }
 
 /// Why a submit attempt did not go through.
@@ -370,8 +499,10 @@ impl Ring {
             inner: Mutex::new(RingInner {
                 uring,
                 slab: Slab::with_capacity(cap),
+                fixed: None,
             }),
             reaper_alive: AtomicBool::new(true),
+            fixed_state: std::sync::atomic::AtomicU8::new(0),
         });
         // The guard is an argument of the reaper's future, so it is dropped (marking the ring
         // dead) even when the runtime goes away before the reaper was ever polled.
@@ -636,12 +767,20 @@ pub async fn read_at(
         return (buf, Err(bad_range()));
     };
     let n = u32::try_from(len.min(SQE_LEN_MAX)).unwrap_or(0);
+    let fd = types::Fd(file.as_raw_fd());
     // Flags explicit: no IOSQE flags, no RWF flags (O_DIRECT comes from the open flags).
-    let entry = opcode::Read::new(types::Fd(file.as_raw_fd()), dst.as_mut_ptr(), n)
-        .offset(offset)
-        .rw_flags(0)
-        .build()
-        .flags(squeue::Flags::empty());
+    // Pool memory is registered with the ring: READ_FIXED skips pinning its pages per I/O.
+    let entry = match fixed_for(dst.as_ptr(), len.min(SQE_LEN_MAX)) {
+        Some(index) => opcode::ReadFixed::new(fd, dst.as_mut_ptr(), n, index)
+            .offset(offset)
+            .rw_flags(0)
+            .build(),
+        None => opcode::Read::new(fd, dst.as_mut_ptr(), n)
+            .offset(offset)
+            .rw_flags(0)
+            .build(),
+    }
+    .flags(squeue::Flags::empty());
     finish_buf(Op::new(entry, Some(buf), Arc::clone(file)).await)
 }
 
@@ -662,11 +801,18 @@ pub async fn write_at(
         return (buf, Err(bad_range()));
     };
     let n = u32::try_from(len.min(SQE_LEN_MAX)).unwrap_or(0);
-    let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), src.as_ptr(), n)
-        .offset(offset)
-        .rw_flags(0)
-        .build()
-        .flags(squeue::Flags::empty());
+    let fd = types::Fd(file.as_raw_fd());
+    let entry = match fixed_for(src.as_ptr(), len.min(SQE_LEN_MAX)) {
+        Some(index) => opcode::WriteFixed::new(fd, src.as_ptr(), n, index)
+            .offset(offset)
+            .rw_flags(0)
+            .build(),
+        None => opcode::Write::new(fd, src.as_ptr(), n)
+            .offset(offset)
+            .rw_flags(0)
+            .build(),
+    }
+    .flags(squeue::Flags::empty());
     finish_buf(Op::new(entry, Some(buf), Arc::clone(file)).await)
 }
 
@@ -702,6 +848,22 @@ pub async fn fallocate(file: &Arc<File>, offset: u64, len: u64, mode: i32) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_regions_are_cut_at_the_kernel_limit() {
+        let base = 0x1000_0000usize as *mut u8;
+        let v = split_regions(&[(base, 2500), (base.wrapping_add(10_000), 1000)], 1000);
+        assert_eq!(
+            v,
+            vec![
+                (0x1000_0000, 1000),
+                (0x1000_0000 + 1000, 1000),
+                (0x1000_0000 + 2000, 500),
+                (0x1000_0000 + 10_000, 1000)
+            ]
+        );
+        assert!(split_regions(&[], 1000).is_empty());
+    }
     use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
 

@@ -413,6 +413,15 @@ impl BufferPool {
         self.inner.node
     }
 
+    /// Start and length of the memory every slot lies in, for registering it with io_uring
+    /// as a fixed buffer. Valid as long as any clone of this pool lives.
+    pub fn memory(&self) -> (*mut u8, usize) {
+        let inner = &self.inner;
+        // SAFETY: `offset` is inside the mapping (checked in `build`: `offset <= slack`).
+        let start = unsafe { inner.region.base.as_ptr().add(inner.region.offset) };
+        (start, inner.stride * inner.count)
+    }
+
     /// Usable bytes in each buffer.
     pub fn buf_size_bytes(&self) -> usize {
         self.inner.size_bytes
@@ -607,6 +616,11 @@ impl NumaPools {
     /// Every pool, ascending by node.
     pub fn pools(&self) -> &[BufferPool] {
         &self.pools
+    }
+
+    /// The memory of every pool (see [`BufferPool::memory`]).
+    pub fn memory_regions(&self) -> Vec<(*mut u8, usize)> {
+        self.pools.iter().map(BufferPool::memory).collect()
     }
 
     /// Counters of every pool, ascending by node.
