@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::lu;
@@ -52,6 +52,29 @@ pub struct Shared {
     /// from the first config applied and kept for the process's life: their memory is
     /// mapped, bound and touched once, and logical units hold handles into them.
     pub pools: std::sync::OnceLock<Arc<crate::numa::NumaPools>>,
+    /// Open connections per portal id; see [`Shared::portal_connections`]. Entries are
+    /// never removed: portal ids are few and an id may come back.
+    pub portal_gauges: Mutex<BTreeMap<u16, Arc<AtomicU64>>>,
+}
+
+/// Counts one open connection of a portal until dropped.
+///
+/// The accept loop creates it for each accepted connection and moves it into the
+/// connection's task, so the count drops when that task ends however it ends.
+pub struct PortalConnection(Arc<AtomicU64>);
+
+impl PortalConnection {
+    /// Counts a connection in `gauge` (from [`Shared::portal_connections`]).
+    pub fn open(gauge: &Arc<AtomicU64>) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(gauge))
+    }
+}
+
+impl Drop for PortalConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Connection timers (defaults from `limits`).
@@ -98,6 +121,29 @@ impl Shared {
     pub fn generation(&self) -> u64 {
         self.installed_generation
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The open-connections gauge of portal `id`, created at zero on first use. The accept
+    /// loop looks it up once, not per connection.
+    pub fn portal_connections(&self, id: u16) -> Arc<AtomicU64> {
+        Arc::clone(
+            self.portal_gauges
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(id)
+                .or_default(),
+        )
+    }
+
+    /// Open connections per portal id, ascending, for every portal that ever accepted one
+    /// or asked for its gauge.
+    pub fn portal_connection_counts(&self) -> Vec<(u16, u64)> {
+        self.portal_gauges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(id, n)| (*id, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The bound address of a portal id.

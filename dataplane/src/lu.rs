@@ -42,6 +42,7 @@ use crate::scsi::{check_lba_range, luns, status, BlockCount, Lba};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// Identity of an I_T nexus: a unique id per session plus the initiator port name
 /// (iqn + ",i,0x" + ISID hex), used by unit attentions and reservations.
@@ -1112,10 +1113,20 @@ impl Target {
         match self.luns.get(&lun) {
             Some(lu) => {
                 let out_len = data_out.len();
-                let r = lu.execute(self, nexus, cdb, data_out).await;
                 let opcode = cdb.first().copied().unwrap_or(0);
+                // The time measured is the SCSI execution in the LU, backend I/O (and any
+                // wait for a data buffer or the RMW lock) included. The transport calls this
+                // once all the command's Data-Out has arrived and sends Data-In and the
+                // response after it returns, so network transfer is outside it. The guard
+                // ends the command's time in flight even if this future is dropped.
+                let in_flight = lu.counters.start();
+                let began = Instant::now();
+                let r = lu.execute(self, nexus, cdb, data_out).await;
+                let elapsed = began.elapsed();
                 lu.counters
-                    .count(opcode, r.data_in.len(), out_len, r.status);
+                    .count(opcode, r.data_in.len(), out_len, r.status, elapsed);
+                // After the counts: a scrape that sees the command finished sees it counted.
+                drop(in_flight);
                 r
             }
             None if lun == 0 => self.controller_execute(nexus, cdb),
@@ -1893,5 +1904,47 @@ mod tests {
         assert_eq!(r.status, 0);
         assert_eq!(&r.data_in[8..16], &256u64.to_be_bytes());
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[tokio::test]
+    async fn execute_times_reads_and_writes_and_counts_every_command() {
+        let t = mem_target();
+        let n = nexus(1);
+        assert_eq!(
+            run(&t, &n, &c10(0x2A, 0, 0, 2), &[0x5A; 1024]).await.status,
+            0
+        );
+        assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 2), &[]).await.status, 0);
+        assert_eq!(run(&t, &n, &c16(0x88, 0, 4, 1), &[]).await.status, 0);
+        assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+        let lu = t.logical_unit(0).unwrap();
+        let s = lu.counters().stats("t", 0);
+        assert_eq!(s.commands_total, 4);
+        assert_eq!(s.commands_in_flight, 0);
+        assert_eq!(s.read_latency.counts.iter().sum::<u64>(), 2);
+        assert_eq!(s.write_latency.counts.iter().sum::<u64>(), 1);
+        assert_eq!((s.read_bytes_total, s.write_bytes_total), (1536, 1024));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_command_leaves_the_in_flight_gauge_uncounted() {
+        let t = mem_target();
+        let n = nexus(1);
+        let lu = Arc::clone(t.logical_unit(0).unwrap());
+        // COMPARE AND WRITE of one block waits for the read-modify-write lock held here.
+        let held = lu.rmw.lock().await;
+        let mut caw = vec![0u8; 16];
+        caw[0] = 0x89;
+        caw[13] = 1;
+        let mut fut = Box::pin(run(&t, &n, &caw, &[0u8; 1024]));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(fut.as_mut(), &mut cx).is_pending());
+        assert_eq!(lu.counters().in_flight(), 1);
+        drop(fut);
+        drop(held);
+        let s = lu.counters().stats("t", 0);
+        assert_eq!(s.commands_in_flight, 0);
+        assert_eq!(s.commands_total, 0, "an aborted command did not complete");
+        assert_eq!(s.write_latency.counts.iter().sum::<u64>(), 0);
     }
 }

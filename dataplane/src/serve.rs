@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::control::server::ControlSocket;
 use crate::control::Controller;
 use crate::limits;
-use crate::live::Shared;
+use crate::live::{PortalConnection, Shared};
 use crate::lu::{self, LuConfig};
 use crate::numa::pool::DIRECT_IO_ALIGN_BYTES;
 use crate::numa::{BufferPool, NumaPools, Topology};
@@ -215,6 +215,7 @@ fn write_ready_file(
 
 /// Accepts connections on one portal until the task is aborted.
 pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: Arc<Shared>) {
+    let open = shared.portal_connections(portal_id);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -232,6 +233,13 @@ pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: A
             drop(stream);
             continue;
         }
-        tokio::spawn(crate::conn::serve(stream, peer, portal_id, shared.clone()));
+        // The guard lives in the connection's task: it is dropped when the task ends,
+        // whether the connection closed or the task was aborted.
+        let counted = PortalConnection::open(&open);
+        let conn = crate::conn::serve(stream, peer, portal_id, shared.clone());
+        tokio::spawn(async move {
+            let _counted = counted;
+            conn.await;
+        });
     }
 }

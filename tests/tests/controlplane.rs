@@ -67,6 +67,64 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply
     }
 }
 
+/// One scrape of `/metrics`.
+struct Scrape(String);
+
+impl Scrape {
+    fn get(api: SocketAddr) -> Self {
+        let r = http(api, "GET", "/metrics", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        Self(r.body)
+    }
+
+    /// `(labels, value)` of every sample of `name` (exactly that name).
+    fn samples(&self, name: &str) -> Vec<(String, f64)> {
+        self.0
+            .lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .filter(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            .filter_map(|rest| {
+                let (labels, v) = rest.rsplit_once(' ')?;
+                let v = match v {
+                    "+Inf" => f64::INFINITY,
+                    v => v.parse().ok()?,
+                };
+                Some((labels.to_string(), v))
+            })
+            .collect()
+    }
+
+    /// The value of the sample of `name` carrying every label in `labels` (0 when absent).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples(name)
+            .into_iter()
+            .find(|(l, _)| has_labels(l, labels))
+            .map_or(0.0, |(_, v)| v)
+    }
+
+    /// `(le, cumulative count)` of the buckets of histogram `name` with `labels`.
+    fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        self.samples(&format!("{name}_bucket"))
+            .into_iter()
+            .filter(|(l, _)| has_labels(l, labels))
+            .filter_map(|(l, v)| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le = match le {
+                    "+Inf" => f64::INFINITY,
+                    le => le.parse().ok()?,
+                };
+                Some((le, v))
+            })
+            .collect()
+    }
+}
+
+fn has_labels(rendered: &str, labels: &[(&str, &str)]) -> bool {
+    labels
+        .iter()
+        .all(|(k, v)| rendered.contains(&format!("{k}=\"{v}\"")))
+}
+
 /// Polls `/api/v1/status` until the data plane runs the desired config with a bound
 /// portal, and returns that portal's address.
 fn wait_in_sync(cp: SocketAddr, dp: &mut Daemon) -> SocketAddr {
@@ -226,47 +284,147 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
         "{}",
         metrics.body
     );
+    // A second LUN on the io_uring backend, so the ring counters have work to count.
+    let uring_storage = json!({
+        "deviceID": 44,
+        "path": dir.path().join("ring.img").display().to_string(),
+        "size": 64 << 20,
+        "backendType": "iouring",
+    });
+    let r = http(
+        api,
+        "POST",
+        "/api/v1/storages",
+        Some(&uring_storage.to_string()),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}/luns/1"),
+        Some(r#"{"deviceID": 44}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let portal = wait_in_sync(api, &mut dp);
+    let status = http(api, "GET", "/api/v1/status", None).json();
+    let ring_backend = status["dataplane"]["targets"][0]["luns"][1]["activeBackend"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let uring_before = Scrape::get(api);
+
     // I/O through the data plane moves the counters the control plane exports.
-    let load = tgt_system_tests::verified_load(
+    let load = |lun: u64| {
+        let load = tgt_system_tests::verified_load(
+            portal,
+            IQN,
+            lun,
+            tgt_system_tests::LoadOptions {
+                sessions: 1,
+                duration: std::time::Duration::from_secs(2),
+                region_blocks: Some(4096),
+                ..tgt_system_tests::LoadOptions::default()
+            },
+        )
+        .expect("load runs");
+        assert!(load.passed(), "{:?}", load.first_errors);
+        load
+    };
+    let load0 = load(0);
+    let load1 = load(1);
+    // Every session has logged out and every command was answered: nothing is in flight.
+    let m = Scrape::get(api);
+    for (lun, load) in [("0", &load0), ("1", &load1)] {
+        let l = [("lun", lun)];
+        let reads = m.value("tgt_lun_read_commands_total", &l);
+        let writes = m.value("tgt_lun_write_commands_total", &l);
+        assert!(reads >= load.reads as f64, "LUN {lun}\n{}", m.0);
+        assert!(writes >= load.writes as f64, "LUN {lun}\n{}", m.0);
+        assert!(
+            m.value("tgt_lun_write_bytes_total", &l) >= load.bytes_written as f64,
+            "LUN {lun}\n{}",
+            m.0
+        );
+        // The histograms count exactly the commands the counters count.
+        for (op, n) in [("read", reads), ("write", writes)] {
+            let l = [("lun", lun), ("op", op)];
+            let b = m.buckets("tgt_lun_io_duration_seconds", &l);
+            assert!(
+                b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "buckets not cumulative: {b:?}"
+            );
+            assert_eq!(b.last().map(|x| x.0), Some(f64::INFINITY), "{b:?}");
+            assert_eq!(b.last().map(|x| x.1), Some(n), "{op} LUN {lun}\n{}", m.0);
+            assert_eq!(m.value("tgt_lun_io_duration_seconds_count", &l), n);
+            assert!(m.value("tgt_lun_io_duration_seconds_sum", &l) > 0.0);
+        }
+        assert!(
+            m.value("tgt_lun_commands_total", &l) >= reads + writes,
+            "{}",
+            m.0
+        );
+        assert_eq!(m.value("tgt_lun_commands_in_flight", &l), 0.0, "{}", m.0);
+    }
+    assert!(m.value("tgt_login_logins_total", &[]) > 0.0, "{}", m.0);
+    if ring_backend.starts_with("iouring") {
+        let moved = |name: &str| m.value(name, &[]) - uring_before.value(name, &[]);
+        let ops = (load1.reads + load1.writes) as f64;
+        assert!(moved("tgt_uring_submissions_total") >= ops, "{}", m.0);
+        assert!(moved("tgt_uring_completions_total") >= ops, "{}", m.0);
+        assert!(moved("tgt_uring_enter_calls_total") > 0.0, "{}", m.0);
+        assert!(
+            m.value("tgt_uring_completions_total", &[])
+                <= m.value("tgt_uring_submissions_total", &[]),
+            "{}",
+            m.0
+        );
+    }
+    // The pools exist since the first LUN, and every buffer comes back after the load (a
+    // Data-In buffer is released once written to the socket, so poll for the last ones).
+    assert!(
+        m.value("tgt_numa_pool_buffer_size_bytes", &[("node", "0")]) > 0.0,
+        "{}",
+        m.0
+    );
+    let in_use = [("node", "0"), ("state", "in_use")];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Scrape::get(api).value("tgt_numa_pool_buffers", &in_use) != 0.0 {
+        assert!(Instant::now() < deadline, "{}", Scrape::get(api).0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        m.value("tgt_numa_pool_buffers", &[("node", "0"), ("state", "free")]) > 0.0,
+        "{}",
+        m.0
+    );
+
+    // While a session is logged in, its portal counts its connection and the session.
+    let session = tgt_system_tests::initiator::Session::login(
         portal,
-        IQN,
-        0,
-        tgt_system_tests::LoadOptions {
-            sessions: 1,
-            duration: std::time::Duration::from_secs(2),
-            region_blocks: Some(4096),
-            ..tgt_system_tests::LoadOptions::default()
+        &tgt_system_tests::initiator::SessionOptions {
+            target_name: Some(IQN.to_string()),
+            ..Default::default()
         },
     )
-    .expect("load runs");
-    assert!(load.passed(), "{:?}", load.first_errors);
-    let metrics = http(api, "GET", "/metrics", None).body;
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name) && l.contains("lun=\"0\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
-    };
+    .expect("login");
+    let m = Scrape::get(api);
     assert!(
-        value("tgt_lun_read_commands_total") >= load.reads,
-        "{metrics}"
+        m.value("tgt_portal_connections", &[("portal", "0")]) >= 1.0,
+        "{}",
+        m.0
     );
     assert!(
-        value("tgt_lun_write_commands_total") >= load.writes,
-        "{metrics}"
+        m.value("tgt_portal_sessions", &[("portal", "0")]) >= 1.0,
+        "{}",
+        m.0
     );
-    assert!(
-        value("tgt_lun_write_bytes_total") >= load.bytes_written,
-        "{metrics}"
-    );
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("tgt_login_logins_total") && !l.ends_with(" 0")),
-        "{metrics}"
-    );
+    session.logout().expect("logout");
+    // The connection task ends after the logout response went out; poll for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Scrape::get(api).value("tgt_portal_connections", &[("portal", "0")]) != 0.0 {
+        assert!(Instant::now() < deadline, "{}", Scrape::get(api).0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let spec = http(api, "GET", "/api/v1/openapi.json", None).json();
     assert!(spec["paths"]["/api/v1/storages"].is_object());
 

@@ -304,7 +304,7 @@ async fn live_views_report_the_data_plane_away() {
 
 #[test]
 fn metrics_follow_the_naming_rules() {
-    use tgt_proto::socket::{LunStats, Stats, Status};
+    use tgt_proto::socket::{LatencyHistogram, LunStats, Stats, Status, UringStats};
     let status = Status {
         generation: 2,
         uptime_ms: 5000,
@@ -327,7 +327,27 @@ fn metrics_follow_the_naming_rules() {
             read_bytes_total: 2048,
             write_bytes_total: 2560,
             check_conditions_total: 0,
+            commands_total: 9,
+            commands_in_flight: 0,
+            read_latency: LatencyHistogram {
+                bounds_ns: vec![10_000],
+                counts: vec![4, 0],
+                sum_ns: 20_000,
+            },
+            write_latency: LatencyHistogram {
+                bounds_ns: vec![10_000],
+                counts: vec![5, 0],
+                sum_ns: 25_000,
+            },
         }],
+        uring: UringStats {
+            submissions_total: 0,
+            completions_total: 0,
+            enter_calls_total: 0,
+            sq_full_total: 0,
+        },
+        portals: vec![],
+        numa_pools: vec![],
     };
     let text = super::metrics::render(2, Some(&(status, stats))).unwrap();
     assert!(text.contains("tgt_login_logins_total 3"), "{text}");

@@ -288,7 +288,8 @@ pub struct LunStatus {
     pub size_bytes: u64,
 }
 
-/// Counters since the data plane started; they only grow.
+/// Counters since the data plane started, which only grow, and gauges of the state now
+/// (fields named `..._in_flight`, `connections`, `sessions` and `buffers_...`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -301,6 +302,85 @@ pub struct Stats {
     pub digest_errors_total: u64,
     /// Per logical unit I/O counters, ascending by target and LUN.
     pub luns: Vec<LunStats>,
+    /// Counters of the io_uring engine, summed over the rings of every worker thread; all
+    /// zero when no storage uses the `iouring` backend.
+    pub uring: UringStats,
+    /// Connections and sessions per portal, ascending by portal id: every portal listened
+    /// on, plus removed portals whose accepted connections are still open.
+    pub portals: Vec<PortalStats>,
+    /// The data buffer pools, ascending by NUMA node; empty until the pools exist (they are
+    /// built when the first config with a LUN is applied).
+    pub numa_pools: Vec<NumaPoolStats>,
+}
+
+/// A latency histogram with fixed buckets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LatencyHistogram {
+    /// Inclusive upper bounds of the buckets in nanoseconds, ascending. The last bucket
+    /// has no bound (+Inf) and is not listed.
+    pub bounds_ns: Vec<u64>,
+    /// Commands per bucket, not cumulative: `counts[i]` took more than `boundsNs[i-1]` and
+    /// at most `boundsNs[i]`; the last entry, one past the bounds, took longer than every
+    /// bound. Their sum is the number of commands recorded.
+    pub counts: Vec<u64>,
+    /// Sum of every recorded duration, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+/// Counters of the io_uring engine.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UringStats {
+    /// Submission queue entries (SQEs) placed in a ring: one per read, write, fsync or
+    /// fallocate.
+    pub submissions_total: u64,
+    /// Completion queue entries (CQEs) reaped.
+    pub completions_total: u64,
+    /// `io_uring_enter` system calls made to submit or to flush completions.
+    pub enter_calls_total: u64,
+    /// Times an SQE found its submission queue full; the ring then submits what it holds
+    /// and the SQE tries again.
+    pub sq_full_total: u64,
+}
+
+/// Connections and sessions of one portal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortalStats {
+    /// The portal's id.
+    pub id: u16,
+    /// TCP connections accepted on this portal and still open, logging in or not (a gauge).
+    pub connections: u64,
+    /// Logged-in sessions, discovery included, whose connection arrived on this portal
+    /// (a gauge).
+    pub sessions: u64,
+}
+
+/// Buffers of one NUMA node's data buffer pool.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NumaPoolStats {
+    /// The NUMA node whose memory holds the pool (0 for the single pool with NUMA off).
+    pub node: u32,
+    /// Whether the pool's memory is bound to the node (false with NUMA off, or after a
+    /// tolerated `mbind` failure).
+    pub bound: bool,
+    /// Size of every buffer in bytes (`numaBufferSize`).
+    pub buffer_size_bytes: u64,
+    /// Buffers in the pool (`numaBufferPoolSize`).
+    pub buffers_total: u64,
+    /// Buffers free now (a gauge).
+    pub buffers_free: u64,
+    /// Buffers held by commands now (a gauge).
+    pub buffers_in_use: u64,
+    /// Times a buffer was asked of the pool while it was empty: the asking command waited
+    /// (back-pressure).
+    pub exhausted_total: u64,
 }
 
 /// I/O counters of one logical unit.
@@ -322,6 +402,20 @@ pub struct LunStats {
     pub write_bytes_total: u64,
     /// Commands that ended in CHECK CONDITION.
     pub check_conditions_total: u64,
+    /// Commands the logical unit completed, of every opcode.
+    pub commands_total: u64,
+    /// Commands executing in the logical unit now (a gauge).
+    pub commands_in_flight: u64,
+    /// How long completed read commands (READ 6/10/12/16) executed in the logical unit,
+    /// backend I/O and waits for a data buffer included. Timing starts when the command
+    /// reaches the logical unit and stops when its status is known, before Data-In is
+    /// sent: network transfer is excluded.
+    pub read_latency: LatencyHistogram,
+    /// How long completed write commands (WRITE, WRITE AND VERIFY, WRITE SAME, COMPARE AND
+    /// WRITE) executed in the logical unit, backend I/O included. Timing starts after all
+    /// of the command's Data-Out has arrived and stops when its status is known: network
+    /// transfer is excluded.
+    pub write_latency: LatencyHistogram,
 }
 
 /// One logged-in session.
@@ -495,6 +589,38 @@ mod tests {
                     read_bytes_total: 2560,
                     write_bytes_total: 3072,
                     check_conditions_total: 0,
+                    commands_total: 12,
+                    commands_in_flight: 1,
+                    read_latency: LatencyHistogram {
+                        bounds_ns: vec![10_000, 25_000],
+                        counts: vec![3, 1, 1],
+                        sum_ns: 90_000,
+                    },
+                    write_latency: LatencyHistogram {
+                        bounds_ns: vec![10_000, 25_000],
+                        counts: vec![0, 6, 0],
+                        sum_ns: 120_000,
+                    },
+                }],
+                uring: UringStats {
+                    submissions_total: 11,
+                    completions_total: 11,
+                    enter_calls_total: 9,
+                    sq_full_total: 0,
+                },
+                portals: vec![PortalStats {
+                    id: 0,
+                    connections: 2,
+                    sessions: 1,
+                }],
+                numa_pools: vec![NumaPoolStats {
+                    node: 0,
+                    bound: true,
+                    buffer_size_bytes: 262_144,
+                    buffers_total: 64,
+                    buffers_free: 63,
+                    buffers_in_use: 1,
+                    exhausted_total: 0,
                 }],
             }),
             Response::Sessions {

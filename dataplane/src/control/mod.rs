@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tgt_proto::socket::{
-    ConnectionInfo, LunStats, LunStatus, PortalStatus, Refusal, Response, SessionInfo, Stats,
+    ConnectionInfo, LunStatus, PortalStats, PortalStatus, Refusal, Response, SessionInfo, Stats,
     Status, TargetStatus,
 };
 use tgt_proto::{Config, ValidConfig, ValidStorage};
@@ -464,7 +464,7 @@ impl Controller {
         }
     }
 
-    /// Counters, for [`tgt_proto::socket::Request::GetStats`].
+    /// Counters and gauges, for [`tgt_proto::socket::Request::GetStats`].
     pub async fn stats(&self) -> Stats {
         use crate::metrics::get;
         let st = self.state.lock().await;
@@ -476,32 +476,75 @@ impl Controller {
             luns: st
                 .lus
                 .iter()
-                .map(|((target, lun), applied)| {
-                    let k = applied.unit.counters();
-                    LunStats {
-                        target: target.clone(),
-                        lun: *lun,
-                        read_commands_total: get(&k.read_commands_total),
-                        write_commands_total: get(&k.write_commands_total),
-                        read_bytes_total: get(&k.read_bytes_total),
-                        write_bytes_total: get(&k.write_bytes_total),
-                        check_conditions_total: get(&k.check_conditions_total),
-                    }
-                })
+                .map(|((target, lun), applied)| applied.unit.counters().stats(target, *lun))
                 .collect(),
+            uring: crate::metrics::URING.stats(),
+            portals: self.portal_stats(),
+            numa_pools: self
+                .shared
+                .pools
+                .get()
+                .map(|p| crate::metrics::numa_pool_stats(p))
+                .unwrap_or_default(),
         }
     }
 
-    /// The logged-in sessions, ascending by TSIH.
-    pub fn sessions(&self) -> Vec<SessionInfo> {
-        let bound: Vec<(u16, SocketAddr)> = self
-            .shared
+    /// Open connections and logged-in sessions of every portal listened on, and of removed
+    /// portals that still have connections.
+    fn portal_stats(&self) -> Vec<PortalStats> {
+        let bound = self.bound_portals();
+        let mut by_id: BTreeMap<u16, PortalStats> = bound
+            .iter()
+            .map(|(id, _)| {
+                (
+                    *id,
+                    PortalStats {
+                        id: *id,
+                        connections: 0,
+                        sessions: 0,
+                    },
+                )
+            })
+            .collect();
+        for (id, n) in self.shared.portal_connection_counts() {
+            if n > 0 || by_id.contains_key(&id) {
+                by_id
+                    .entry(id)
+                    .or_insert(PortalStats {
+                        id,
+                        connections: 0,
+                        sessions: 0,
+                    })
+                    .connections = n;
+            }
+        }
+        for s in self.shared.sessions.list() {
+            let portal = s
+                .portal
+                .parse()
+                .ok()
+                .and_then(|local| portal_of(&bound, local));
+            if let Some(p) = portal.and_then(|id| by_id.get_mut(&id)) {
+                p.sessions += 1;
+            }
+        }
+        by_id.into_values().collect()
+    }
+
+    /// Every bound portal: its id and the address it listens on.
+    fn bound_portals(&self) -> Vec<(u16, SocketAddr)> {
+        self.shared
             .bound
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|(id, a)| (*id, *a))
-            .collect();
+            .collect()
+    }
+
+    /// The logged-in sessions, ascending by TSIH.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let bound = self.bound_portals();
         self.shared
             .sessions
             .list()
@@ -509,12 +552,7 @@ impl Controller {
             .map(|s| {
                 let local: Option<SocketAddr> = s.portal.parse().ok();
                 let peer: Option<SocketAddr> = s.peer.parse().ok();
-                let portal_id = local.and_then(|l| {
-                    bound
-                        .iter()
-                        .find(|(_, b)| *b == l || (b.ip().is_unspecified() && b.port() == l.port()))
-                        .map(|(id, _)| *id)
-                });
+                let portal_id = local.and_then(|l| portal_of(&bound, l));
                 let connections = match (local, peer) {
                     // MaxConnections is 1 and the table does not keep the CID: report 0.
                     (Some(local), Some(peer)) => vec![ConnectionInfo {
@@ -565,6 +603,15 @@ impl Controller {
             Request::CloseSession { tsih } => self.close_session(tsih),
         }
     }
+}
+
+/// The id of the bound portal a connection with local address `local` arrived on: the one
+/// bound to exactly that address, or a wildcard one on its port.
+fn portal_of(bound: &[(u16, SocketAddr)], local: SocketAddr) -> Option<u16> {
+    bound
+        .iter()
+        .find(|(_, b)| *b == local || (b.ip().is_unspecified() && b.port() == local.port()))
+        .map(|(id, _)| *id)
 }
 
 #[cfg(test)]

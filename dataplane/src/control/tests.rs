@@ -257,6 +257,61 @@ async fn opens_and_closes_portal_listeners() {
     );
 }
 
+/// Polls the stats until `done` holds for them (connection tasks start and end
+/// asynchronously), for at most ten seconds.
+async fn stats_until(c: &Controller, done: impl Fn(&tgt_proto::socket::Stats) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let st = c.stats().await;
+        if done(&st) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn stats_count_open_connections_per_portal_and_report_the_pools() {
+    let d = Dir::new("portal-stats");
+    let c = controller();
+    c.apply(1, config(d.path(), &[0], &[1, 2])).await;
+    let st = c.stats().await;
+    let ids: Vec<u16> = st.portals.iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert!(st
+        .portals
+        .iter()
+        .all(|p| p.connections == 0 && p.sessions == 0));
+    // The first config with a LUN built the pools: they show, all buffers free.
+    assert!(!st.numa_pools.is_empty(), "{st:?}");
+    for p in &st.numa_pools {
+        assert_eq!(p.buffers_free, p.buffers_total, "{p:?}");
+        assert_eq!(p.buffers_in_use, 0);
+        assert!(p.buffer_size_bytes > 0);
+    }
+    let lun = &st.luns[0];
+    assert_eq!((lun.commands_total, lun.commands_in_flight), (0, 0));
+
+    let bound = c.status().await.portals;
+    let one = tokio::net::TcpStream::connect(bound[0].bound)
+        .await
+        .unwrap();
+    let two = tokio::net::TcpStream::connect(bound[1].bound)
+        .await
+        .unwrap();
+    stats_until(&c, |st| st.portals.iter().all(|p| p.connections == 1)).await;
+    // A removed portal stays listed while a connection it accepted is open.
+    c.apply(2, config(d.path(), &[0], &[1])).await;
+    let st = c.stats().await;
+    assert_eq!(st.portals.len(), 2, "{st:?}");
+    assert_eq!(st.portals[1].connections, 1);
+    drop(two);
+    stats_until(&c, |st| st.portals.len() == 1 && st.portals[0].id == 1).await;
+    drop(one);
+    stats_until(&c, |st| st.portals[0].connections == 0).await;
+}
+
 async fn send_raw(s: &mut UnixStream, frame: &[u8]) -> Option<Response> {
     s.write_all(frame).await.unwrap();
     let mut header = [0u8; FRAME_HEADER_BYTES];

@@ -18,6 +18,8 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::metrics::URING;
+
 /// Ring size used when no backend asked for one (`ioUringQueueDepth` unset).
 pub const QUEUE_DEPTH_DEFAULT: u32 = 256;
 /// The kernel refuses larger submission queues (`IORING_MAX_ENTRIES`).
@@ -393,6 +395,7 @@ enum SubmitError {
 impl RingInner {
     fn submit(&mut self) -> Result<(), SubmitError> {
         loop {
+            URING.entered();
             match self.uring.submit() {
                 Ok(_) => return Ok(()),
                 Err(e) => match e.raw_os_error() {
@@ -411,6 +414,9 @@ impl RingInner {
             for cqe in self.uring.completion() {
                 n += 1;
                 self.slab.complete(cqe.user_data(), cqe.result());
+            }
+            if n > 0 {
+                URING.completed(u64::try_from(n).unwrap_or(u64::MAX));
             }
             // With IORING_FEAT_NODROP, CQEs beyond the CQ wait in the kernel until an
             // io_uring_enter flushes them; `submit` does that when the overflow flag is set.
@@ -433,8 +439,10 @@ impl RingInner {
             // named in its user_data until that slot's CQE is reaped (`Slab::complete`), and
             // `Ring::drop` waits for all CQEs before the slab is freed.
             if unsafe { self.uring.submission().push(entry) }.is_ok() {
+                URING.submitted();
                 return true;
             }
+            URING.sq_full();
             if self.submit().is_err() {
                 return false;
             }
@@ -515,6 +523,7 @@ impl Drop for Ring {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
         while inner.slab.in_flight > 0 {
+            URING.entered();
             match inner.uring.submit_and_wait(1) {
                 Ok(_) => inner.reap(),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
@@ -919,6 +928,23 @@ mod tests {
         assert_eq!(&buf.as_slice()[100..100 + 12345], &data[..]);
         fsync(&f, true).await.unwrap();
         fsync(&f, false).await.unwrap();
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[tokio::test]
+    async fn every_op_counts_a_submission_and_a_completion() {
+        let (p, f) = temp_file("counted", 1 << 16);
+        let before = URING.stats();
+        let (_, r) = write_at(&f, 0, IoBuf::Vec(vec![7; 4096]), 0, 4096).await;
+        assert_eq!(r.unwrap(), 4096);
+        let (_, r) = read_at(&f, 0, IoBuf::Vec(vec![0; 4096]), 0, 4096).await;
+        assert_eq!(r.unwrap(), 4096);
+        fsync(&f, true).await.unwrap();
+        let after = URING.stats();
+        // Other tests share the counters: ours are at least there.
+        assert!(after.submissions_total >= before.submissions_total + 3);
+        assert!(after.completions_total >= before.completions_total + 3);
+        assert!(after.enter_calls_total >= before.enter_calls_total + 3);
         let _ = std::fs::remove_file(&p);
     }
 
