@@ -52,6 +52,11 @@ pub struct Shared {
     /// from the first config applied and kept for the process's life: their memory is
     /// mapped, bound and touched once, and logical units hold handles into them.
     pub pools: std::sync::OnceLock<Arc<crate::numa::NumaPools>>,
+    /// Per-node runtimes that accepted connections are placed on (worker CPUs on two or
+    /// more nodes); `None` runs every connection on the current runtime.
+    pub placement: Option<Arc<crate::numa::NodeRuntimes>>,
+    /// Where the NUMA topology is read (`--numa-sysfs-root`); `None` is `/`.
+    pub numa_sysfs_root: Option<std::path::PathBuf>,
     /// Open connections per portal id; see [`Shared::portal_connections`]. Entries are
     /// never removed: portal ids are few and an id may come back.
     pub portal_gauges: Mutex<BTreeMap<u16, Arc<AtomicU64>>>,

@@ -1082,6 +1082,11 @@ impl Target {
         lun == 0 || self.luns.contains_key(&lun)
     }
 
+    /// Every configured logical unit, ascending by LUN.
+    pub fn logical_units(&self) -> impl Iterator<Item = &Arc<LogicalUnit>> {
+        self.luns.values()
+    }
+
     /// The logical unit behind a LUN.
     pub fn logical_unit(&self, lun: u16) -> Option<&Arc<LogicalUnit>> {
         self.luns.get(&lun)

@@ -16,7 +16,7 @@ use crate::limits;
 use crate::live::{PortalConnection, Shared};
 use crate::lu::{self, LuConfig};
 use crate::numa::pool::DIRECT_IO_ALIGN_BYTES;
-use crate::numa::{BufferPool, NumaPools, Topology};
+use crate::numa::{BufferPool, NodeRuntimes, NumaPools, Topology};
 
 /// What [`run`] serves.
 pub struct RunOptions {
@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub tuning: crate::live::Tuning,
     /// CPUs the binary pinned the runtime threads to (reported in status).
     pub pinned_cpus: Vec<u32>,
+    /// Per-node runtimes to place connections on (see `numa::runtimes`).
+    pub placement: Option<Arc<NodeRuntimes>>,
+    /// Where the NUMA topology is read; `None` is `/`.
+    pub numa_sysfs_root: Option<PathBuf>,
 }
 /// A callback told the bound `(portal id, address)` pairs once the data plane listens.
 pub type ReadyHook = Box<dyn FnOnce(&[(u16, SocketAddr)]) + Send>;
@@ -113,13 +117,17 @@ pub fn lu_config(
 /// gets a pool bound to it; otherwise one unbound pool serves every LU.
 ///
 /// Maps and touches all the memory: call it off the network threads.
-pub fn build_pools(cfg: &tgt_proto::ValidConfig) -> Result<NumaPools, String> {
+pub fn build_pools(
+    cfg: &tgt_proto::ValidConfig,
+    sysfs_root: Option<&std::path::Path>,
+) -> Result<NumaPools, String> {
     let perf = cfg.performance();
     let count = usize::try_from(perf.numa_buffer_pool_size()).map_err(|e| e.to_string())?;
     let size = usize::try_from(perf.numa_buffer_size_bytes()).map_err(|e| e.to_string())?;
     let numa = perf.numa_enabled() || cfg.storages().any(|s| s.numa_node().is_some());
     let pools = if numa {
-        let topology = Topology::detect().map_err(|e| format!("numa topology: {e}"))?;
+        let topology = Topology::from_sysfs(sysfs_root.unwrap_or(std::path::Path::new("/")))
+            .map_err(|e| format!("numa topology: {e}"))?;
         let nodes: Vec<u32> = topology.nodes().iter().map(|n| n.id).collect();
         NumaPools::new(&topology, &nodes, count, size, DIRECT_IO_ALIGN_BYTES)
     } else {
@@ -144,6 +152,8 @@ pub async fn run(opts: RunOptions, shutdown: impl Future<Output = ()>) -> Result
     let shared = Arc::new(Shared {
         tuning: opts.tuning,
         pinned_cpus: opts.pinned_cpus,
+        placement: opts.placement,
+        numa_sysfs_root: opts.numa_sysfs_root,
         ..Shared::default()
     });
     let controller = Arc::new(Controller::new(shared.clone()));
@@ -213,6 +223,22 @@ fn write_ready_file(
         .map_err(|e| RunError::ReadyFile(path.display().to_string(), e))
 }
 
+/// The NUMA node of every LU a portal exports (the node of the pool its buffers come from),
+/// for placing the portal's connections.
+fn portal_storage_nodes(shared: &Shared, portal_id: u16) -> Vec<Option<u32>> {
+    let snap = shared.current();
+    snap.targets
+        .values()
+        .filter(|t| t.tpgs.values().any(|ps| ps.contains(&portal_id)))
+        .flat_map(|t| {
+            t.scsi
+                .logical_units()
+                .map(|lu| lu.pool().map(BufferPool::node))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Accepts connections on one portal until the task is aborted.
 pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: Arc<Shared>) {
     let open = shared.portal_connections(portal_id);
@@ -237,9 +263,25 @@ pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: A
         // whether the connection closed or the task was aborted.
         let counted = PortalConnection::open(&open);
         let conn = crate::conn::serve(stream, peer, portal_id, shared.clone());
-        tokio::spawn(async move {
+        let task = async move {
             let _counted = counted;
             conn.await;
-        });
+        };
+        let placed = shared
+            .placement
+            .as_ref()
+            .and_then(|p| p.place(&portal_storage_nodes(&shared, portal_id)));
+        match placed {
+            Some((seat, node_runtime)) => {
+                info!(%peer, portal = portal_id, node = seat.worker().node, "connection placed on numa node");
+                node_runtime.spawn(async move {
+                    let _seat = seat;
+                    task.await;
+                });
+            }
+            None => {
+                tokio::spawn(task);
+            }
+        }
     }
 }

@@ -216,14 +216,16 @@ impl Controller {
             return Ok(p.clone());
         }
         let owned = cfg.clone();
-        let built = tokio::task::spawn_blocking(move || crate::serve::build_pools(&owned))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-            .map_err(|message| Refusal::StorageUnavailable {
-                device_id: 0,
-                message,
-            })?;
+        let root = self.shared.numa_sysfs_root.clone();
+        let built =
+            tokio::task::spawn_blocking(move || crate::serve::build_pools(&owned, root.as_deref()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(|message| Refusal::StorageUnavailable {
+                    device_id: 0,
+                    message,
+                })?;
         let built = Arc::new(built);
         // io_uring rings register the pools as fixed buffers (first pools of the process
         // only; they then live as long as the process).
