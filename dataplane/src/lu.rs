@@ -78,8 +78,8 @@ pub struct LuConfig {
     /// Advertise logical block provisioning (LBPME, UNMAP, WRITE SAME with UNMAP).
     pub thin: bool,
     /// Where READ and WRITE data buffers come from: the pool of the storage's NUMA node.
-    /// MAXIMUM TRANSFER LENGTH (and COMPARE AND WRITE's) shrink to what one buffer holds.
-    /// `None` (unit tests, tools) uses vectors.
+    /// OPTIMAL TRANSFER LENGTH shrinks to what one buffer holds. `None` (unit tests, tools)
+    /// uses vectors.
     pub pool: Option<BufferPool>,
 }
 
@@ -739,14 +739,17 @@ impl LogicalUnit {
     }
 
     /// A buffer of `len` bytes for the medium's data: from this LU's pool (waiting for one
-    /// when all are in use), or a vector for LUs built without a pool (unit tests, tools).
-    ///
-    /// `len` never exceeds the pool's buffer size: MAXIMUM TRANSFER LENGTH is capped to it
-    /// (see `LuConfig::pool`) and `check_transfer_len` refuses longer transfers first.
+    /// when all are in use), or a vector for LUs built without a pool (unit tests, tools)
+    /// and for transfers longer than a pool buffer (counted in the pool's `oversize_total`;
+    /// OPTIMAL TRANSFER LENGTH tells initiators to stay within one buffer).
     async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
         let Some(pool) = &self.pool else {
             return Ok(IoBuf::Vec(vec![0u8; len]));
         };
+        if len > pool.buf_size_bytes() {
+            pool.note_oversize();
+            return Ok(IoBuf::Vec(vec![0u8; len]));
+        }
         let mut p = pool.get().await;
         p.set_len(len)
             .map_err(|_| Sense::invalid_field_in_cdb(0, None))?;
@@ -1299,7 +1302,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pool_buffers_carry_reads_and_writes_and_bound_the_transfer_length() {
+    async fn pool_buffers_carry_reads_and_writes_within_the_optimal_transfer_length() {
         let pool = BufferPool::unbound(2, 8192, 4096).unwrap();
         let mut c = cfg(0);
         c.pool = Some(pool.clone());
@@ -1310,9 +1313,9 @@ mod tests {
         .unwrap();
         let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
         let n = nexus(1);
-        // MAXIMUM TRANSFER LENGTH is one 8 KiB buffer: 16 blocks.
+        // OPTIMAL TRANSFER LENGTH is one 8 KiB buffer: 16 blocks.
         let r = run(&t, &n, &[0x12, 1, 0xB0, 0, 64, 0], &[]).await;
-        assert_eq!(&r.data_in[8..12], &16u32.to_be_bytes());
+        assert_eq!(&r.data_in[12..16], &16u32.to_be_bytes());
         let data: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
         assert_eq!(run(&t, &n, &c10(0x2A, 0, 8, 16), &data).await.status, 0);
         let r = run(&t, &n, &c10(0x28, 0, 8, 16), &[]).await;
@@ -1323,10 +1326,12 @@ mod tests {
         assert_eq!(pool.stats().in_use, 1);
         drop(r);
         assert_eq!(pool.stats().in_use, 0);
-        assert_eq!(
-            asc(&run(&t, &n, &c10(0x28, 0, 0, 17), &[]).await),
-            (5, 0x24, 0)
-        );
+        // A longer transfer is served from the heap, and counted.
+        let r = run(&t, &n, &c10(0x28, 0, 0, 24), &[]).await;
+        assert_eq!(r.status, 0);
+        assert!(matches!(r.data_in, IoBuf::Vec(_)));
+        assert_eq!(&r.data_in[8 * 512..], &data[..]);
+        assert_eq!(pool.stats().oversize_total, 1);
         // A buffer too small for two blocks is a configuration error, not a panic.
         let mut c = cfg(0);
         c.block_size = 4096;

@@ -484,10 +484,14 @@ impl Conn {
         self.pool_bypass = false;
         let buf = match self.spare.take() {
             Some(b) if b.capacity() >= edtl => Some(b),
-            _ => self
-                .lu_pool(lun)
-                .filter(|p| edtl <= p.buf_size_bytes())
-                .and_then(|p| p.try_get()),
+            _ => match self.lu_pool(lun) {
+                Some(p) if edtl > p.buf_size_bytes() => {
+                    p.note_oversize();
+                    None
+                }
+                Some(p) => p.try_get(),
+                None => None,
+            },
         };
         match buf {
             Some(mut b) => match b.set_len(edtl) {

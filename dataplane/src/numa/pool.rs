@@ -93,6 +93,8 @@ pub struct PoolStats {
     pub in_use: usize,
     /// Times `try_get` found the pool empty.
     pub exhausted_total: u64,
+    /// Transfers larger than one buffer, served from heap buffers instead.
+    pub oversize_total: u64,
     /// Whether the memory is bound to the node (false after a tolerated mbind failure).
     pub bound: bool,
 }
@@ -219,6 +221,7 @@ struct Inner {
     free: Mutex<Vec<u32>>,
     in_use: AtomicUsize,
     exhausted_total: AtomicU64,
+    oversize_total: AtomicU64,
     /// Woken once per returned buffer, for tasks waiting in `get`.
     returned: Notify,
 }
@@ -366,6 +369,7 @@ impl BufferPool {
                 free: Mutex::new(free),
                 in_use: AtomicUsize::new(0),
                 exhausted_total: AtomicU64::new(0),
+                oversize_total: AtomicU64::new(0),
                 returned: Notify::new(),
             }),
         })
@@ -419,6 +423,11 @@ impl BufferPool {
         self.inner.node
     }
 
+    /// Counts a transfer too large for one buffer (the caller serves it from the heap).
+    pub fn note_oversize(&self) {
+        self.inner.oversize_total.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Start and length of the memory every slot lies in, for registering it with io_uring
     /// as a fixed buffer. Valid as long as any clone of this pool lives.
     pub fn memory(&self) -> (*mut u8, usize) {
@@ -451,6 +460,7 @@ impl BufferPool {
             free: self.inner.count - in_use,
             in_use,
             exhausted_total: self.inner.exhausted_total.load(Ordering::Relaxed),
+            oversize_total: self.inner.oversize_total.load(Ordering::Relaxed),
             bound: self.inner.bound,
         }
     }

@@ -74,9 +74,10 @@ impl BlockLimits {
         }
     }
 
-    /// These limits (for `block_size`) shrunk so every transfer fits one `buf_bytes` buffer:
-    /// MAXIMUM TRANSFER LENGTH to a buffer, COMPARE AND WRITE (which carries twice its
-    /// length) to half of one. `None` when a buffer cannot hold two blocks.
+    /// These limits (for `block_size`) with OPTIMAL TRANSFER LENGTH shrunk to one data
+    /// buffer of `buf_bytes`. Linux initiators cap their I/O at the optimal length, so their
+    /// commands fit one pool buffer; MAXIMUM TRANSFER LENGTH stays, and a longer command is
+    /// served from a heap buffer. `None` when a buffer cannot hold two blocks.
     pub fn fit_buffer(self, block_size: u32, buf_bytes: usize) -> Option<Self> {
         let bs = usize::try_from(block_size.max(1)).ok()?;
         let per_buf = u32::try_from(buf_bytes / bs).unwrap_or(u32::MAX);
@@ -84,11 +85,7 @@ impl BlockLimits {
             return None;
         }
         Some(Self {
-            max_transfer_blocks: self.max_transfer_blocks.min(per_buf),
             optimal_transfer_blocks: self.optimal_transfer_blocks.min(per_buf),
-            max_compare_and_write_blocks: self
-                .max_compare_and_write_blocks
-                .min(u8::try_from(per_buf / 2).unwrap_or(u8::MAX)),
             ..self
         })
     }
@@ -304,25 +301,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_shrink_to_one_data_buffer() {
+    fn optimal_transfer_length_shrinks_to_one_data_buffer() {
         let l = BlockLimits::for_block_size(512)
             .fit_buffer(512, 256 * 1024)
             .unwrap();
-        assert_eq!(l.max_transfer_blocks, 512);
         assert_eq!(l.optimal_transfer_blocks, 512);
-        assert_eq!(l.max_compare_and_write_blocks, 255);
+        assert_eq!(l.max_transfer_blocks, (8 << 20) / 512, "the maximum stays");
         let l = BlockLimits::for_block_size(4096)
             .fit_buffer(4096, 256 * 1024)
             .unwrap();
-        assert_eq!(
-            (l.max_transfer_blocks, l.max_compare_and_write_blocks),
-            (64, 32)
-        );
-        // Larger buffers never raise the 8 MiB bound.
+        assert_eq!(l.optimal_transfer_blocks, 64);
+        // Larger buffers never raise the 1 MiB optimum.
         let l = BlockLimits::for_block_size(512)
             .fit_buffer(512, 16 << 20)
             .unwrap();
-        assert_eq!(l.max_transfer_blocks, (8 << 20) / 512);
+        assert_eq!(l.optimal_transfer_blocks, (1 << 20) / 512);
         assert!(BlockLimits::for_block_size(4096)
             .fit_buffer(4096, 4096)
             .is_none());
