@@ -250,7 +250,8 @@ impl Conn {
     async fn run(&mut self) -> End {
         let login_deadline = Instant::now() + Duration::from_secs(limits::LOGIN_TIMEOUT_SECS);
         loop {
-            if let Err(e) = self.process_input() {
+            // The commands of one read reach io_uring with one submission.
+            if let Err(e) = crate::io::uring::batched(|| self.process_input()) {
                 self.closing.get_or_insert(e);
             }
             self.maybe_finish_logout();
