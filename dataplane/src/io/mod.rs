@@ -19,6 +19,15 @@
 //! so a buffered read that hits the cache finishes in its first poll with no wake-up and no
 //! other thread involved. If the SQ is full, the submitter flushes it and pushes again; if
 //! the kernel is busy (`EBUSY`/`EAGAIN`), the SQE stays queued and the future re-polls itself.
+//! Inside [`uring::batched`] (the connection task handling one socket read) the SQE only
+//! queues, and one `io_uring_enter` at the end of the batch submits every command of that
+//! read.
+//!
+//! Fixed buffers: the data buffer pools are registered with every ring once they exist
+//! ([`uring::register_fixed_regions`]); a transfer whose buffer lies inside them goes as
+//! `READ_FIXED`/`WRITE_FIXED`, so the kernel does not pin and unpin its pages per I/O. The
+//! registered memory is kept mapped for the rest of the process, so a ring can never point
+//! at pages that were unmapped and reused.
 //!
 //! Completion: the ring fd itself (it polls readable while the CQ holds entries) is
 //! registered with tokio's reactor through `tokio::io::unix::AsyncFd`, and one small reaper
