@@ -12,6 +12,11 @@
 //! once more, which catches lost writes that random reads happened to miss. I/O sizes are
 //! random between the bounds, so immediate data, unsolicited Data-Out, R2T sequences and
 //! multi-PDU Data-In are all exercised.
+//!
+//! A command answered with UNIT ATTENTION is sent again, as a real initiator does: the
+//! condition (for example REPORTED LUNS DATA HAS CHANGED when a LUN is added to the target
+//! under load) means the command was not run, so it is neither an error nor a lost write.
+//! The report counts those retries separately.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
+use crate::initiator::scsi::SENSE_KEY_UNIT_ATTENTION;
 use crate::initiator::{Error, Negotiated, Session, SessionOptions, SessionStats};
 
 /// Magic tag in every pattern block.
@@ -29,6 +35,10 @@ const UNKNOWN: u64 = u64::MAX;
 const DETAILS_MAX: usize = 16;
 /// Latency samples kept per worker; enough for minutes at loopback speed.
 const SAMPLES_MAX: usize = 1 << 20;
+/// Times one command is sent again after UNIT ATTENTION. Linux's sd gives a command five
+/// tries as well; a target reports each pending condition once, and ours keeps at most
+/// three per logical unit plus REPORTED LUNS DATA HAS CHANGED, so five clears any backlog.
+const UA_RETRIES: u64 = 5;
 
 /// Parameters of a verified load run.
 #[derive(Debug, Clone)]
@@ -120,6 +130,8 @@ pub struct LoadReport {
     pub errors: u64,
     /// Blocks whose content was wrong.
     pub mismatches: u64,
+    /// UNIT ATTENTION answers met and retried; not errors, as the command had not run.
+    pub unit_attentions: u64,
     /// Timed-phase operations per second.
     pub iops: f64,
     /// Timed-phase throughput in MiB/s.
@@ -214,6 +226,7 @@ struct WorkerResult {
     verified_blocks: u64,
     errors: u64,
     mismatches: u64,
+    unit_attentions: u64,
     first_errors: Vec<String>,
     first_mismatches: Vec<String>,
     latencies_us: Vec<u32>,
@@ -294,25 +307,28 @@ impl Worker<'_> {
             for (i, blk) in buf.chunks_mut(bl).enumerate() {
                 fill_block(blk, lba + i as u64, seq, self.seed);
             }
-            let r = match (use10, u32::try_from(lba)) {
+            let (r, uas) = retry_unit_attention(|| match (use10, u32::try_from(lba)) {
                 (true, Ok(l)) => self.session.write10(self.lun, l, &buf, self.block_len),
                 _ => self.session.write16(self.lun, lba, &buf, self.block_len),
-            };
+            });
+            res.unit_attentions += uas;
             let mark = if r.is_ok() { seq } else { UNKNOWN };
             for g in &mut self.gens[idx..idx + nb] {
                 *g = mark;
             }
             r
         } else {
-            let r = match (use10, u32::try_from(lba), u16::try_from(n)) {
-                (true, Ok(l), Ok(c)) => self.session.read10(self.lun, l, c, self.block_len),
-                _ => self.session.read16(
-                    self.lun,
-                    lba,
-                    u32::try_from(n).unwrap_or(0),
-                    self.block_len,
-                ),
-            };
+            let (r, uas) =
+                retry_unit_attention(|| match (use10, u32::try_from(lba), u16::try_from(n)) {
+                    (true, Ok(l), Ok(c)) => self.session.read10(self.lun, l, c, self.block_len),
+                    _ => self.session.read16(
+                        self.lun,
+                        lba,
+                        u32::try_from(n).unwrap_or(0),
+                        self.block_len,
+                    ),
+                });
+            res.unit_attentions += uas;
             r.map(|data| {
                 if data.len() != nb * bl {
                     res.error(format!("read of {n} blocks returned {} bytes", data.len()));
@@ -352,10 +368,12 @@ impl Worker<'_> {
         while at < region {
             let n = self.blocks_max.min(region - at);
             let lba = self.start + at;
-            match self
-                .session
-                .read16(self.lun, lba, u32::try_from(n).unwrap_or(0), self.block_len)
-            {
+            let (r, uas) = retry_unit_attention(|| {
+                self.session
+                    .read16(self.lun, lba, u32::try_from(n).unwrap_or(0), self.block_len)
+            });
+            res.unit_attentions += uas;
+            match r {
                 Ok(data) => self.verify(res, lba, &data),
                 Err(e) => {
                     res.error(format!("final read lba {lba} blocks {n}: {e}"));
@@ -380,21 +398,28 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
     u64::from(sorted[i])
 }
 
-/// The first command of a new I_T nexus may meet a unit attention (for example POWER ON
-/// RESET, SPC-4 §5.14); TEST UNIT READY consumes it before the measured I/O starts.
-fn clear_unit_attention(s: &Session, lun: u64) -> anyhow::Result<()> {
-    let mut r = s.test_unit_ready(lun);
-    for _ in 0..3 {
+/// Runs `op` and sends it again while the target answers UNIT ATTENTION, at most
+/// [`UA_RETRIES`] times; returns its last outcome and how many UNIT ATTENTIONs it met.
+/// Any other failure, or a UNIT ATTENTION past the last retry, is returned as it came.
+fn retry_unit_attention<T>(mut op: impl FnMut() -> Result<T, Error>) -> (Result<T, Error>, u64) {
+    let mut met = 0;
+    loop {
+        let r = op();
         match &r {
             Err(Error::Scsi {
                 sense: Some(sense), ..
-            }) if sense.key == 6 => {
-                r = s.test_unit_ready(lun);
-            }
-            _ => break,
+            }) if sense.key == SENSE_KEY_UNIT_ATTENTION && met < UA_RETRIES => met += 1,
+            _ => return (r, met),
         }
     }
-    r.context("TEST UNIT READY")
+}
+
+/// The first command of a new I_T nexus may meet a unit attention (for example POWER ON
+/// RESET, SPC-4 §5.14); TEST UNIT READY consumes it before the measured I/O starts.
+fn clear_unit_attention(s: &Session, lun: u64) -> anyhow::Result<()> {
+    retry_unit_attention(|| s.test_unit_ready(lun))
+        .0
+        .context("TEST UNIT READY")
 }
 
 /// Runs a verified load against `target` LUN `lun` at `portal`. Errors found during the run
@@ -524,6 +549,7 @@ pub fn verified_load(
         report.verified_blocks += r.verified_blocks;
         report.errors += r.errors;
         report.mismatches += r.mismatches;
+        report.unit_attentions += r.unit_attentions;
         for e in r.first_errors {
             if report.first_errors.len() < DETAILS_MAX {
                 report.first_errors.push(e);
@@ -584,6 +610,34 @@ mod tests {
         assert_ne!(a[32..], b[32..]);
         assert!(describe(&b, 10, 3, 7).contains("found block of lba 10 seq 4"));
         assert!(describe(&[0u8; 512], 10, 3, 7).contains("zeros"));
+    }
+
+    fn scsi_error(key: u8) -> Error {
+        Error::Scsi {
+            status: crate::initiator::scsi::STATUS_CHECK_CONDITION,
+            sense: Some(crate::initiator::Sense {
+                key,
+                asc: 0x3f,
+                ascq: 0x0e,
+            }),
+        }
+    }
+
+    #[test]
+    fn unit_attention_is_retried_and_counted_but_other_failures_are_not() {
+        let mut answers = vec![Ok(7), Err(scsi_error(6)), Err(scsi_error(6))];
+        let (r, met) = retry_unit_attention(|| answers.pop().unwrap());
+        assert_eq!((r.unwrap(), met), (7, 2));
+        let mut calls = 0;
+        let (r, met) = retry_unit_attention(|| -> Result<u8, Error> {
+            calls += 1;
+            Err(scsi_error(5))
+        });
+        assert!(r.is_err() && met == 0 && calls == 1);
+        // A target that never stops answering UNIT ATTENTION fails the command in the end.
+        let (r, met) = retry_unit_attention(|| -> Result<u8, Error> { Err(scsi_error(6)) });
+        assert!(r.is_err());
+        assert_eq!(met, UA_RETRIES);
     }
 
     #[test]

@@ -27,7 +27,8 @@ use crate::login::{self, Login, LoginContext, LoginRequest, LoginStep, Negotiate
 use crate::lu::{Nexus, ScsiResponse, TmFunction, TmResponse};
 use crate::numa::{BufferPool, PoolBuf};
 use crate::pdu::{self, op, reject, Bhs, Framing, RawPdu, SerialNumber, BHS_LEN, RESERVED_TAG};
-use crate::scsi::{Sense, SenseKey};
+use crate::scsi::ua::{Gate, LunsChanged};
+use crate::scsi::{status, Sense, SenseKey};
 use crate::session::window::{Admit, CmdWindow};
 use crate::session::KillSwitch;
 use crate::task::{DataOutError, WriteLimits, WriteState};
@@ -134,6 +135,9 @@ struct Conn {
     target: Option<Arc<TargetEntry>>,
     /// Snapshot generation `target` was taken from.
     target_gen: u64,
+    /// REPORTED LUNS DATA HAS CHANGED conditions of this connection's I_T nexus (one
+    /// connection per session, so the connection is the nexus).
+    luns_changed: LunsChanged,
     nexus: Option<Nexus>,
     session: Option<(u16, u64)>,
     kill: Option<KillSwitch>,
@@ -159,6 +163,12 @@ struct Conn {
 
 /// ITTs of failed or aborted commands remembered per connection (stray Data-Out is dropped).
 const DEAD_ITTS_MAX: usize = 16;
+
+/// The LUNs REPORT LUNS lists for `t`: its logical units plus LUN 0, which always answers
+/// (as the synthetic controller when no logical unit has that number).
+fn lun_inventory(t: &crate::lu::Target) -> impl Iterator<Item = u16> + '_ {
+    std::iter::once(0).chain(t.logical_units().map(|lu| lu.lun()))
+}
 
 /// Serves one accepted connection until it ends; never panics on peer input.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, portal_id: u16, shared: Arc<Shared>) {
@@ -221,6 +231,7 @@ impl Conn {
             finished: Vec::with_capacity(usize::try_from(limits::CMD_WINDOW).unwrap_or(128)),
             target: None,
             target_gen: 0,
+            luns_changed: LunsChanged::default(),
             nexus: None,
             session: None,
             kill: None,
@@ -767,15 +778,42 @@ impl Conn {
     /// target's new LUN map (a LUN added is reachable, one removed answers LOGICAL UNIT NOT
     /// SUPPORTED). Commands already running keep the map they started with. A target that
     /// was removed keeps its old entry; the control plane refuses that while sessions exist.
+    ///
+    /// When the LUN numbers differ from the map this nexus had, REPORTED LUNS DATA HAS
+    /// CHANGED becomes pending on its LUNs (SPC-4 6.33; rules in `scsi::ua`). Done here, at
+    /// the nexus's first command after the change and before that command is judged, so
+    /// the inventory the condition speaks of is exactly the one this nexus is served.
     fn refresh_target(&mut self) {
         let g = self.shared.generation();
         if g == self.target_gen {
             return;
         }
         self.target_gen = g;
-        if let Some(t) = self.shared.current().targets.get(&self.neg.target_name) {
-            self.target = Some(t.clone());
+        let Some(new) = self
+            .shared
+            .current()
+            .targets
+            .get(&self.neg.target_name)
+            .cloned()
+        else {
+            return;
+        };
+        if let Some(old) = &self.target {
+            // Targets untouched by the change keep their `lu::Target`, so most sessions of a
+            // data plane with many targets skip the comparison.
+            if !Arc::ptr_eq(&old.scsi, &new.scsi)
+                && self
+                    .luns_changed
+                    .inventory_changed(lun_inventory(&old.scsi), lun_inventory(&new.scsi))
+            {
+                debug!(
+                    peer = %self.peer,
+                    target = %self.neg.target_name,
+                    "LUN inventory changed: REPORTED LUNS DATA HAS CHANGED pending"
+                );
+            }
         }
+        self.target = Some(new);
     }
 
     fn on_scsi_cmd(&mut self, p: &RawPdu<'_>) -> Result<(), End> {
@@ -803,6 +841,38 @@ impl Conn {
         if imm > 0 && (!write || !self.neg.immediate_data) {
             self.send_reject(reject::PROTOCOL_ERROR, &b.0);
             return Ok(());
+        }
+        match self.luns_changed.gate(lun, &cdb) {
+            Gate::Run => {}
+            Gate::Terminate(sense) => {
+                // Not run, so no data is taken in: any unsolicited Data-Out is dropped.
+                self.respond_check(itt, edtl, sense.encode());
+                return Ok(());
+            }
+            Gate::SenseData { data, alloc_len } => {
+                // REQUEST SENSE answered here; it has no Data-Out, so nothing is pending.
+                let task = Task {
+                    lun_raw,
+                    lun,
+                    cdb: Vec::new(),
+                    edtl,
+                    read,
+                    write,
+                    data: IoBuf::empty(),
+                    ws: None,
+                    running: false,
+                    aborted: false,
+                    digest_bad: false,
+                };
+                let resp = ScsiResponse {
+                    status: status::GOOD,
+                    sense: Vec::new(),
+                    data_in: IoBuf::from(data),
+                    cdb_transfer_bytes: Some(alloc_len),
+                };
+                self.respond(itt, &task, resp);
+                return Ok(());
+            }
         }
         if write && read {
             // Bidirectional commands are not offered by any command we implement.

@@ -1,9 +1,48 @@
 //! Unit attention conditions (SAM-5 5.14, SPC-4 5.13): a small queue per I_T nexus,
 //! reported one at a time on the next command that is not INQUIRY, REPORT LUNS or
 //! REQUEST SENSE, and returned by REQUEST SENSE.
+//!
+//! # REPORTED LUNS DATA HAS CHANGED
+//!
+//! [`LunsChanged`] tracks the one condition that is about the target's LUN inventory rather
+//! than about one logical unit: UNIT ATTENTION 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED.
+//! SPC-4 6.33 (REPORT LUNS) says that when the logical unit inventory changes (a logical
+//! unit created or removed) the device server establishes it for the initiator port of
+//! every I_T nexus. The rules we follow:
+//!
+//! - It is established per logical unit and per I_T nexus, like every UA (SAM-5 5.14), on
+//!   each LUN the nexus could address both before and after the change. A LUN that just
+//!   appeared gets none, as in LIO (`target_luns_data_has_changed(.., skip_new)` in
+//!   `drivers/target/target_core_device.c`): the initiator learns of it from REPORT LUNS.
+//!   Linux expects one report per LUN: `scsi_report_lun_change` in
+//!   `drivers/scsi/scsi_error.c` marks the whole target as `expecting_lun_change` after
+//!   the first, and clears that flag only when a REPORT LUNS completes GOOD.
+//! - The change is the one this nexus sees: the inventory it was last served against the
+//!   current one. A configuration change that leaves the LUN numbers alone (another target,
+//!   a portal, a storage setting) raises nothing, and a LUN added and removed again before
+//!   the nexus sends another command leaves nothing to report. A session that logs in after
+//!   the change starts with the new inventory and so has nothing pending.
+//! - INQUIRY neither reports nor clears it (SAM-5 5.14 a).
+//! - REPORT LUNS does not report it and clears it (SAM-5 5.14 b: the device server "shall
+//!   clear any pending unit attention condition with an additional sense code of REPORTED
+//!   LUNS DATA HAS CHANGED" for that nexus). We clear it on every LUN of the nexus, as
+//!   SCST's `scst_report_luns_local` does: the initiator now holds the new inventory, and a
+//!   report from each other LUN would tell it nothing. Only a REPORT LUNS that will complete
+//!   GOOD clears it; one with an invalid CDB delivers no inventory.
+//! - REQUEST SENSE returns it as parameter data with GOOD status and clears it for that LUN
+//!   only (SAM-5 5.14 e with UA_INTLCK_CTRL 00b, the only value our Control mode page offers).
+//!   Descriptor format is not supported, so such a REQUEST SENSE is left to the logical unit,
+//!   which refuses it, and the condition stays.
+//! - Any other command to a LUN with the condition pending, even one we would reject as
+//!   invalid, ends in CHECK CONDITION with it, and that clears it for that LUN (SAM-5 5.14:
+//!   the UA is reported before the command is otherwise processed).
+//!
+//! A pending condition is a member of a set, so it is reported once however many changes
+//! happened before the next command.
 
+use super::cdb::{self, op, Command};
 use super::sense::Sense;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Most conditions kept per nexus; older ones are dropped first (SAM allows reporting a
 /// later condition in place of lost ones). Kept small because initiators clear UAs with a
@@ -73,6 +112,100 @@ impl UnitAttentions {
     }
 }
 
+/// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED.
+pub const UA_REPORTED_LUNS_CHANGED: (u8, u8) = (0x3F, 0x0E);
+
+/// What the transport does with a command, given its nexus's pending REPORTED LUNS DATA HAS
+/// CHANGED conditions (see the module docs for the rules).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Run the command on the logical unit as usual.
+    Run,
+    /// End the command with CHECK CONDITION and this UNIT ATTENTION sense, without running it.
+    Terminate(Sense),
+    /// A REQUEST SENSE: complete it with GOOD status and `data` (the condition as fixed-format
+    /// sense, already truncated to `alloc_len`) without running it.
+    SenseData {
+        /// The parameter data.
+        data: Vec<u8>,
+        /// The CDB's ALLOCATION LENGTH, the bytes the command asked to move.
+        alloc_len: u32,
+    },
+}
+
+/// The LUNs on which one I_T nexus has REPORTED LUNS DATA HAS CHANGED pending.
+///
+/// Held by the nexus's connection, which owns its view of the inventory. It allocates only
+/// when an inventory change arrives, never per command.
+#[derive(Debug, Default)]
+pub struct LunsChanged {
+    pending: BTreeSet<u16>,
+}
+
+impl LunsChanged {
+    /// The inventory this nexus is served went from `old` to `new` (each the LUN list REPORT
+    /// LUNS would return). Establishes the condition on every LUN in both and drops it from
+    /// LUNs that are gone; returns whether the inventory differed.
+    pub fn inventory_changed(
+        &mut self,
+        old: impl IntoIterator<Item = u16>,
+        new: impl IntoIterator<Item = u16>,
+    ) -> bool {
+        let old: BTreeSet<u16> = old.into_iter().collect();
+        let new: BTreeSet<u16> = new.into_iter().collect();
+        if old == new {
+            return false;
+        }
+        // A removed LUN answers LOGICAL UNIT NOT SUPPORTED from now on; a condition kept for
+        // it would surface on an unrelated logical unit that later gets the same number.
+        self.pending.retain(|l| new.contains(l));
+        self.pending.extend(old.intersection(&new));
+        true
+    }
+
+    /// Decides what happens to a command for `lun` with CDB `cdb`, and clears what that
+    /// command clears. Called once per command, in CmdSN order, before it runs.
+    pub fn gate(&mut self, lun: u16, cdb: &[u8]) -> Gate {
+        if self.pending.is_empty() {
+            return Gate::Run;
+        }
+        match cdb.first().copied().unwrap_or(0xFF) {
+            op::INQUIRY => Gate::Run,
+            op::REPORT_LUNS => {
+                // SELECT REPORT values we answer (`luns::report_luns`); anything else, or a
+                // short allocation length, ends in CHECK CONDITION with no inventory sent.
+                if matches!(
+                    cdb::decode(cdb),
+                    Ok(Command::ReportLuns {
+                        select: 0x00..=0x02,
+                        ..
+                    })
+                ) {
+                    self.pending.clear();
+                }
+                Gate::Run
+            }
+            op::REQUEST_SENSE => match cdb::decode(cdb) {
+                Ok(Command::RequestSense {
+                    desc: false,
+                    alloc_len,
+                }) if self.pending.remove(&lun) => {
+                    let (asc, ascq) = UA_REPORTED_LUNS_CHANGED;
+                    let mut data = Sense::unit_attention(asc, ascq).encode();
+                    data.truncate(usize::try_from(alloc_len).unwrap_or(usize::MAX));
+                    Gate::SenseData { data, alloc_len }
+                }
+                _ => Gate::Run,
+            },
+            _ if self.pending.remove(&lun) => {
+                let (asc, ascq) = UA_REPORTED_LUNS_CHANGED;
+                Gate::Terminate(Sense::unit_attention(asc, ascq))
+            }
+            _ => Gate::Run,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +240,203 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, UA_QUEUE_MAX);
+    }
+
+    /// One step of a [`check`] script.
+    enum Step {
+        /// The inventory goes from the first list to the second; the bool is whether
+        /// `inventory_changed` must call that a change.
+        Change(&'static [u16], &'static [u16], bool),
+        /// A command to a LUN, and what the gate must answer.
+        Cmd(u16, &'static [u8], Want),
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Want {
+        /// `Gate::Run`.
+        Run,
+        /// `Gate::Terminate` with UNIT ATTENTION 3Fh/0Eh.
+        Ua,
+        /// `Gate::SenseData` holding UNIT ATTENTION 3Fh/0Eh.
+        SenseUa,
+    }
+
+    use Step::{Change, Cmd};
+    use Want::{Run, SenseUa, Ua};
+
+    const TUR: &[u8] = &[0; 6];
+    const READ10: &[u8] = &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    const INQUIRY: &[u8] = &[0x12, 0, 0, 0, 36, 0];
+    const REPORT_LUNS: &[u8] = &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    const REPORT_LUNS_WELL_KNOWN: &[u8] = &[0xA0, 0, 1, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    const REPORT_LUNS_BAD_SELECT: &[u8] = &[0xA0, 0, 3, 0, 0, 0, 0, 0, 0x10, 0, 0, 0];
+    const REPORT_LUNS_SHORT: &[u8] = &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0];
+    const REQUEST_SENSE: &[u8] = &[0x03, 0, 0, 0, 18, 0];
+    const REQUEST_SENSE_DESC: &[u8] = &[0x03, 1, 0, 0, 18, 0];
+    const UNKNOWN_OPCODE: &[u8] = &[0xC0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    fn is_luns_changed_ua(sense: &[u8]) -> bool {
+        sense.len() >= 14 && (sense[2], sense[12], sense[13]) == (0x06, 0x3F, 0x0E)
+    }
+
+    fn check(name: &str, script: &[Step]) {
+        let mut u = LunsChanged::default();
+        for (i, step) in script.iter().enumerate() {
+            match *step {
+                Change(old, new, differs) => assert_eq!(
+                    u.inventory_changed(old.iter().copied(), new.iter().copied()),
+                    differs,
+                    "{name}: step {i}"
+                ),
+                Cmd(lun, cdb, want) => {
+                    let got = match u.gate(lun, cdb) {
+                        Gate::Run => Run,
+                        Gate::Terminate(s) => {
+                            assert!(is_luns_changed_ua(&s.encode()), "{name}: step {i}");
+                            Ua
+                        }
+                        Gate::SenseData { data, alloc_len } => {
+                            let (asc, ascq) = UA_REPORTED_LUNS_CHANGED;
+                            let full = Sense::unit_attention(asc, ascq).encode();
+                            assert!(is_luns_changed_ua(&full));
+                            let n = full.len().min(usize::try_from(alloc_len).unwrap());
+                            assert_eq!(data, full[..n], "{name}: step {i}");
+                            SenseUa
+                        }
+                    };
+                    assert_eq!(got, want, "{name}: step {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn luns_changed_follows_sam5_and_spc4() {
+        let cases: &[(&str, &[Step])] = &[
+            (
+                "a new nexus has nothing pending",
+                &[
+                    Cmd(0, TUR, Run),
+                    Cmd(0, READ10, Run),
+                    Cmd(1, REQUEST_SENSE, Run),
+                ],
+            ),
+            (
+                "a change that keeps the LUN numbers raises nothing",
+                &[
+                    Change(&[0, 1], &[1, 0], false),
+                    Cmd(0, TUR, Run),
+                    Cmd(1, TUR, Run),
+                ],
+            ),
+            (
+                "an added LUN is reported once on each old LUN and not on the new one",
+                &[
+                    Change(&[0, 1], &[0, 1, 2], true),
+                    Cmd(2, TUR, Run),
+                    Cmd(0, READ10, Ua),
+                    Cmd(0, READ10, Run),
+                    Cmd(1, TUR, Ua),
+                    Cmd(1, TUR, Run),
+                ],
+            ),
+            (
+                "INQUIRY neither reports nor clears it",
+                &[
+                    Change(&[0], &[0, 1], true),
+                    Cmd(0, INQUIRY, Run),
+                    Cmd(0, INQUIRY, Run),
+                    Cmd(0, TUR, Ua),
+                ],
+            ),
+            (
+                "REPORT LUNS to any LUN clears it on every LUN of the nexus",
+                &[
+                    Change(&[0, 1], &[0, 1, 2], true),
+                    Cmd(7, REPORT_LUNS, Run),
+                    Cmd(0, TUR, Run),
+                    Cmd(1, TUR, Run),
+                ],
+            ),
+            (
+                "REPORT LUNS of the well known LUs still clears it",
+                &[
+                    Change(&[0], &[0, 1], true),
+                    Cmd(0, REPORT_LUNS_WELL_KNOWN, Run),
+                    Cmd(0, TUR, Run),
+                ],
+            ),
+            (
+                "a REPORT LUNS that fails clears nothing",
+                &[
+                    Change(&[0], &[0, 1], true),
+                    Cmd(0, REPORT_LUNS_SHORT, Run),
+                    Cmd(0, REPORT_LUNS_BAD_SELECT, Run),
+                    Cmd(0, TUR, Ua),
+                ],
+            ),
+            (
+                "REQUEST SENSE returns it and clears it on that LUN only",
+                &[
+                    Change(&[0, 1], &[0, 1, 2], true),
+                    Cmd(0, REQUEST_SENSE_DESC, Run),
+                    Cmd(0, REQUEST_SENSE, SenseUa),
+                    Cmd(0, REQUEST_SENSE, Run),
+                    Cmd(0, TUR, Run),
+                    Cmd(1, TUR, Ua),
+                ],
+            ),
+            (
+                "REQUEST SENSE truncates the sense to its allocation length",
+                &[
+                    Change(&[0], &[0, 1], true),
+                    Cmd(0, &[0x03, 0, 0, 0, 8, 0], SenseUa),
+                    Cmd(0, TUR, Run),
+                ],
+            ),
+            (
+                "a command we would reject still reports it first",
+                &[
+                    Change(&[0], &[0, 1], true),
+                    Cmd(0, UNKNOWN_OPCODE, Ua),
+                    Cmd(0, UNKNOWN_OPCODE, Run),
+                ],
+            ),
+            (
+                "changes before the next command are reported once",
+                &[
+                    Change(&[0], &[0, 1], true),
+                    Change(&[0, 1], &[0, 1, 2], true),
+                    Cmd(0, TUR, Ua),
+                    Cmd(0, TUR, Run),
+                    Cmd(1, TUR, Ua),
+                    Cmd(1, TUR, Run),
+                    Cmd(2, TUR, Run),
+                ],
+            ),
+            (
+                "a removal raises it on the remaining LUNs",
+                &[
+                    Change(&[0, 1, 2], &[0, 1], true),
+                    Cmd(2, TUR, Run),
+                    Cmd(1, TUR, Ua),
+                    Cmd(0, TUR, Ua),
+                ],
+            ),
+            (
+                "a removed LUN loses its condition and starts clean when added back",
+                &[
+                    Change(&[0, 1, 2], &[0, 1, 2, 3], true),
+                    Change(&[0, 1, 2, 3], &[0, 1, 3], true),
+                    Change(&[0, 1, 3], &[0, 1, 2, 3], true),
+                    Cmd(2, TUR, Run),
+                    Cmd(3, TUR, Ua),
+                    Cmd(0, TUR, Ua),
+                ],
+            ),
+        ];
+        for (name, script) in cases {
+            check(name, script);
+        }
     }
 }

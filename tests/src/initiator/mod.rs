@@ -1041,6 +1041,32 @@ impl Session {
         scsi::parse_inquiry(&o.data)
     }
 
+    /// REPORT LUNS (SELECT REPORT 00h) addressed to `lun`: the LUN inventory of this I_T
+    /// nexus, in the order the target lists it. Room is asked for 1024 LUNs; a longer list
+    /// is a [`Error::Protocol`], as the test targets never have that many.
+    pub fn report_luns(&self, lun: u64) -> Result<Vec<u64>> {
+        const ALLOC_LEN_BYTES: u32 = 8 + 8 * 1024;
+        let o = self
+            .execute(
+                lun,
+                &scsi::report_luns(ALLOC_LEN_BYTES),
+                DataDir::Read(ALLOC_LEN_BYTES),
+            )?
+            .good()?;
+        scsi::parse_report_luns(&o.data)
+    }
+
+    /// REQUEST SENSE (fixed format): the sense data the logical unit returns, decoded; `None`
+    /// when it holds no sense key, ASC or ASCQ (NO SENSE).
+    pub fn request_sense(&self, lun: u64) -> Result<Option<Sense>> {
+        let o = self
+            .execute(lun, &scsi::request_sense(252), DataDir::Read(252))?
+            .good()?;
+        let sense = scsi::parse_sense(&o.data)
+            .ok_or_else(|| Error::Protocol(format!("REQUEST SENSE returned {:02x?}", o.data)))?;
+        Ok(((sense.key, sense.asc, sense.ascq) != (0, 0, 0)).then_some(sense))
+    }
+
     /// READ CAPACITY (16).
     pub fn read_capacity16(&self, lun: u64) -> Result<Capacity> {
         let o = self

@@ -7,6 +7,8 @@ use super::Error;
 pub const STATUS_GOOD: u8 = 0x00;
 /// SCSI status CHECK CONDITION.
 pub const STATUS_CHECK_CONDITION: u8 = 0x02;
+/// Sense key UNIT ATTENTION (SPC-4 §4.5.6).
+pub const SENSE_KEY_UNIT_ATTENTION: u8 = 0x06;
 
 /// TEST UNIT READY (SPC-4 §6.47).
 pub fn test_unit_ready() -> [u8; 6] {
@@ -17,6 +19,19 @@ pub fn test_unit_ready() -> [u8; 6] {
 pub fn inquiry(alloc_len: u16) -> [u8; 6] {
     let l = alloc_len.to_be_bytes();
     [0x12, 0, 0, l[0], l[1], 0]
+}
+
+/// REQUEST SENSE (SPC-4 §6.39) asking for fixed-format sense of up to `alloc_len` bytes.
+pub fn request_sense(alloc_len: u8) -> [u8; 6] {
+    [0x03, 0, 0, 0, alloc_len, 0]
+}
+
+/// REPORT LUNS (SPC-4 §6.33), SELECT REPORT 00h, with `alloc_len` (at least 16).
+pub fn report_luns(alloc_len: u32) -> [u8; 12] {
+    let mut c = [0u8; 12];
+    c[0] = 0xa0;
+    c[6..10].copy_from_slice(&alloc_len.to_be_bytes());
+    c
 }
 
 /// READ CAPACITY (16) (SBC-3 §5.16).
@@ -91,6 +106,39 @@ pub fn parse_capacity16(d: &[u8]) -> Result<Capacity, Error> {
         blocks: u64::from_be_bytes(last).wrapping_add(1),
         block_len_bytes,
     })
+}
+
+/// Parses REPORT LUNS parameter data (SPC-4 §6.33) into LUN numbers, in the order listed.
+/// Only single-level peripheral (00b) and flat space (01b) addressing is understood; the
+/// list must be whole, so `d` must hold every entry the LUN LIST LENGTH announces.
+pub fn parse_report_luns(d: &[u8]) -> Result<Vec<u64>, Error> {
+    if d.len() < 8 {
+        return Err(Error::Protocol(format!(
+            "REPORT LUNS returned {} bytes, fewer than the 8-byte header",
+            d.len()
+        )));
+    }
+    let list_len = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    let list_len = usize::try_from(list_len).unwrap_or(usize::MAX);
+    if list_len % 8 != 0 || d.len() - 8 < list_len {
+        return Err(Error::Protocol(format!(
+            "REPORT LUNS list length {list_len} with {} bytes of list",
+            d.len() - 8
+        )));
+    }
+    d[8..8 + list_len]
+        .chunks(8)
+        .map(|e| {
+            if e[2..].iter().any(|&b| b != 0) {
+                return Err(Error::Protocol(format!("multi-level LUN {e:02x?}")));
+            }
+            match e[0] >> 6 {
+                0 if e[0] == 0 => Ok(u64::from(e[1])),
+                1 => Ok(u64::from(e[0] & 0x3f) << 8 | u64::from(e[1])),
+                _ => Err(Error::Protocol(format!("LUN addressing of {e:02x?}"))),
+            }
+        })
+        .collect()
 }
 
 /// The standard INQUIRY fields the tests look at.
@@ -197,5 +245,18 @@ mod tests {
         );
         assert_eq!(parse_sense(&[0x72, 0x06, 0x29, 0x00]).unwrap().key, 6);
         assert_eq!(parse_sense(&[0x70]), None);
+    }
+
+    #[test]
+    fn parses_report_luns_in_both_single_level_formats() {
+        assert_eq!(report_luns(4096)[6..10], [0, 0, 0x10, 0]);
+        let mut d = vec![0, 0, 0, 24, 0, 0, 0, 0];
+        d.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0, 7, 0, 0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0x41, 0x2c, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(parse_report_luns(&d).unwrap(), vec![0, 7, 300]);
+        assert!(parse_report_luns(&d[..20]).is_err());
+        d[8] = 0x80;
+        assert!(parse_report_luns(&d).is_err());
     }
 }

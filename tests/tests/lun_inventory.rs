@@ -1,0 +1,285 @@
+//! System tests of UNIT ATTENTION 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED (SPC-4 6.33,
+//! SAM-5 5.14): LUNs added and removed through the control plane's REST API while sessions
+//! of the project's initiator are logged in, which shows the sense data of every answer.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{start_controlplane, start_socket_dataplane, Daemon, TempDir};
+use tgt_system_tests::initiator::{scsi, Error, Sense, Session, SessionOptions};
+
+const IQN: &str = "iqn.2026-11.org.example.systest:inventory";
+
+/// The condition under test: UNIT ATTENTION, REPORTED LUNS DATA HAS CHANGED.
+const LUNS_CHANGED: Sense = Sense {
+    key: 0x06,
+    asc: 0x3f,
+    ascq: 0x0e,
+};
+
+/// One HTTP/1.1 exchange (`Connection: close`) with the control plane: status and body.
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the control plane");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+fn get_json(api: SocketAddr, path: &str) -> Value {
+    let (status, body) = http(api, "GET", path, None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// Polls `/api/v1/status` until the data plane runs the desired config with a bound
+/// portal, and returns that portal's address.
+fn wait_in_sync(api: SocketAddr, dp: &mut Daemon) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = get_json(api, "/api/v1/status");
+        if s["inSync"] == true {
+            if let Some(addr) = s["dataplane"]["portals"][0]["bound"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "data plane not in sync in 30 s: {s}; data plane log:\n{}",
+            dp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates a 64 MiB sparse storage per `(deviceID, file)` in `dir`, portal 0 on loopback
+/// port 0 and the target with portal group 1, all through REST.
+fn configure(api: SocketAddr, dir: &Path, storages: &[(u32, &str)]) {
+    for (id, name) in storages {
+        let body =
+            json!({"deviceID": id, "path": dir.join(name).display().to_string(), "size": 64 << 20});
+        let (status, body) = http(api, "POST", "/api/v1/storages", Some(&body.to_string()));
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v1/portals",
+        Some(r#"{"id": 0, "portal": "127.0.0.1:0"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}"),
+        Some(r#"{"tpgts": {"1": [0]}}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Maps `lun` to storage `device_id` through REST and waits until the data plane runs it.
+fn add_lun(api: SocketAddr, dp: &mut Daemon, lun: u16, device_id: u32) {
+    let (status, body) = http(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{IQN}/luns/{lun}"),
+        Some(&json!({ "deviceID": device_id }).to_string()),
+    );
+    assert!(
+        status == 201 || status == 200,
+        "PUT LUN {lun}: {status} {body}"
+    );
+    wait_in_sync(api, dp);
+}
+
+/// Unmaps `lun` through REST and waits until the data plane runs without it.
+fn remove_lun(api: SocketAddr, dp: &mut Daemon, lun: u16) {
+    let (status, body) = http(
+        api,
+        "DELETE",
+        &format!("/api/v1/targets/{IQN}/luns/{lun}"),
+        None,
+    );
+    assert!(
+        status == 200 || status == 204,
+        "DELETE LUN {lun}: {status} {body}"
+    );
+    wait_in_sync(api, dp);
+}
+
+fn login(portal: SocketAddr) -> Session {
+    Session::login(
+        portal,
+        &SessionOptions {
+            target_name: Some(IQN.to_string()),
+            ..SessionOptions::default()
+        },
+    )
+    .expect("login")
+}
+
+/// The sense of a command that must end in CHECK CONDITION.
+fn check_condition<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) -> Sense {
+    match r {
+        Err(Error::Scsi {
+            status: scsi::STATUS_CHECK_CONDITION,
+            sense: Some(sense),
+        }) => sense,
+        other => panic!("{what}: expected CHECK CONDITION, got {other:?}"),
+    }
+}
+
+fn read1(s: &Session, lun: u64) -> Result<Vec<u8>, Error> {
+    s.read10(lun, 0, 1, 512)
+}
+
+#[test]
+fn a_lun_change_is_reported_once_per_lun_to_sessions_logged_in_before_it() {
+    let dir = TempDir::new("lun-inventory");
+    let mut dp = start_socket_dataplane(dir.path(), 1);
+    let (_cp, api) = start_controlplane(dir.path());
+    configure(
+        api,
+        dir.path(),
+        &[(51, "a.img"), (52, "b.img"), (53, "c.img")],
+    );
+    add_lun(api, &mut dp, 0, 51);
+    add_lun(api, &mut dp, 1, 52);
+    let portal = wait_in_sync(api, &mut dp);
+
+    let a = login(portal);
+    a.test_unit_ready(0).expect("LUN 0 ready before the change");
+    a.test_unit_ready(1).expect("LUN 1 ready before the change");
+    assert_eq!(a.report_luns(0).expect("REPORT LUNS"), vec![0, 1]);
+
+    add_lun(api, &mut dp, 2, 53);
+
+    // A session that logs in after the change has nothing to be told.
+    let b = login(portal);
+    b.test_unit_ready(0)
+        .expect("a new session meets no unit attention");
+    b.test_unit_ready(1)
+        .expect("a new session meets no unit attention");
+
+    // INQUIRY neither reports nor clears the condition (SAM-5 5.14 a).
+    a.inquiry(0)
+        .expect("INQUIRY runs despite the pending condition");
+    // The next other command to each LUN that existed before reports it, once.
+    let sense = check_condition(read1(&a, 0), "READ (10) of LUN 0 after LUN 2 was added");
+    assert_eq!(sense, LUNS_CHANGED);
+    // REPORT LUNS lists the new LUN and clears the condition on every LUN of the nexus,
+    // so LUN 1 does not report it any more (SAM-5 5.14 b).
+    assert_eq!(a.report_luns(0).expect("REPORT LUNS"), vec![0, 1, 2]);
+    read1(&a, 0).expect("LUN 0 reads after the unit attention");
+    read1(&a, 1).expect("REPORT LUNS cleared LUN 1's condition");
+    // The new LUN starts without one.
+    read1(&a, 2).expect("the new LUN reads at once");
+
+    remove_lun(api, &mut dp, 2);
+
+    // REQUEST SENSE returns the condition as sense data and clears it for that LUN only
+    // (SAM-5 5.14 e).
+    assert_eq!(
+        a.request_sense(1).expect("REQUEST SENSE"),
+        Some(LUNS_CHANGED)
+    );
+    assert_eq!(a.request_sense(1).expect("REQUEST SENSE"), None);
+    a.test_unit_ready(1).expect("LUN 1 has nothing pending");
+    let sense = check_condition(a.test_unit_ready(0), "TEST UNIT READY of LUN 0");
+    assert_eq!(sense, LUNS_CHANGED);
+    a.test_unit_ready(0).expect("reported once");
+    // The removed LUN is gone, not in unit attention.
+    let sense = check_condition(a.test_unit_ready(2), "TEST UNIT READY of removed LUN 2");
+    assert_eq!(
+        (sense.key, sense.asc, sense.ascq),
+        (0x05, 0x25, 0x00),
+        "LOGICAL UNIT NOT SUPPORTED"
+    );
+    assert_eq!(a.report_luns(0).expect("REPORT LUNS"), vec![0, 1]);
+
+    // Session b logged in while LUN 2 existed, so its removal is news to b.
+    let sense = check_condition(b.test_unit_ready(1), "TEST UNIT READY of LUN 1 on b");
+    assert_eq!(sense, LUNS_CHANGED);
+    b.test_unit_ready(1).expect("reported once");
+
+    a.logout().expect("logout a");
+    b.logout().expect("logout b");
+}
+
+#[test]
+fn verified_load_retries_the_unit_attention_of_a_lun_change_and_loses_nothing() {
+    let dir = TempDir::new("lun-inventory-load");
+    let mut dp = start_socket_dataplane(dir.path(), 1);
+    let (_cp, api) = start_controlplane(dir.path());
+    configure(api, dir.path(), &[(61, "a.img"), (62, "b.img")]);
+    add_lun(api, &mut dp, 0, 61);
+    let portal = wait_in_sync(api, &mut dp);
+
+    let load = std::thread::spawn(move || {
+        tgt_system_tests::verified_load(
+            portal,
+            IQN,
+            0,
+            tgt_system_tests::LoadOptions {
+                sessions: 2,
+                duration: Duration::from_secs(4),
+                region_blocks: Some(8192),
+                ..tgt_system_tests::LoadOptions::default()
+            },
+        )
+    });
+    // Change the inventory only once a session of the load is logged in (the load's probe
+    // session logs out before its workers' sessions log in, so two sessions include one).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(api, "/api/v1/sessions")
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline && !load.is_finished(),
+            "the load's sessions did not log in; data plane log:\n{}",
+            dp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    add_lun(api, &mut dp, 1, 62);
+    remove_lun(api, &mut dp, 1);
+
+    let report = load.join().expect("load thread").expect("load runs");
+    assert!(
+        report.passed(),
+        "the running sessions must see no error: {:?} {:?}\n{}",
+        report.first_errors,
+        report.first_mismatches,
+        dp.log_text()
+    );
+    assert!(report.writes > 0 && report.verified_blocks > 0);
+    assert!(
+        report.unit_attentions >= 1,
+        "a session logged in before the change must have met REPORTED LUNS DATA HAS CHANGED"
+    );
+}
