@@ -1,6 +1,6 @@
 //! The iSCSI PDU codec (RFC 7143 §11): Basic Header Segment, AHS, data segment, digests.
 //!
-//! Decoding turns bytes into a typed [`Request`]; "not enough bytes yet" is `Ok(None)`.
+//! Decoding borrows a typed [`RawPdu`] from the receive buffer; "not enough bytes yet" is `Ok(None)`.
 //! Encoding writes target PDUs in place into an output buffer. No I/O happens here.
 
 pub mod digest;
