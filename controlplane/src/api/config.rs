@@ -2,14 +2,15 @@
 //! generation; `PUT` honours `If-Match`, and `?dry_run=true` returns the validation
 //! result and the diff without applying anything.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tgt_proto::Config;
 
-use super::{check_if_match, with_etag, AppState, JsonBody};
+use super::{check_if_match, with_etag, AppState, JsonBody, QueryParams};
 use crate::error::ApiError;
+use crate::service::DryRun;
 
 /// The ETag of the config at `generation`.
 pub fn etag(generation: u64) -> String {
@@ -19,10 +20,22 @@ pub fn etag(generation: u64) -> String {
 /// Query of `PUT /config`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PutQuery {
     /// Validate and diff only; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// What `PUT /config` answers with 200. The two shapes cannot be confused: a config
+/// refuses unknown keys, and a dry run always carries `valid`, `errors` and `diff`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PutConfigReply {
+    /// The config now desired; the ETag is its generation.
+    Applied(Config),
+    /// With `dry_run=true`: the validation result and the diff; nothing was changed.
+    DryRun(DryRun),
 }
 
 /// The desired config.
@@ -37,22 +50,21 @@ pub async fn get(State(st): State<AppState>) -> Response {
 #[utoipa::path(put, path = "/api/v1/config", tag = "config", request_body = Config,
     params(PutQuery),
     responses(
-        (status = 200, description = "Applied (or stored while the data plane is away); with dry_run, a DryRun document", body = Config),
+        (status = 200, description = "Applied (or stored while the data plane is away); with dry_run, a DryRun document", body = PutConfigReply),
         (status = 400, description = "Malformed JSON, unknown field or wrong type", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The data plane refused the change because of live state", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match the current generation", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The config fails validation", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put(
     State(st): State<AppState>,
-    Query(q): Query<PutQuery>,
+    QueryParams(q): QueryParams<PutQuery>,
     headers: HeaderMap,
     JsonBody(config): JsonBody<Config>,
 ) -> Result<Response, ApiError> {
     if q.dry_run {
-        return Ok(axum::Json(st.service.dry_run(config).await).into_response());
+        let reply = PutConfigReply::DryRun(st.service.dry_run(config).await);
+        return Ok(axum::Json(reply).into_response());
     }
     let ((), d) = st
         .service
@@ -62,5 +74,10 @@ pub async fn put(
             Ok(())
         })
         .await?;
-    Ok(with_etag(StatusCode::OK, &d.config, &etag(d.generation)))
+    let generation = d.generation;
+    Ok(with_etag(
+        StatusCode::OK,
+        &PutConfigReply::Applied(d.config),
+        &etag(generation),
+    ))
 }

@@ -4,23 +4,48 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 
 use super::AppState;
 use crate::error::ApiError;
 
+/// The body of a successful health or readiness probe.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    pub status: HealthStatus,
+}
+
+/// What a successful probe reports.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The process serves HTTP.
+    Ok,
+    /// The data plane is connected and runs the desired config.
+    Ready,
+}
+
 /// Always 200 while the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process serves HTTP", body = Health)))]
 pub async fn healthz() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
+    .into_response()
 }
 
 /// 200 when the data plane is connected and in sync, else 503.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200),
-        (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The data plane runs the desired config", body = Health),
+        (status = 503, description = "The data plane is not connected or not in sync", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(st): State<AppState>) -> Response {
     if st.service.ready().await {
-        Json(serde_json::json!({"status": "ready"})).into_response()
+        Json(Health {
+            status: HealthStatus::Ready,
+        })
+        .into_response()
     } else {
         ApiError::Unavailable("not connected, or the desired config is not applied yet".into())
             .into_response()

@@ -1,12 +1,12 @@
 //! `/api/v1/targets/{name}/luns`: a target's LUN map, one LUN → storage mapping each.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::targets::not_found as no_target;
-use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody};
+use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// Which storage a LUN maps to.
@@ -25,7 +25,7 @@ pub struct LunMapping {
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let d = st.service.desired().await;
     let t = d
@@ -44,7 +44,7 @@ pub async fn list(
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(st): State<AppState>,
-    Path((name, raw)): Path<(String, String)>,
+    PathParams((name, raw)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     let lun: u16 = parse_param("lun", &raw)?;
     let d = st.service.desired().await;
@@ -72,7 +72,7 @@ pub async fn get(
         (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn put(
     State(st): State<AppState>,
-    Path((name, raw)): Path<(String, String)>,
+    PathParams((name, raw)): PathParams<(String, String)>,
     headers: HeaderMap,
     JsonBody(mapping): JsonBody<LunMapping>,
 ) -> Result<Response, ApiError> {
@@ -110,7 +110,7 @@ pub async fn put(
         (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(st): State<AppState>,
-    Path((name, raw)): Path<(String, String)>,
+    PathParams((name, raw)): PathParams<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let lun: u16 = parse_param("lun", &raw)?;

@@ -1,7 +1,7 @@
 //! The REST API under `/api/v1`, one file per resource. Handlers parse the request, call
-//! the [`Service`](crate::service::Service) and map its result to a status code; they hold
-//! no logic of their own. Shared here: the router, the bearer-token guard for mutating
-//! calls, the JSON body extractor that names the JSON path of a bad field, and ETags.
+//! the [`Service`] and map its result to a status code; they hold no logic of their own.
+//! Shared here: the router, the bearer-token guard for mutating calls, the body, path and
+//! query extractors that answer bad input with a problem document, and ETags.
 
 pub mod config;
 pub mod health;
@@ -18,7 +18,8 @@ pub mod targets;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -144,6 +145,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             path: Some("$".into()),
         })?;
         Ok(JsonBody(value))
+    }
+}
+
+/// Path parameters: one that is not valid UTF-8 after percent-decoding is a 400 problem
+/// (axum's own `Path` answers in plain text). Handlers parse numbers with
+/// [`parse_param`], which names the parameter.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| PathParams(p))
+            .map_err(|r| ApiError::BadRequest {
+                detail: r.body_text(),
+                path: None,
+            })
+    }
+}
+
+/// A query string: unknown parameters and wrong types are 400 problems naming the
+/// parameter, like a bad body (axum's own `Query` answers in plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryParams(q))
+            .map_err(|r| ApiError::BadRequest {
+                detail: r.body_text(),
+                path: None,
+            })
     }
 }
 

@@ -1,11 +1,11 @@
 //! `/api/v1/portals`: network portals (listening addresses), identified by `id`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tgt_proto::Portal;
 
-use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody};
+use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// Every portal.
@@ -52,7 +52,7 @@ pub async fn create(
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(st): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let id: u16 = parse_param("id", &raw)?;
     let d = st.service.desired().await;
@@ -76,7 +76,7 @@ pub async fn get(
         (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn put(
     State(st): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
     headers: HeaderMap,
     JsonBody(portal): JsonBody<Portal>,
 ) -> Result<Response, ApiError> {
@@ -111,7 +111,7 @@ pub async fn put(
         (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(st): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id: u16 = parse_param("id", &raw)?;

@@ -1,12 +1,12 @@
 //! `/api/v1/sessions`: logged-in iSCSI sessions, and force-closing one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tgt_proto::socket::SessionInfo;
 
-use super::{parse_param, AppState};
+use super::{parse_param, AppState, PathParams};
 use crate::error::ApiError;
 
 /// The data plane's sessions; 503 when it is not reachable.
@@ -25,7 +25,7 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<SessionInfo>>, 
         (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(st): State<AppState>,
-    Path(raw): Path<String>,
+    PathParams(raw): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let tsih: u16 = parse_param("tsih", &raw)?;
     st.service.close_session(tsih).await?;

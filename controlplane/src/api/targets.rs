@@ -2,12 +2,12 @@
 //! and LUN map. `PUT` creates (201) or replaces (200); `If-None-Match: *` makes it
 //! create-only and `If-Match` replace-only.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tgt_proto::Target;
 
-use super::{check_if_match, etag_of, resource, AppState, JsonBody};
+use super::{check_if_match, etag_of, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// Every target by name.
@@ -27,7 +27,7 @@ pub async fn list(State(st): State<AppState>) -> Response {
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let d = st.service.desired().await;
     let t = d
@@ -48,7 +48,7 @@ pub async fn get(
         (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn put(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
     JsonBody(target): JsonBody<Target>,
 ) -> Result<Response, ApiError> {
@@ -87,7 +87,7 @@ pub async fn put(
         (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     st.service
