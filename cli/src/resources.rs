@@ -658,10 +658,33 @@ pub fn session(c: &Client, out: Format, cmd: SessionCmd) -> Result<()> {
                                 .unwrap_or("(discovery)")
                                 .to_string(),
                             peers.join(","),
+                            s["connections"]
+                                .as_array()
+                                .and_then(|c| c.first())
+                                .map(|c| {
+                                    format!(
+                                        "{}/{}",
+                                        cell(&c["headerDigest"]),
+                                        cell(&c["dataDigest"])
+                                    )
+                                })
+                                .unwrap_or_default(),
+                            cell(&s["negotiated"]["maxBurstLength"]),
                         ]
                     })
                     .collect();
-                table(&["TSIH", "ISID", "INITIATOR", "TARGET", "PEERS"], &rows)
+                table(
+                    &[
+                        "TSIH",
+                        "ISID",
+                        "INITIATOR",
+                        "TARGET",
+                        "PEERS",
+                        "DIGESTS",
+                        "MAXBURST",
+                    ],
+                    &rows,
+                )
             });
         }
         SessionCmd::Close { tsih } => {

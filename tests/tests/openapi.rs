@@ -1252,6 +1252,17 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
     let tsih = sessions[0]["tsih"]
         .as_u64()
         .unwrap_or_else(|| panic!("one session: {sessions}"));
+    // What login agreed is visible: the session's keys and the connection's framing.
+    let neg = &sessions[0]["negotiated"];
+    assert_eq!(neg["sessionType"], "Normal", "{sessions}");
+    assert_eq!(neg["errorRecoveryLevel"], 0, "{sessions}");
+    assert!(neg["maxBurstLength"].as_u64() > Some(0), "{sessions}");
+    let conn = &sessions[0]["connections"][0];
+    assert_eq!(conn["headerDigest"], "None", "{sessions}");
+    assert!(
+        conn["maxRecvDataSegmentLength"].as_u64() > Some(0),
+        "{sessions}"
+    );
     api.delete(409, &target_path);
     api.delete(400, "/api/v1/sessions/x");
     api.delete(404, "/api/v1/sessions/65000");

@@ -437,6 +437,37 @@ pub struct SessionInfo {
     pub target_name: Option<String>,
     /// The session's connections, ascending by CID.
     pub connections: Vec<ConnectionInfo>,
+    /// Session-wide operational parameters agreed at login (RFC 7143 §13).
+    pub negotiated: SessionParams,
+}
+
+/// Session-wide login keys as negotiated (RFC 7143 §13).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionParams {
+    /// `SessionType`: `Normal` or `Discovery`.
+    pub session_type: String,
+    /// `MaxBurstLength` in bytes: the most data in one R2T sequence or Data-In burst.
+    pub max_burst_length: u32,
+    /// `FirstBurstLength` in bytes: the most unsolicited data per command.
+    pub first_burst_length: u32,
+    /// `InitialR2T`: false when the initiator may send unsolicited Data-Out.
+    pub initial_r2t: bool,
+    /// `ImmediateData`: whether data may ride in the SCSI Command PDU.
+    pub immediate_data: bool,
+    /// `MaxOutstandingR2T` per command.
+    pub max_outstanding_r2t: u16,
+    /// `DefaultTime2Wait` in seconds.
+    pub default_time2_wait: u16,
+    /// `DefaultTime2Retain` in seconds.
+    pub default_time2_retain: u16,
+    /// `MaxConnections` (always 1: multiple connections per session are not offered).
+    pub max_connections: u16,
+    /// `ErrorRecoveryLevel` (always 0).
+    pub error_recovery_level: u8,
+    /// `AuthMethod` agreed: `None` or `CHAP`.
+    pub auth_method: String,
 }
 
 /// One connection of a session.
@@ -454,6 +485,14 @@ pub struct ConnectionInfo {
     /// Our address.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub local: SocketAddr,
+    /// `HeaderDigest` in force: `CRC32C` or `None`.
+    pub header_digest: String,
+    /// `DataDigest` in force: `CRC32C` or `None`.
+    pub data_digest: String,
+    /// The initiator's `MaxRecvDataSegmentLength`: the largest data segment we send it.
+    pub max_send_data_segment_length: u32,
+    /// Our `MaxRecvDataSegmentLength`: the largest data segment it may send us.
+    pub max_recv_data_segment_length: u32,
 }
 
 #[cfg(test)]
@@ -638,7 +677,24 @@ mod tests {
                         portal_id: 0,
                         peer: "127.0.0.1:40000".parse().unwrap(),
                         local: addr,
+                        header_digest: "CRC32C".into(),
+                        data_digest: "None".into(),
+                        max_send_data_segment_length: 262_144,
+                        max_recv_data_segment_length: 262_144,
                     }],
+                    negotiated: SessionParams {
+                        session_type: "Normal".into(),
+                        max_burst_length: 262_144,
+                        first_burst_length: 65_536,
+                        initial_r2t: true,
+                        immediate_data: true,
+                        max_outstanding_r2t: 1,
+                        default_time2_wait: 2,
+                        default_time2_retain: 20,
+                        max_connections: 1,
+                        error_recovery_level: 0,
+                        auth_method: "None".into(),
+                    },
                 }],
             },
             Response::SessionClosed { tsih: 1 },

@@ -170,6 +170,34 @@ fn lun_inventory(t: &crate::lu::Target) -> impl Iterator<Item = u16> + '_ {
     std::iter::once(0).chain(t.logical_units().map(|lu| lu.lun()))
 }
 
+/// What login agreed, as the status views report it.
+fn session_details(neg: &Negotiated) -> crate::session::SessionDetails {
+    crate::session::SessionDetails {
+        cid: neg.cid,
+        header_digest: neg.header_digest,
+        data_digest: neg.data_digest,
+        send_data_segment_bytes: neg.send_data_segment_bytes,
+        recv_data_segment_bytes: limits::RECV_DATA_SEGMENT_BYTES,
+        params: tgt_proto::socket::SessionParams {
+            session_type: match neg.kind {
+                SessionKind::Discovery => "Discovery",
+                SessionKind::Normal => "Normal",
+            }
+            .to_string(),
+            max_burst_length: neg.burst_bytes_max,
+            first_burst_length: neg.first_burst_bytes,
+            initial_r2t: neg.initial_r2t,
+            immediate_data: neg.immediate_data,
+            max_outstanding_r2t: neg.outstanding_r2t_max,
+            default_time2_wait: neg.time2wait_secs,
+            default_time2_retain: neg.time2retain_secs,
+            max_connections: 1,
+            error_recovery_level: 0,
+            auth_method: if neg.auth_none { "None" } else { "CHAP" }.to_string(),
+        },
+    }
+}
+
 /// Serves one accepted connection until it ends; never panics on peer input.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, portal_id: u16, shared: Arc<Shared>) {
     let local = match stream.local_addr() {
@@ -651,6 +679,9 @@ impl Conn {
             outstanding_r2t_max: neg.outstanding_r2t_max,
             initial_r2t: neg.initial_r2t,
         };
+        self.shared
+            .sessions
+            .set_details(info.tsih, info.nexus_id, session_details(&neg));
         self.neg = neg;
         self.phase = Phase::Full;
         self.last_rx = Instant::now();

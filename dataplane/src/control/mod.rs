@@ -551,17 +551,23 @@ impl Controller {
             .sessions
             .list()
             .into_iter()
-            .map(|s| {
+            .filter_map(|s| {
                 let local: Option<SocketAddr> = s.portal.parse().ok();
                 let peer: Option<SocketAddr> = s.peer.parse().ok();
                 let portal_id = local.and_then(|l| portal_of(&bound, l));
-                let connections = match (local, peer) {
-                    // MaxConnections is 1 and the table does not keep the CID: report 0.
-                    (Some(local), Some(peer)) => vec![ConnectionInfo {
-                        cid: 0,
+                let digest = |on: bool| if on { "CRC32C" } else { "None" }.to_string();
+                let d = s.details.clone();
+                let connections = match (local, peer, &d) {
+                    // MaxConnections is 1: the session's one connection.
+                    (Some(local), Some(peer), Some(d)) => vec![ConnectionInfo {
+                        cid: d.cid,
                         portal_id: portal_id.unwrap_or(0),
                         peer,
                         local,
+                        header_digest: digest(d.header_digest),
+                        data_digest: digest(d.data_digest),
+                        max_send_data_segment_length: d.send_data_segment_bytes,
+                        max_recv_data_segment_length: d.recv_data_segment_bytes,
                     }],
                     _ => Vec::new(),
                 };
@@ -569,13 +575,16 @@ impl Controller {
                     .isid
                     .iter()
                     .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-                SessionInfo {
+                // A session whose login has not recorded its parameters yet is not listed:
+                // it is between the table entry and full feature phase.
+                Some(SessionInfo {
                     tsih: s.tsih,
                     isid,
                     initiator_name: s.initiator,
                     target_name: (!s.target.is_empty()).then_some(s.target),
                     connections,
-                }
+                    negotiated: d?.params,
+                })
             })
             .collect()
     }

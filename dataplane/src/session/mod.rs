@@ -28,6 +28,25 @@ pub struct SessionInfo {
     pub portal: String,
     /// The initiator's address.
     pub peer: String,
+    /// What login agreed, once the connection recorded it ([`SessionTable::set_details`]).
+    pub details: Option<SessionDetails>,
+}
+
+/// The negotiated parameters of a session and its connection, for status views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionDetails {
+    /// The connection's CID.
+    pub cid: u16,
+    /// HeaderDigest=CRC32C.
+    pub header_digest: bool,
+    /// DataDigest=CRC32C.
+    pub data_digest: bool,
+    /// The initiator's MaxRecvDataSegmentLength.
+    pub send_data_segment_bytes: u32,
+    /// Ours.
+    pub recv_data_segment_bytes: u32,
+    /// The session-wide keys.
+    pub params: tgt_proto::socket::SessionParams,
 }
 
 /// A handle a connection watches: when the session is reinstated or force-closed, it fires.
@@ -107,6 +126,7 @@ impl SessionTable {
             nexus_id: self.next_nexus.fetch_add(1, Ordering::Relaxed) + 1,
             portal,
             peer,
+            details: None,
         };
         let kill = Arc::new(tokio::sync::Notify::new());
         g.sessions.insert(
@@ -117,6 +137,20 @@ impl SessionTable {
             },
         );
         Ok((info, kill))
+    }
+
+    /// Records what login agreed for session `tsih` (only if it is still the one registered
+    /// under that TSIH).
+    pub fn set_details(&self, tsih: u16, nexus_id: u64, details: SessionDetails) {
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = g.sessions.get_mut(&tsih) {
+            if e.info.nexus_id == nexus_id {
+                e.info.details = Some(details);
+            }
+        }
     }
 
     /// Forgets a session that ended (only if it is still the one registered under `tsih`).
