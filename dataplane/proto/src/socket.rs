@@ -161,15 +161,6 @@ pub enum Refusal {
         /// Generation in the request.
         requested: u64,
     },
-    /// The change would remove or replace a LUN that a logged-in session can reach (a
-    /// session keeps the LUN map it logged in with, so the LUN would stay reachable).
-    #[error("lun {lun} of target {target} is in use by a session")]
-    LunBusy {
-        /// Target name.
-        target: String,
-        /// The LUN.
-        lun: u16,
-    },
     /// A storage's backing file cannot be opened or created.
     #[error("storage {device_id} is unavailable: {message}")]
     StorageUnavailable {

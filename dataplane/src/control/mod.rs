@@ -10,11 +10,11 @@
 //!   a target whose LUN map and portal groups did not change keeps its `Arc<TargetEntry>`;
 //! * new logical units are opened before anything is installed, so a storage that cannot
 //!   be opened refuses the whole change and nothing moves;
-//! * a session keeps the target entry (the LUN map) it logged in with until it logs out,
-//!   so removing or replacing a LUN of a target with sessions logged in is refused with
-//!   [`Refusal::LunBusy`], and removing such a target with [`Refusal::TargetBusy`]:
-//!   the LUN would otherwise stay reachable through the old map. New LUNs become visible
-//!   to a session at its next login;
+//! * a session takes the target's new LUN map at its next command (`conn`): a LUN added
+//!   becomes reachable, a LUN removed answers LOGICAL UNIT NOT SUPPORTED, and the session
+//!   gets REPORTED LUNS DATA HAS CHANGED (`scsi::ua`); commands already running keep the
+//!   logical unit they started on, so removing a LUN under I/O loses nothing. Removing a
+//!   target with sessions logged in is refused with [`Refusal::TargetBusy`];
 //! * new portals are bound before the snapshot is installed (a bind failure refuses the
 //!   change); removed portals stop accepting, while connections they accepted go on;
 //! * the new snapshot is installed with one pointer swap.
