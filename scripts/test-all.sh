@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check the project has, the same way on a laptop and in CI:
 # installs the independent initiators (libiscsi) and the reference target (tgt) when missing,
-# then formatting, lints, the binaries, and `cargo test --workspace` (unit, component and
-# system tests; the system tests drive the real binaries with libiscsi's tools).
+# then formatting, lints, the binaries, `cargo test --workspace` (unit, component and
+# system tests; the system tests drive the real binaries with libiscsi's tools), and a
+# deterministic run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The system tests spawn these binaries; build them before the tests run.
 cargo build --workspace --bins --quiet
 cargo test --workspace --no-fail-fast 2>&1
+# The parsers of untrusted input (PDUs, text keys, CDBs, control-socket frames) under
+# coverage-guided fuzzing, a fixed number of inputs each.
+scripts/fuzz-smoke.sh
