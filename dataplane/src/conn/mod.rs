@@ -44,11 +44,43 @@ struct HeldPdu {
     aborted: bool,
 }
 
+/// A CDB kept inline: the 16 bytes of the BHS plus an extended-CDB AHS of up to 16 more
+/// (32-byte variable-length CDBs) need no allocation; longer ones are rare and allocate.
+#[derive(Default)]
+struct Cdb {
+    inline: [u8; 32],
+    len: usize,
+    long: Vec<u8>,
+}
+
+impl Cdb {
+    fn new(base: &[u8], ext: &[u8]) -> Self {
+        let mut c = Cdb::default();
+        let len = base.len() + ext.len();
+        if len <= c.inline.len() {
+            c.inline[..base.len()].copy_from_slice(base);
+            c.inline[base.len()..len].copy_from_slice(ext);
+            c.len = len;
+        } else {
+            c.long = [base, ext].concat();
+        }
+        c
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.long.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.long
+        }
+    }
+}
+
 /// A SCSI command from arrival to its response.
 struct Task {
     lun_raw: u64,
     lun: u16,
-    cdb: Vec<u8>,
+    cdb: Cdb,
     edtl: u32,
     read: bool,
     write: bool,
@@ -865,15 +897,13 @@ impl Conn {
         let edtl = b.u32_at(20);
         let lun_raw = b.lun_raw();
         let lun = pdu::decode_lun(lun_raw).unwrap_or(u16::MAX);
-        let mut cdb = Vec::with_capacity(16 + p.ext_cdb.len());
-        cdb.extend_from_slice(&b.0[32..48]);
-        cdb.extend_from_slice(p.ext_cdb);
+        let cdb = Cdb::new(&b.0[32..48], p.ext_cdb);
         let imm = u32::try_from(p.data.len()).unwrap_or(u32::MAX);
         if imm > 0 && (!write || !self.neg.immediate_data) {
             self.send_reject(reject::PROTOCOL_ERROR, &b.0);
             return Ok(());
         }
-        match self.luns_changed.gate(lun, &cdb) {
+        match self.luns_changed.gate(lun, cdb.as_slice()) {
             Gate::Run => {}
             Gate::Terminate(sense) => {
                 // Not run, so no data is taken in: any unsolicited Data-Out is dropped.
@@ -885,7 +915,7 @@ impl Conn {
                 let task = Task {
                     lun_raw,
                     lun,
-                    cdb: Vec::new(),
+                    cdb: Cdb::default(),
                     edtl,
                     read,
                     write,
@@ -1023,7 +1053,7 @@ impl Conn {
         let mut fut = Box::pin(async move {
             let resp = target
                 .scsi
-                .execute(lun, &nexus, &cdb, data, expected_in)
+                .execute(lun, &nexus, cdb.as_slice(), data, expected_in)
                 .await;
             Done { itt, resp }
         });
@@ -1482,5 +1512,26 @@ impl Conn {
             }
         }
         self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cdb;
+
+    #[test]
+    fn cdbs_up_to_32_bytes_stay_inline_and_longer_ones_are_whole() {
+        let base: Vec<u8> = (0..16).collect();
+        let c = Cdb::new(&base, &[]);
+        assert_eq!(c.as_slice(), &base[..]);
+        assert!(c.long.is_empty());
+        let ext: Vec<u8> = (16..32).collect();
+        let c = Cdb::new(&base, &ext);
+        assert_eq!(c.as_slice(), &(0..32).collect::<Vec<u8>>()[..]);
+        assert!(c.long.is_empty());
+        let ext: Vec<u8> = (16..60).collect();
+        let c = Cdb::new(&base, &ext);
+        assert_eq!(c.as_slice(), &(0..60).collect::<Vec<u8>>()[..]);
+        assert!(Cdb::default().as_slice().is_empty());
     }
 }
