@@ -364,6 +364,25 @@ impl LogicalUnit {
         self.blocks
     }
 
+    /// Tells nexus `nexus` that this logical unit replaced the one it used under the same
+    /// LUN, with the unit attentions that fit the difference (`previous` is that one):
+    /// CAPACITY DATA HAS CHANGED when READ CAPACITY now answers differently, INQUIRY DATA HAS
+    /// CHANGED when the identity (device id, type, write protection) differs.
+    pub fn replaced(&self, previous: &LogicalUnit, nexus: u64) {
+        let capacity = self.blocks != previous.blocks || self.block_size != previous.block_size;
+        let identity = self.identity.device_id != previous.identity.device_id
+            || self.read_only != previous.read_only
+            || self.identity.thin != previous.identity.thin;
+        let conditions = ua::replaced_lu_conditions(capacity, identity);
+        if conditions.is_empty() {
+            return;
+        }
+        let mut st = self.state();
+        for c in conditions {
+            st.ua.raise_new(nexus, c);
+        }
+    }
+
     /// Logical block length.
     pub fn block_size(&self) -> u32 {
         self.block_size
@@ -1341,6 +1360,39 @@ mod tests {
             Backend::Memory(MemoryBackend::new(1 << 20, false).unwrap()),
         )
         .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_replacement_lu_tells_each_nexus_what_changed_once() {
+        let old = LogicalUnit::with_backend(
+            &cfg(0),
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        let same = LogicalUnit::with_backend(
+            &cfg(0),
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        let n = nexus(1);
+        same.replaced(&old, n.id);
+        let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(same))]);
+        assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0, "nothing to tell");
+
+        let mut c = cfg(0);
+        c.device_id += 1;
+        let bigger = LogicalUnit::with_backend(
+            &c,
+            Backend::Memory(MemoryBackend::new(2 * BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        bigger.replaced(&old, n.id);
+        let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(bigger))]);
+        assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x3F, 0x03));
+        assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x2A, 0x09));
+        assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+        // Another nexus was not told.
+        assert_eq!(run(&t, &nexus(2), &[0; 6], &[]).await.status, 0);
     }
 
     fn fault_target() -> (Target, FaultHandle) {

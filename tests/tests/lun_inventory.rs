@@ -283,3 +283,32 @@ fn verified_load_retries_the_unit_attention_of_a_lun_change_and_loses_nothing() 
         "a session logged in before the change must have met REPORTED LUNS DATA HAS CHANGED"
     );
 }
+
+#[test]
+fn a_lun_moved_to_another_storage_reports_inquiry_and_capacity_changes() {
+    let dir = TempDir::new("lun-replaced");
+    let mut dp = start_socket_dataplane(dir.path(), 1);
+    let (_cp, api) = start_controlplane(dir.path());
+    configure(api, dir.path(), &[(61, "a.img")]);
+    // A second storage, twice as large, to move LUN 1 onto.
+    let body = json!({"deviceID": 62, "path": dir.path().join("b.img").display().to_string(), "size": 128 << 20});
+    let (status, body) = http(api, "POST", "/api/v1/storages", Some(&body.to_string()));
+    assert_eq!(status, 201, "{body}");
+    add_lun(api, &mut dp, 1, 61);
+    let portal = wait_in_sync(api, &mut dp);
+
+    let s = login(portal);
+    let before = s.read_capacity16(1).expect("READ CAPACITY before the move");
+    add_lun(api, &mut dp, 1, 62);
+
+    // Same LUN number, so no REPORTED LUNS DATA HAS CHANGED; but the logical unit behind it
+    // is another device of another size: INQUIRY DATA HAS CHANGED, then CAPACITY DATA HAS
+    // CHANGED, each once, then the new capacity.
+    let first = check_condition(s.read_capacity16(1), "READ CAPACITY after the move");
+    assert_eq!((first.key, first.asc, first.ascq), (0x06, 0x3f, 0x03));
+    let second = check_condition(s.read_capacity16(1), "READ CAPACITY again");
+    assert_eq!((second.key, second.asc, second.ascq), (0x06, 0x2a, 0x09));
+    let after = s.read_capacity16(1).expect("READ CAPACITY once told");
+    assert_eq!(after.blocks, before.blocks * 2, "{before:?} -> {after:?}");
+    s.logout().expect("logout");
+}

@@ -875,6 +875,17 @@ impl Conn {
                     "LUN inventory changed: REPORTED LUNS DATA HAS CHANGED pending"
                 );
             }
+            // A LUN kept but served by a new logical unit (its storage changed): the nexus
+            // hears of what changed on that LUN (capacity, identity) at its next command there.
+            if let Some(nexus) = &self.nexus {
+                for old_lu in old.scsi.logical_units() {
+                    if let Some(new_lu) = new.scsi.logical_unit(old_lu.lun()) {
+                        if !Arc::ptr_eq(old_lu, new_lu) {
+                            new_lu.replaced(old_lu, nexus.id);
+                        }
+                    }
+                }
+            }
         }
         self.target = Some(new);
     }

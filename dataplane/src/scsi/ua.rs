@@ -106,10 +106,36 @@ impl UnitAttentions {
         Some(Sense::unit_attention(asc, ascq))
     }
 
+    /// Raises a condition for one nexus whether or not it used this LU yet (a new logical
+    /// unit standing in for one the nexus used under the same LUN).
+    pub fn raise_new(&mut self, nexus: u64, c: (u8, u8)) {
+        Self::push(self.pending.entry(nexus).or_default(), c);
+    }
+
     /// Drops everything about a nexus (its session ended).
     pub fn forget(&mut self, nexus: u64) {
         self.pending.remove(&nexus);
     }
+}
+
+/// 2Ah/09h CAPACITY DATA HAS CHANGED (SBC-3 4.11: the capacity READ CAPACITY reports).
+pub const UA_CAPACITY_CHANGED: (u8, u8) = (0x2A, 0x09);
+/// 3Fh/03h INQUIRY DATA HAS CHANGED (SPC-4 6.6: standard INQUIRY or VPD data differ).
+pub const UA_INQUIRY_CHANGED: (u8, u8) = (0x3F, 0x03);
+
+/// The conditions to establish for a nexus when the logical unit behind one of its LUNs was
+/// replaced by another (a storage's settings changed) with `capacity` and `identity` each
+/// telling whether that part differs. None when the replacement looks the same to an
+/// initiator.
+pub fn replaced_lu_conditions(capacity: bool, identity: bool) -> Vec<(u8, u8)> {
+    let mut v = Vec::new();
+    if identity {
+        v.push(UA_INQUIRY_CHANGED);
+    }
+    if capacity {
+        v.push(UA_CAPACITY_CHANGED);
+    }
+    v
 }
 
 /// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED.
