@@ -57,6 +57,11 @@ pub const NOP_IN_TIMEOUT_SECS: u64 = 20;
 /// writes whose Data-Out waits behind commands that wait for a buffer.
 pub const POOL_WAIT_MS_MAX: u64 = 200;
 
+/// Pool buffers one connection may hold for writes still waiting for their Data-Out; more
+/// writes get vectors. Without a cap, an initiator that never answers its R2Ts could hold
+/// CMD_WINDOW buffers per connection and drain a node's pool for everyone.
+pub const POOL_BUFFERS_PER_CONN_MAX: usize = 32;
+
 /// Seconds a connection may take from accept to the end of login.
 pub const LOGIN_TIMEOUT_SECS: u64 = 30;
 

@@ -757,19 +757,34 @@ impl LogicalUnit {
         Ok(buf)
     }
 
-    /// A buffer of `len` bytes for the medium's data: from this LU's pool (waiting for one
-    /// when all are in use), or a vector for LUs built without a pool (unit tests, tools)
-    /// and for transfers longer than a pool buffer (counted in the pool's `oversize_total`;
-    /// OPTIMAL TRANSFER LENGTH tells initiators to stay within one buffer).
+    /// A buffer of `len` bytes for the medium's data: from this LU's pool, waiting up to
+    /// `POOL_WAIT_MS_MAX` when all are in use; or a vector for LUs built without a pool
+    /// (unit tests, tools), for transfers longer than a pool buffer (OPTIMAL TRANSFER LENGTH
+    /// tells initiators to stay within one) and after a wait that timed out, both counted in
+    /// the pool's heap fallbacks. The bound keeps a command that already holds a buffer (the
+    /// Data-Out of an ORWRITE or COMPARE AND WRITE, if the transport gave it one) from
+    /// waiting forever on a pool only it could refill.
     async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
         let Some(pool) = &self.pool else {
             return Ok(IoBuf::Vec(vec![0u8; len]));
         };
         if len > pool.buf_size_bytes() {
-            pool.note_oversize();
+            pool.note_heap();
             return Ok(IoBuf::Vec(vec![0u8; len]));
         }
-        let mut p = pool.get().await;
+        let got = match pool.try_get() {
+            Some(p) => Some(p),
+            None => tokio::time::timeout(
+                std::time::Duration::from_millis(crate::limits::POOL_WAIT_MS_MAX),
+                pool.get(),
+            )
+            .await
+            .ok(),
+        };
+        let Some(mut p) = got else {
+            pool.note_heap();
+            return Ok(IoBuf::Vec(vec![0u8; len]));
+        };
         p.set_len(len)
             .map_err(|_| Sense::invalid_field_in_cdb(0, None))?;
         Ok(IoBuf::Pool(p))
@@ -1350,7 +1365,7 @@ mod tests {
         assert_eq!(r.status, 0);
         assert!(matches!(r.data_in, IoBuf::Vec(_)));
         assert_eq!(&r.data_in[8 * 512..], &data[..]);
-        assert_eq!(pool.stats().oversize_total, 1);
+        assert_eq!(pool.stats().heap_total, 1);
         // A buffer too small for two blocks is a configuration error, not a panic.
         let mut c = cfg(0);
         c.block_size = 4096;
@@ -1393,6 +1408,76 @@ mod tests {
         assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
         // Another nexus was not told.
         assert_eq!(run(&t, &nexus(2), &[0; 6], &[]).await.status, 0);
+    }
+
+    /// Data-Out as if the transport had handed a pool buffer over (it no longer does for
+    /// these commands, but a command holding a buffer must never wait forever for another).
+    fn pool_data(pool: &BufferPool, bytes: &[u8]) -> IoBuf {
+        let mut b = pool.try_get().expect("pool buffer for data-out");
+        b.set_len(bytes.len()).unwrap();
+        b.copy_from_slice(bytes);
+        IoBuf::Pool(b)
+    }
+
+    fn pooled_target(pool: &BufferPool) -> Target {
+        let mut c = cfg(0);
+        c.pool = Some(pool.clone());
+        let lu = LogicalUnit::with_backend(
+            &c,
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))])
+    }
+
+    #[tokio::test]
+    async fn commands_holding_the_only_pool_buffer_never_wait_forever_for_another() {
+        let within = std::time::Duration::from_secs(5);
+        let n = nexus(1);
+        // WRITE SAME (10) of 4 blocks of 0xFF.
+        let pool = BufferPool::unbound(1, 8192, 4096).unwrap();
+        let t = pooled_target(&pool);
+        let out = pool_data(&pool, &[0xFF; 512]);
+        let cdb = [0x41, 0, 0, 0, 0, 0, 0, 0, 4, 0];
+        let r = tokio::time::timeout(within, t.execute(0, &n, &cdb, out, 0)).await;
+        assert_eq!(r.expect("WRITE SAME finishes").status, 0);
+        // COMPARE AND WRITE of one block at LBA 8 (zeros against zeros).
+        let mut caw = vec![0u8; 16];
+        caw[0] = 0x89;
+        caw[9] = 8;
+        caw[13] = 1;
+        let out = pool_data(&pool, &[0u8; 1024]);
+        let r = tokio::time::timeout(within, t.execute(0, &n, &caw, out, 0)).await;
+        assert_eq!(r.expect("COMPARE AND WRITE finishes").status, 0);
+        // VERIFY (10) BYTCHK=1 of 2 zero blocks at LBA 16.
+        let cdb = [0x2F, 0x02, 0, 0, 0, 16, 0, 0, 2, 0];
+        let out = pool_data(&pool, &[0u8; 1024]);
+        let r = tokio::time::timeout(within, t.execute(0, &n, &cdb, out, 0)).await;
+        assert_eq!(r.expect("VERIFY finishes").status, 0);
+        assert!(pool.stats().heap_total >= 3, "{:?}", pool.stats());
+        assert_eq!(pool.stats().in_use, 0);
+    }
+
+    #[tokio::test]
+    async fn two_compare_and_writes_on_a_two_buffer_pool_both_finish() {
+        let pool = BufferPool::unbound(2, 8192, 4096).unwrap();
+        let t = Arc::new(pooled_target(&pool));
+        let mut caw = vec![0u8; 16];
+        caw[0] = 0x89;
+        caw[13] = 1;
+        let (a, b) = (
+            pool_data(&pool, &[0u8; 1024]),
+            pool_data(&pool, &[0u8; 1024]),
+        );
+        let (t1, t2, c1, c2) = (Arc::clone(&t), Arc::clone(&t), caw.clone(), caw);
+        let j1 = tokio::spawn(async move { t1.execute(0, &nexus(1), &c1, a, 0).await.status });
+        let j2 = tokio::spawn(async move { t2.execute(0, &nexus(2), &c2, b, 0).await.status });
+        let both = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            (j1.await.unwrap(), j2.await.unwrap())
+        })
+        .await
+        .expect("the two CAWs finish");
+        assert_eq!(both, (0, 0));
     }
 
     fn fault_target() -> (Target, FaultHandle) {

@@ -428,7 +428,7 @@ pub fn numa_pool_stats(pools: &crate::numa::NumaPools) -> Vec<NumaPoolStats> {
                 buffers_free: to_u64(st.free),
                 buffers_in_use: to_u64(st.in_use),
                 exhausted_total: st.exhausted_total,
-                oversize_total: st.oversize_total,
+                heap_fallbacks_total: st.heap_total,
             }
         })
         .collect()

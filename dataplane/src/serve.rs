@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
 use crate::control::server::ControlSocket;
@@ -233,7 +233,7 @@ fn portal_storage_nodes(shared: &Shared, portal_id: u16) -> Vec<Option<u32>> {
         .flat_map(|t| {
             t.scsi
                 .logical_units()
-                .map(|lu| lu.pool().map(BufferPool::node))
+                .map(|lu| lu.pool().and_then(BufferPool::numa_node))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -262,26 +262,33 @@ pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: A
         // The guard lives in the connection's task: it is dropped when the task ends,
         // whether the connection closed or the task was aborted.
         let counted = PortalConnection::open(&open);
-        let conn = crate::conn::serve(stream, peer, portal_id, shared.clone());
-        let task = async move {
-            let _counted = counted;
-            conn.await;
-        };
         let placed = shared
             .placement
             .as_ref()
             .and_then(|p| p.place(&portal_storage_nodes(&shared, portal_id)));
-        match placed {
-            Some((seat, node_runtime)) => {
-                info!(%peer, portal = portal_id, node = seat.worker().node, "connection placed on numa node");
-                node_runtime.spawn(async move {
-                    let _seat = seat;
-                    task.await;
-                });
+        let Some((seat, node_runtime)) = placed else {
+            let conn = crate::conn::serve(stream, peer, portal_id, shared.clone());
+            tokio::spawn(async move {
+                let _counted = counted;
+                conn.await;
+            });
+            continue;
+        };
+        info!(%peer, portal = portal_id, node = seat.worker().node, "connection placed on numa node");
+        // The socket moves to the node runtime's reactor too, so its readiness is handled
+        // on that node's threads rather than on the accepting runtime's.
+        let shared = shared.clone();
+        let moved = stream.into_std();
+        node_runtime.spawn(async move {
+            let _seat = seat;
+            let _counted = counted;
+            match moved.and_then(TcpStream::from_std) {
+                Ok(stream) => crate::conn::serve(stream, peer, portal_id, shared).await,
+                Err(e) => {
+                    shared.connections.fetch_sub(1, Ordering::Relaxed);
+                    warn!(%peer, error = %e, "cannot move the connection to its numa node");
+                }
             }
-            None => {
-                tokio::spawn(task);
-            }
-        }
+        });
     }
 }

@@ -137,3 +137,44 @@ fn an_exhausted_buffer_pool_is_back_pressure_not_errors() {
         "pool not built as configured:\n{log}"
     );
 }
+
+#[test]
+fn solicited_writes_on_an_exhausted_pool_keep_their_pace() {
+    // Four 64 KiB buffers, sixteen 64 KiB writes in flight, all data solicited by R2T: the
+    // connection's own writes hold every buffer while their Data-Out is still in its input.
+    // Stopping to read there would only wait out the pool timeout for each command (a few
+    // writes per second); the connection must go on reading and give the extra writes
+    // vectors instead.
+    let mut dp = Dataplane::start_with(
+        "load-pool-r2t",
+        DataplaneOptions {
+            extra_top_json: r#""performance":{"numaBufferSize":65536,"numaBufferPoolSize":4}"#
+                .to_string(),
+            ..DataplaneOptions::default()
+        },
+    );
+    let opts = LoadOptions {
+        sessions: 1,
+        queue_depth_per_session: 16,
+        duration: Duration::from_secs(5),
+        io_len_bytes_min: 65536,
+        io_len_bytes_max: 65536,
+        write_percent: 100,
+        region_blocks: Some(8192),
+        session: SessionOptions {
+            initial_r2t: true,
+            immediate_data: false,
+            ..SessionOptions::default()
+        },
+        ..LoadOptions::default()
+    };
+    let r = verified_load(dp.portal, &dp.iqn, 1, opts).expect("load runs");
+    assert_clean("R2T writes on an exhausted pool", &mut dp, &r);
+    // At the 200 ms pool timeout per command 5 s allow about 25 writes; a connection that
+    // keeps reading does thousands even on a loaded 2-core machine.
+    assert!(
+        r.writes > 500,
+        "{} writes in 5 s: the pool wait serialised them",
+        r.writes
+    );
+}

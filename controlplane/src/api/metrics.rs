@@ -242,13 +242,13 @@ fn engine_metrics(r: &Registry, stats: &Stats) -> prometheus::Result<()> {
     )?;
     counter_with(
         r,
-        "tgt_numa_pool_oversize_total",
-        "Transfers longer than one pool buffer, served from heap buffers.",
+        "tgt_numa_pool_heap_fallbacks_total",
+        "Transfers served from heap buffers instead of the pool (too long, or the pool stayed empty).",
         "node",
         stats
             .numa_pools
             .iter()
-            .map(|p| (p.node.to_string(), p.oversize_total)),
+            .map(|p| (p.node.to_string(), p.heap_fallbacks_total)),
     )
 }
 
@@ -493,7 +493,7 @@ mod tests {
                 buffers_free: 60,
                 buffers_in_use: 4,
                 exhausted_total: 3,
-                oversize_total: 2,
+                heap_fallbacks_total: 2,
             }],
         }
     }
@@ -585,7 +585,7 @@ mod tests {
             ("tgt_numa_pool_buffers{node=\"0\",state=\"in_use\"}", 4.0),
             ("tgt_numa_pool_buffer_size_bytes{node=\"0\"}", 262_144.0),
             ("tgt_numa_pool_exhausted_total{node=\"0\"}", 3.0),
-            ("tgt_numa_pool_oversize_total{node=\"0\"}", 2.0),
+            ("tgt_numa_pool_heap_fallbacks_total{node=\"0\"}", 2.0),
         ] {
             assert_eq!(sample(&text, prefix), Some(want), "{prefix}\n{text}");
         }

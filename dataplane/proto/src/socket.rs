@@ -372,9 +372,10 @@ pub struct NumaPoolStats {
     /// Times a buffer was asked of the pool while it was empty: the asking command waited
     /// (back-pressure).
     pub exhausted_total: u64,
-    /// Transfers longer than one buffer, served from heap buffers instead (raise
-    /// `numaBufferSize` when this grows).
-    pub oversize_total: u64,
+    /// Transfers served from heap buffers instead of the pool: longer than one buffer
+    /// (raise `numaBufferSize`), or the pool stayed empty too long (raise
+    /// `numaBufferPoolSize`).
+    pub heap_fallbacks_total: u64,
 }
 
 /// I/O counters of one logical unit.
@@ -654,7 +655,7 @@ mod tests {
                     buffers_free: 63,
                     buffers_in_use: 1,
                     exhausted_total: 0,
-                    oversize_total: 5,
+                    heap_fallbacks_total: 5,
                 }],
             }),
             Response::Sessions {

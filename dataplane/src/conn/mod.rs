@@ -202,6 +202,15 @@ fn lun_inventory(t: &crate::lu::Target) -> impl Iterator<Item = u16> + '_ {
     std::iter::once(0).chain(t.logical_units().map(|lu| lu.lun()))
 }
 
+/// WRITE (6/10/12/16) and WRITE AND VERIFY (10/12/16): the commands whose Data-Out goes to
+/// the backend whole, and so the only ones given a pool buffer for it. The others with
+/// Data-Out (COMPARE AND WRITE, WRITE SAME, VERIFY, ORWRITE, UNMAP, MODE SELECT, PERSISTENT
+/// RESERVE OUT) take a second buffer inside the LU or only parse their data: a command
+/// never holds one pool buffer while it waits for another, which could deadlock the pool.
+fn pool_write(op0: u8) -> bool {
+    matches!(op0, 0x0A | 0x2A | 0xAA | 0x8A | 0x2E | 0xAE | 0x8E)
+}
+
 /// What login agreed, as the status views report it.
 fn session_details(neg: &Negotiated) -> crate::session::SessionDetails {
     crate::session::SessionDetails {
@@ -480,7 +489,11 @@ impl Conn {
                     }
                     at += used;
                     handled += 1;
-                    if let Err(e) = self.handle(&p) {
+                    let r = self.handle(&p);
+                    // A buffer set aside for a command that did not take it (held back
+                    // by CmdSN order, refused, answered without running) goes back.
+                    self.spare = None;
+                    if let Err(e) = r {
                         result = Err(e);
                         break;
                     }
@@ -504,32 +517,55 @@ impl Conn {
         result
     }
 
-    /// False when `p` is a write command whose LU's buffer pool is empty: it must wait.
-    /// True otherwise, with a pool buffer set aside in `spare` when it needs one.
-    fn data_out_buffer_ready(&mut self, p: &RawPdu<'_>) -> bool {
+    /// The pool `p`'s Data-Out is taken from, when it is a write command that gets one.
+    fn pool_for_data_out(&self, p: &RawPdu<'_>) -> Option<BufferPool> {
         let b = &p.bhs;
         if !matches!(self.phase, Phase::Full)
             || b.opcode() != op::SCSI_CMD
             || b.flags() & 0x20 == 0
-            || self.spare.is_some()
-            || self.pool_bypass
+            || !pool_write(b.0[32])
         {
-            return true;
+            return None;
         }
         let edtl = usize::try_from(b.u32_at(20)).unwrap_or(usize::MAX);
         let lun = pdu::decode_lun(b.lun_raw()).unwrap_or(u16::MAX);
-        let Some(pool) = self
-            .lu_pool(lun)
-            .filter(|p| edtl > 0 && edtl <= p.buf_size_bytes())
-        else {
+        self.lu_pool(lun)
+            .filter(|pool| edtl > 0 && edtl <= pool.buf_size_bytes())
+    }
+
+    /// Pool buffers this connection's writes hold while they wait for their Data-Out.
+    fn held_for_data_out(&self) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| t.ws.is_some() && matches!(t.data, IoBuf::Pool(_)))
+            .count()
+    }
+
+    /// False when `p` is a write command whose LU's buffer pool is empty and this
+    /// connection holds none of its buffers: its input waits for one to return. True
+    /// otherwise, with a pool buffer set aside in `spare` when one was free.
+    ///
+    /// A connection whose own writes hold buffers never stops reading: the Data-Out that
+    /// frees them is behind this command in its input, so waiting would only wait out
+    /// `POOL_WAIT_MS_MAX` per command. That write gets a vector instead (counted).
+    fn data_out_buffer_ready(&mut self, p: &RawPdu<'_>) -> bool {
+        if self.spare.is_some() || self.pool_bypass {
+            return true;
+        }
+        let Some(pool) = self.pool_for_data_out(p) else {
             return true;
         };
+        let held = self.held_for_data_out();
+        if held >= limits::POOL_BUFFERS_PER_CONN_MAX {
+            return true;
+        }
         match pool.try_get() {
             Some(buf) => {
                 self.spare = Some(buf);
                 self.pool_wait = None;
                 true
             }
+            None if held > 0 => true,
             None => {
                 if self.pool_wait.is_none() {
                     self.pool_wait = Some((pool, Instant::now()));
@@ -549,28 +585,36 @@ impl Conn {
             .cloned()
     }
 
-    /// A buffer for `edtl` bytes of Data-Out: the one set aside for this command, another
-    /// from the LU's pool, or (commands larger than a pool buffer, a pool wait that timed
-    /// out, commands held back by CmdSN order) a vector.
-    fn data_out_buf(&mut self, lun: u16, edtl: usize) -> IoBuf {
+    /// A buffer for `edtl` bytes of Data-Out of a command with opcode `op0`.
+    ///
+    /// WRITE and WRITE AND VERIFY take the buffer set aside for them, or another of the LU's
+    /// pool. They get a vector (counted in the pool's heap fallbacks) when they are longer
+    /// than a pool buffer, the connection already holds `POOL_BUFFERS_PER_CONN_MAX` buffers
+    /// for Data-Out, the pool is empty (a wait timed out, or the connection's own writes hold
+    /// the buffers), or they were held back by CmdSN order. Other commands always get a
+    /// vector: see [`pool_write`].
+    fn data_out_buf(&mut self, lun: u16, edtl: usize, op0: u8) -> IoBuf {
         self.pool_bypass = false;
-        let buf = match self.spare.take() {
-            Some(b) if b.capacity() >= edtl => Some(b),
-            _ => match self.lu_pool(lun) {
-                Some(p) if edtl > p.buf_size_bytes() => {
-                    p.note_oversize();
-                    None
-                }
-                Some(p) => p.try_get(),
-                None => None,
-            },
+        let spare = self.spare.take();
+        let Some(pool) = self.lu_pool(lun).filter(|_| pool_write(op0)) else {
+            return IoBuf::Vec(vec![0u8; edtl]);
         };
-        match buf {
-            Some(mut b) => match b.set_len(edtl) {
-                Ok(()) => IoBuf::Pool(b),
-                Err(_) => IoBuf::Vec(vec![0u8; edtl]),
-            },
-            None => IoBuf::Vec(vec![0u8; edtl]),
+        let buf = if edtl > pool.buf_size_bytes()
+            || self.held_for_data_out() >= limits::POOL_BUFFERS_PER_CONN_MAX
+        {
+            None
+        } else {
+            match spare {
+                Some(b) if b.capacity() >= edtl => Some(b),
+                _ => pool.try_get(),
+            }
+        };
+        match buf.map(|mut b| b.set_len(edtl).map(|()| b)) {
+            Some(Ok(b)) => IoBuf::Pool(b),
+            _ => {
+                pool.note_heap();
+                IoBuf::Vec(vec![0u8; edtl])
+            }
         }
     }
 
@@ -977,7 +1021,8 @@ impl Conn {
                     return Ok(());
                 }
             };
-            let mut data = self.data_out_buf(lun, usize::try_from(edtl).unwrap_or(usize::MAX));
+            let op0 = b.0[32];
+            let mut data = self.data_out_buf(lun, usize::try_from(edtl).unwrap_or(usize::MAX), op0);
             data[..p.data.len()].copy_from_slice(p.data);
             task.data = data;
             task.ws = Some(ws);
@@ -1510,6 +1555,10 @@ impl Conn {
     }
 
     async fn teardown(&mut self) {
+        self.spare = None;
+        self.pool_wait = None;
+        // Tasks waiting for Data-Out that will never come give their buffers back now.
+        self.tasks.retain(|_, t| t.running);
         // Let running commands finish so no write lands after the session is gone, then
         // forget the session. Their results are dropped: the connection is closed.
         while !self.running.is_empty() {

@@ -108,24 +108,6 @@ fn fixed_index(ptr: *const u8, len: usize) -> Option<u16> {
     u16::try_from(i).ok()
 }
 
-/// The fixed-buffer index to use for `[ptr, ptr + len)` on this thread's ring: `Some` when
-/// the range lies in a registered pool and the ring registered the pools.
-fn fixed_for(ptr: *const u8, len: usize) -> Option<u16> {
-    let idx = fixed_index(ptr, len)?;
-    let ring = current_ring().ok()?;
-    let ok = match ring.fixed_state.load(Ordering::Acquire) {
-        1 => true,
-        2 => false,
-        _ => {
-            let ok = ring.lock().ensure_fixed();
-            ring.fixed_state
-                .store(if ok { 1 } else { 2 }, Ordering::Release);
-            ok
-        }
-    };
-    ok.then_some(idx)
-}
-
 /// Warned once per process when a ring cannot register the fixed buffers.
 static FIXED_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -390,8 +372,6 @@ struct Ring {
     inner: Mutex<RingInner>,
     /// Cleared when the reaper task ends (its runtime shut down): the ring must be replaced.
     reaper_alive: AtomicBool,
-    /// `inner.fixed` readable without the lock: 0 not tried, 1 registered, 2 refused.
-    fixed_state: std::sync::atomic::AtomicU8,
 }
 
 /// Why a submit attempt did not go through.
@@ -520,7 +500,6 @@ impl Ring {
                 fixed: None,
             }),
             reaper_alive: AtomicBool::new(true),
-            fixed_state: std::sync::atomic::AtomicU8::new(0),
         });
         // The guard is an argument of the reaper's future, so it is dropped (marking the ring
         // dead) even when the runtime goes away before the reaper was ever polled.
@@ -651,8 +630,17 @@ fn current_ring() -> io::Result<Arc<Ring>> {
 }
 
 enum OpState {
-    Unsubmitted { entry: squeue::Entry, owned: Owned },
-    Submitted { ring: Arc<Ring>, idx: usize },
+    /// `fixed` is the `*_FIXED` form of `entry`, used when the ring that submits it has
+    /// registered the pools (decided under that ring's lock, on whatever thread polls).
+    Unsubmitted {
+        entry: squeue::Entry,
+        fixed: Option<squeue::Entry>,
+        owned: Owned,
+    },
+    Submitted {
+        ring: Arc<Ring>,
+        idx: usize,
+    },
     Finished,
 }
 
@@ -669,9 +657,19 @@ fn cqe_result(res: i32) -> io::Result<u32> {
 
 impl Op {
     fn new(entry: squeue::Entry, buf: Option<IoBuf>, file: Arc<File>) -> Self {
+        Self::with_fixed(entry, None, buf, file)
+    }
+
+    fn with_fixed(
+        entry: squeue::Entry,
+        fixed: Option<squeue::Entry>,
+        buf: Option<IoBuf>,
+        file: Arc<File>,
+    ) -> Self {
         Self {
             state: OpState::Unsubmitted {
                 entry,
+                fixed,
                 owned: Owned { buf, _file: file },
             },
         }
@@ -709,21 +707,33 @@ impl Future for Op {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OpOutput> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, OpState::Finished) {
-            OpState::Unsubmitted { entry, owned } => {
+            OpState::Unsubmitted {
+                entry,
+                fixed,
+                owned,
+            } => {
                 let ring = match current_ring() {
                     Ok(r) => r,
                     Err(e) => return Poll::Ready((owned.buf, Err(e))),
                 };
                 let mut inner = ring.lock();
+                let chosen = match &fixed {
+                    Some(f) if inner.ensure_fixed() => f.clone(),
+                    _ => entry.clone(),
+                };
                 let idx = inner.slab.insert(owned);
                 let user_data = u64::try_from(idx).unwrap_or(u64::MAX);
-                if !inner.push(&entry.clone().user_data(user_data)) {
+                if !inner.push(&chosen.user_data(user_data)) {
                     // No room even after a flush: take the buffer back and try next poll.
                     let owned = inner.slab.remove(idx);
                     Ring::release(inner);
                     match owned {
                         Some(owned) => {
-                            this.state = OpState::Unsubmitted { entry, owned };
+                            this.state = OpState::Unsubmitted {
+                                entry,
+                                fixed,
+                                owned,
+                            };
                             cx.waker().wake_by_ref();
                             return Poll::Pending;
                         }
@@ -765,7 +775,22 @@ impl Future for Op {
                 let mut inner = ring.lock();
                 let mut retry = false;
                 if !inner.uring.submission().is_empty() {
-                    retry = matches!(inner.submit(), Err(SubmitError::Retry));
+                    match inner.submit() {
+                        Ok(()) => {}
+                        Err(SubmitError::Retry) => retry = true,
+                        Err(SubmitError::Fatal(e)) => {
+                            // The ring refuses to submit (a deferred batch failed too): fail
+                            // the operation rather than wait for a completion that will not
+                            // come. Its slot keeps the buffer until a CQE, if any, arrives.
+                            if let Some(Slot::InFlight { abandoned, .. }) =
+                                inner.slab.slots.get_mut(idx)
+                            {
+                                *abandoned = true;
+                            }
+                            Ring::release(inner);
+                            return Poll::Ready((None, Err(e)));
+                        }
+                    }
                 }
                 inner.reap();
                 let out = Op::check(&mut inner, idx, cx);
@@ -838,18 +863,19 @@ pub async fn read_at(
     let fd = types::Fd(file.as_raw_fd());
     // Flags explicit: no IOSQE flags, no RWF flags (O_DIRECT comes from the open flags).
     // Pool memory is registered with the ring: READ_FIXED skips pinning its pages per I/O.
-    let entry = match fixed_for(dst.as_ptr(), len.min(SQE_LEN_MAX)) {
-        Some(index) => opcode::ReadFixed::new(fd, dst.as_mut_ptr(), n, index)
+    let entry = opcode::Read::new(fd, dst.as_mut_ptr(), n)
+        .offset(offset)
+        .rw_flags(0)
+        .build()
+        .flags(squeue::Flags::empty());
+    let fixed = fixed_index(dst.as_ptr(), len.min(SQE_LEN_MAX)).map(|index| {
+        opcode::ReadFixed::new(fd, dst.as_mut_ptr(), n, index)
             .offset(offset)
             .rw_flags(0)
-            .build(),
-        None => opcode::Read::new(fd, dst.as_mut_ptr(), n)
-            .offset(offset)
-            .rw_flags(0)
-            .build(),
-    }
-    .flags(squeue::Flags::empty());
-    finish_buf(Op::new(entry, Some(buf), Arc::clone(file)).await)
+            .build()
+            .flags(squeue::Flags::empty())
+    });
+    finish_buf(Op::with_fixed(entry, fixed, Some(buf), Arc::clone(file)).await)
 }
 
 /// Writes up to `len` bytes of `buf[start..start + len]` at file `offset`.
@@ -870,18 +896,19 @@ pub async fn write_at(
     };
     let n = u32::try_from(len.min(SQE_LEN_MAX)).unwrap_or(0);
     let fd = types::Fd(file.as_raw_fd());
-    let entry = match fixed_for(src.as_ptr(), len.min(SQE_LEN_MAX)) {
-        Some(index) => opcode::WriteFixed::new(fd, src.as_ptr(), n, index)
+    let entry = opcode::Write::new(fd, src.as_ptr(), n)
+        .offset(offset)
+        .rw_flags(0)
+        .build()
+        .flags(squeue::Flags::empty());
+    let fixed = fixed_index(src.as_ptr(), len.min(SQE_LEN_MAX)).map(|index| {
+        opcode::WriteFixed::new(fd, src.as_ptr(), n, index)
             .offset(offset)
             .rw_flags(0)
-            .build(),
-        None => opcode::Write::new(fd, src.as_ptr(), n)
-            .offset(offset)
-            .rw_flags(0)
-            .build(),
-    }
-    .flags(squeue::Flags::empty());
-    finish_buf(Op::new(entry, Some(buf), Arc::clone(file)).await)
+            .build()
+            .flags(squeue::Flags::empty())
+    });
+    finish_buf(Op::with_fixed(entry, fixed, Some(buf), Arc::clone(file)).await)
 }
 
 fn finish_buf((buf, res): OpOutput) -> (IoBuf, io::Result<usize>) {

@@ -93,8 +93,9 @@ pub struct PoolStats {
     pub in_use: usize,
     /// Times `try_get` found the pool empty.
     pub exhausted_total: u64,
-    /// Transfers larger than one buffer, served from heap buffers instead.
-    pub oversize_total: u64,
+    /// Transfers served from heap buffers instead: longer than one buffer, or the pool stayed
+    /// empty for `POOL_WAIT_MS_MAX`, or a connection's own writes held the buffers.
+    pub heap_total: u64,
     /// Whether the memory is bound to the node (false after a tolerated mbind failure).
     pub bound: bool,
 }
@@ -216,12 +217,14 @@ struct Inner {
     size_bytes: usize,
     count: usize,
     bound: bool,
+    /// Built for a node (`new`), as opposed to the one pool of a data plane with NUMA off.
+    for_node: bool,
     /// Indices of free slots. Its capacity is `count` from the start, so pushing never
     /// reallocates.
     free: Mutex<Vec<u32>>,
     in_use: AtomicUsize,
     exhausted_total: AtomicU64,
-    oversize_total: AtomicU64,
+    heap_total: AtomicU64,
     /// Woken once per returned buffer, for tasks waiting in `get`.
     returned: Notify,
 }
@@ -366,10 +369,11 @@ impl BufferPool {
                 size_bytes,
                 count,
                 bound,
+                for_node: bind,
                 free: Mutex::new(free),
                 in_use: AtomicUsize::new(0),
                 exhausted_total: AtomicU64::new(0),
-                oversize_total: AtomicU64::new(0),
+                heap_total: AtomicU64::new(0),
                 returned: Notify::new(),
             }),
         })
@@ -423,9 +427,16 @@ impl BufferPool {
         self.inner.node
     }
 
-    /// Counts a transfer too large for one buffer (the caller serves it from the heap).
-    pub fn note_oversize(&self) {
-        self.inner.oversize_total.fetch_add(1, Ordering::Relaxed);
+    /// The node this pool serves, for placing connections: `None` for the one unbound pool
+    /// of a data plane with NUMA awareness off (its memory belongs to no node in
+    /// particular).
+    pub fn numa_node(&self) -> Option<u32> {
+        self.inner.for_node.then_some(self.inner.node)
+    }
+
+    /// Counts a transfer the caller serves from a heap buffer instead of this pool.
+    pub fn note_heap(&self) {
+        self.inner.heap_total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Start and length of the memory every slot lies in, for registering it with io_uring
@@ -460,7 +471,7 @@ impl BufferPool {
             free: self.inner.count - in_use,
             in_use,
             exhausted_total: self.inner.exhausted_total.load(Ordering::Relaxed),
-            oversize_total: self.inner.oversize_total.load(Ordering::Relaxed),
+            heap_total: self.inner.heap_total.load(Ordering::Relaxed),
             bound: self.inner.bound,
         }
     }
