@@ -863,6 +863,14 @@ mod tests {
     }
 
     #[test]
+    fn only_node_pools_name_a_node_for_placement() {
+        assert_eq!(pool(1).numa_node(), Some(0));
+        let unbound = BufferPool::unbound(1, 4096, 4096).unwrap();
+        assert_eq!(unbound.numa_node(), None);
+        assert!(!unbound.is_bound());
+    }
+
+    #[test]
     fn binding_to_a_node_the_kernel_refuses_leaves_the_pool_unbound() {
         // No machine has node 1023 online, so the kernel answers EINVAL (or EPERM/ENOSYS):
         // the pool still works, unbound.
