@@ -443,7 +443,11 @@ pub fn verified_load(
     };
     let probe = Session::login(portal, &sopts).context("probe login")?;
     clear_unit_attention(&probe, lun)?;
-    let cap = probe.read_capacity16(lun).context("READ CAPACITY (16)")?;
+    // A configuration change between the TUR loop and here raises a new condition (for
+    // example REPORTED LUNS DATA HAS CHANGED while a LUN is added under load): retried as sd
+    // would.
+    let (cap, _) = retry_unit_attention(|| probe.read_capacity16(lun));
+    let cap = cap.context("READ CAPACITY (16)")?;
     probe.logout().context("probe logout")?;
     if cap.block_len_bytes < 32 {
         bail!(
