@@ -3,69 +3,18 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{
-    require_tool, run_with_timeout, start_controlplane, start_socket_dataplane, text, Daemon,
-    TempDir,
+    http, require_tool, run_with_timeout, start_controlplane, start_socket_dataplane, text,
+    wait_in_sync, Reply, TempDir,
 };
 
 const IQN: &str = "iqn.2026-11.org.example.systest:rest";
-
-/// One HTTP/1.1 exchange (`Connection: close`), enough for a JSON API on loopback.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
-    let mut s = TcpStream::connect(addr).expect("connect to the control plane");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
 
 /// One scrape of `/metrics`.
 struct Scrape(String);
@@ -123,29 +72,6 @@ fn has_labels(rendered: &str, labels: &[(&str, &str)]) -> bool {
     labels
         .iter()
         .all(|(k, v)| rendered.contains(&format!("{k}=\"{v}\"")))
-}
-
-/// Polls `/api/v1/status` until the data plane runs the desired config with a bound
-/// portal, and returns that portal's address.
-fn wait_in_sync(cp: SocketAddr, dp: &mut Daemon) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = http(cp, "GET", "/api/v1/status", None).json();
-        if s["inSync"] == true {
-            if let Some(addr) = s["dataplane"]["portals"][0]["bound"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-            {
-                return addr;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "data plane not in sync in 30 s: {s}; data plane log:\n{}",
-            dp.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Creates the storages (64 MiB sparse files in `dir`), portal 0 on loopback port 0, the

@@ -4,13 +4,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{start_controlplane, start_socket_dataplane, Daemon, TempDir};
+use support::{start_controlplane, start_socket_dataplane, wait_in_sync, Daemon, TempDir};
 use tgt_system_tests::initiator::{scsi, Error, Sense, Session, SessionOptions};
 
 const IQN: &str = "iqn.2026-11.org.example.systest:inventory";
@@ -22,57 +21,16 @@ const LUNS_CHANGED: Sense = Sense {
     ascq: 0x0e,
 };
 
-/// One HTTP/1.1 exchange (`Connection: close`) with the control plane: status and body.
+/// One exchange with the control plane: status and body.
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the control plane");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let r = support::http(addr, method, path, body);
+    (r.status, r.body)
 }
 
 fn get_json(api: SocketAddr, path: &str) -> Value {
     let (status, body) = http(api, "GET", path, None);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or(Value::Null)
-}
-
-/// Polls `/api/v1/status` until the data plane runs the desired config with a bound
-/// portal, and returns that portal's address.
-fn wait_in_sync(api: SocketAddr, dp: &mut Daemon) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = get_json(api, "/api/v1/status");
-        if s["inSync"] == true {
-            if let Some(addr) = s["dataplane"]["portals"][0]["bound"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-            {
-                return addr;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "data plane not in sync in 30 s: {s}; data plane log:\n{}",
-            dp.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Creates a 64 MiB sparse storage per `(deviceID, file)` in `dir`, portal 0 on loopback

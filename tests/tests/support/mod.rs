@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -401,4 +401,81 @@ pub fn start_controlplane(dir: &Path) -> (Daemon, SocketAddr) {
         .and_then(|a| a.parse().ok())
         .expect("listen address in the ready file");
     (d, addr)
+}
+
+/// One HTTP/1.1 answer from the control plane.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 exchange (`Connection: close`), enough for a JSON API on loopback.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the control plane");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Polls `/api/v1/status` until the data plane runs the desired config with a bound
+/// portal, and returns that portal's address; fails with the data plane's log after 30 s.
+pub fn wait_in_sync(cp: SocketAddr, dp: &mut Daemon) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = http(cp, "GET", "/api/v1/status", None).json();
+        if s["inSync"] == true {
+            if let Some(addr) = s["dataplane"]["portals"][0]["bound"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "data plane not in sync in 30 s: {s}; data plane log:\n{}",
+            dp.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
