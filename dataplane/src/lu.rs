@@ -774,6 +774,8 @@ impl LogicalUnit {
         }
         let got = match pool.try_get() {
             Some(p) => Some(p),
+            // Another wait already timed out and nothing came back: do not wait again.
+            None if pool.is_starved() => None,
             None => tokio::time::timeout(
                 std::time::Duration::from_millis(crate::limits::POOL_WAIT_MS_MAX),
                 pool.get(),
@@ -782,6 +784,7 @@ impl LogicalUnit {
             .ok(),
         };
         let Some(mut p) = got else {
+            pool.mark_starved();
             pool.note_heap();
             return Ok(IoBuf::Vec(vec![0u8; len]));
         };

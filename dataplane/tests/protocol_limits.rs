@@ -34,6 +34,11 @@ fn start(tag: &str) -> Target {
 }
 
 fn start_with(tag: &str, args: &[&str]) -> Target {
+    start_config(tag, args, "")
+}
+
+/// `extra_top` is added to the config's top-level object (`,"performance":{...}`).
+fn start_config(tag: &str, args: &[&str], extra_top: &str) -> Target {
     let dir = std::env::temp_dir().join(format!("tgt-limits-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -46,7 +51,7 @@ fn start_with(tag: &str, args: &[&str]) -> Target {
     std::fs::write(
         &cfg,
         format!(
-            r#"{{"storages":[{{"deviceID":1,"path":"{}"}}],"iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],"iscsitargets":{{"{IQN}":{{"tpgts":{{"1":[0]}},"luns":{{"1":1}}}}}}}}"#,
+            r#"{{"storages":[{{"deviceID":1,"path":"{}"}}],"iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],"iscsitargets":{{"{IQN}":{{"tpgts":{{"1":[0]}},"luns":{{"1":1}}}}}}{extra_top}}}"#,
             img.display()
         ),
     )
@@ -166,6 +171,11 @@ impl Client {
     }
 
     fn login(&mut self, extra: &[(&str, &str)]) -> pdu::Bhs {
+        self.login_isid(extra, 1)
+    }
+
+    /// Logs in with ISID ...`isid_lo`: sessions with distinct ISIDs coexist.
+    fn login_isid(&mut self, extra: &[(&str, &str)], isid_lo: u8) -> pdu::Bhs {
         let mut pairs = vec![
             ("InitiatorName", INITIATOR),
             ("TargetName", IQN),
@@ -173,7 +183,7 @@ impl Client {
         ];
         pairs.extend_from_slice(extra);
         let mut h = Out::new(op::LOGIN | 0x40, 0x80 | (1 << 2) | 3);
-        h.0[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, 1]);
+        h.0[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, isid_lo]);
         h.itt(1).u32(24, self.cmd_sn);
         self.send(&mut h, &text(&pairs));
         let (b, _) = self.recv().expect("login response");
@@ -422,4 +432,62 @@ fn a_peer_that_never_answers_pings_is_dropped() {
     let started = Instant::now();
     assert!(c.closed(), "the connection must be dropped");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+fn write10(c: &mut Client, itt: u32, lba: u32, len: u32, data: &[u8]) {
+    let mut h = Out::new(op::SCSI_CMD, 0x80 | 0x20);
+    h.lun(pdu::encode_lun(1))
+        .itt(itt)
+        .u32(20, len)
+        .u32(24, c.cmd_sn)
+        .u32(28, c.exp_stat_sn);
+    h.0[32] = 0x2A;
+    h.0[34..38].copy_from_slice(&lba.to_be_bytes());
+    h.0[39..41].copy_from_slice(&u16::try_from(len / 512).unwrap().to_be_bytes());
+    c.send(&mut h, data);
+    c.cmd_sn += 1;
+}
+
+#[test]
+fn writes_keep_their_pace_while_another_session_holds_the_whole_pool() {
+    let t = start_config(
+        "pool-held",
+        &[],
+        r#","performance":{"numaBufferSize":65536,"numaBufferPoolSize":4}"#,
+    );
+    // B: four 64 KiB writes whose R2Ts it never answers: they hold all four pool buffers.
+    let mut b = Client::connect(&t);
+    b.login_isid(&[("InitialR2T", "Yes"), ("ImmediateData", "No")], 2);
+    for i in 0..4 {
+        write10(&mut b, 100 + i, i * 128, 65536, &[]);
+    }
+    for _ in 0..4 {
+        let (p, _) = b.recv().expect("r2t");
+        assert_eq!(p.opcode(), op::R2T);
+    }
+    // A: 4 KiB writes with all data immediate, one at a time. After one wait of
+    // POOL_WAIT_MS_MAX the pool counts as starved and A's writes take vectors at once, until
+    // a buffer returns.
+    let mut a = Client::connect(&t);
+    a.login_isid(&[("InitialR2T", "No"), ("ImmediateData", "Yes")], 3);
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_secs(2) {
+        write10(
+            &mut a,
+            1000 + n,
+            4096 + (n % 10_000) * 8,
+            4096,
+            &[0x5A; 4096],
+        );
+        let (p, data) = a.recv().expect("response");
+        assert_eq!(p.opcode(), op::SCSI_RESP);
+        assert_eq!(p.0[3], 0, "GOOD after {n} writes; sense {data:02x?}");
+        n += 1;
+    }
+    // Waiting out the 200 ms timeout per write would allow about 10 in 2 s.
+    assert!(
+        n > 100,
+        "{n} writes in 2 s: every write waited for the pool"
+    );
 }

@@ -390,11 +390,16 @@ impl Conn {
                         None => std::future::pending().await,
                     }
                 }, if pool_wait.is_some() => {
-                    self.pool_wait = None;
+                    let waited = self.pool_wait.take();
                     match got {
                         Some(b) => self.spare = Some(b),
                         None => {
-                            debug!(peer = %self.peer, "buffer pool empty too long: heap buffer for one write");
+                            debug!(peer = %self.peer, "buffer pool empty too long: heap buffers until one returns");
+                            // Every connection (and LU read) stops waiting on this pool
+                            // until a buffer comes back.
+                            if let Some((pool, _)) = waited {
+                                pool.mark_starved();
+                            }
                             self.pool_bypass = true;
                         }
                     }
@@ -565,7 +570,9 @@ impl Conn {
                 self.pool_wait = None;
                 true
             }
-            None if held > 0 => true,
+            // Our own writes hold buffers (their Data-Out is behind this command), or a wait
+            // on this pool already timed out and none came back since: go on with a vector.
+            None if held > 0 || pool.is_starved() => true,
             None => {
                 if self.pool_wait.is_none() {
                     self.pool_wait = Some((pool, Instant::now()));

@@ -422,22 +422,21 @@ impl RingInner {
         }
     }
 
-    /// Pushes one SQE, flushing a full SQ once. False when there is still no room.
-    fn push(&mut self, entry: &squeue::Entry) -> bool {
+    /// Pushes one SQE, flushing a full SQ once. `Err(Retry)` when there is still no room,
+    /// `Err(Fatal)` when the ring refused the flush (nothing of `entry` was queued).
+    fn push(&mut self, entry: &squeue::Entry) -> Result<(), SubmitError> {
         for _ in 0..2 {
             // SAFETY: every pointer in `entry` (buffer, fd) is kept alive by the slab slot
             // named in its user_data until that slot's CQE is reaped (`Slab::complete`), and
             // `Ring::drop` waits for all CQEs before the slab is freed.
             if unsafe { self.uring.submission().push(entry) }.is_ok() {
                 URING.submitted();
-                return true;
+                return Ok(());
             }
             URING.sq_full();
-            if self.submit().is_err() {
-                return false;
-            }
+            self.submit()?;
         }
-        false
+        Err(SubmitError::Retry)
     }
 }
 
@@ -723,10 +722,14 @@ impl Future for Op {
                 };
                 let idx = inner.slab.insert(owned);
                 let user_data = u64::try_from(idx).unwrap_or(u64::MAX);
-                if !inner.push(&chosen.user_data(user_data)) {
-                    // No room even after a flush: take the buffer back and try next poll.
+                if let Err(why) = inner.push(&chosen.user_data(user_data)) {
+                    // Not queued: take the buffer back; retry next poll when there was no
+                    // room, fail when the ring refused.
                     let owned = inner.slab.remove(idx);
                     Ring::release(inner);
+                    if let SubmitError::Fatal(e) = why {
+                        return Poll::Ready((owned.and_then(|o| o.buf), Err(e)));
+                    }
                     match owned {
                         Some(owned) => {
                             this.state = OpState::Unsubmitted {
@@ -779,9 +782,15 @@ impl Future for Op {
                         Ok(()) => {}
                         Err(SubmitError::Retry) => retry = true,
                         Err(SubmitError::Fatal(e)) => {
-                            // The ring refuses to submit (a deferred batch failed too): fail
-                            // the operation rather than wait for a completion that will not
-                            // come. Its slot keeps the buffer until a CQE, if any, arrives.
+                            // The ring refuses to submit (a deferred batch failed too). A
+                            // completion already reaped is still this op's answer; otherwise
+                            // fail it rather than wait for a CQE that may never come, leaving
+                            // its slot to keep the buffer until one does.
+                            inner.reap();
+                            if let Some(out) = Op::check(&mut inner, idx, cx) {
+                                Ring::release(inner);
+                                return Poll::Ready(out);
+                            }
                             if let Some(Slot::InFlight { abandoned, .. }) =
                                 inner.slab.slots.get_mut(idx)
                             {

@@ -225,6 +225,9 @@ struct Inner {
     in_use: AtomicUsize,
     exhausted_total: AtomicU64,
     heap_total: AtomicU64,
+    /// Set when a wait for a buffer timed out; cleared when a buffer returns. While set,
+    /// callers take heap buffers at once instead of each waiting out the timeout again.
+    starved: std::sync::atomic::AtomicBool,
     /// Woken once per returned buffer, for tasks waiting in `get`.
     returned: Notify,
 }
@@ -252,6 +255,7 @@ impl Inner {
             free.push(index);
             self.in_use.fetch_sub(1, Ordering::Relaxed);
         }
+        self.starved.store(false, Ordering::Relaxed);
         self.returned.notify_one();
     }
 }
@@ -374,6 +378,7 @@ impl BufferPool {
                 in_use: AtomicUsize::new(0),
                 exhausted_total: AtomicU64::new(0),
                 heap_total: AtomicU64::new(0),
+                starved: std::sync::atomic::AtomicBool::new(false),
                 returned: Notify::new(),
             }),
         })
@@ -432,6 +437,16 @@ impl BufferPool {
     /// particular).
     pub fn numa_node(&self) -> Option<u32> {
         self.inner.for_node.then_some(self.inner.node)
+    }
+
+    /// Records that a wait for a buffer timed out: until one returns, waiting is pointless.
+    pub fn mark_starved(&self) {
+        self.inner.starved.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a wait timed out and no buffer has returned since ([`BufferPool::mark_starved`]).
+    pub fn is_starved(&self) -> bool {
+        self.inner.starved.load(Ordering::Relaxed)
     }
 
     /// Counts a transfer the caller serves from a heap buffer instead of this pool.
