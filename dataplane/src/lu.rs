@@ -369,10 +369,16 @@ impl LogicalUnit {
     /// CAPACITY DATA HAS CHANGED when READ CAPACITY now answers differently, INQUIRY DATA HAS
     /// CHANGED when the identity (device id, type, write protection) differs.
     pub fn replaced(&self, previous: &LogicalUnit, nexus: u64) {
-        let capacity = self.blocks != previous.blocks || self.block_size != previous.block_size;
+        // READ CAPACITY (16) also carries LBPME/LBPRZ (thin provisioning).
+        let capacity = self.blocks != previous.blocks
+            || self.block_size != previous.block_size
+            || self.identity.thin != previous.identity.thin;
+        // Standard INQUIRY and the VPD pages: device identity, write protection, the Block
+        // Limits and Logical Block Provisioning pages.
         let identity = self.identity.device_id != previous.identity.device_id
             || self.read_only != previous.read_only
-            || self.identity.thin != previous.identity.thin;
+            || self.identity.thin != previous.identity.thin
+            || self.identity.limits != previous.identity.limits;
         let conditions = ua::replaced_lu_conditions(capacity, identity);
         if conditions.is_empty() {
             return;
@@ -381,6 +387,12 @@ impl LogicalUnit {
         for c in conditions {
             st.ua.raise_new(nexus, c);
         }
+    }
+
+    /// Tells nexus `nexus` that this logical unit took LUN 0 from the synthetic controller:
+    /// the device type and identity behind the LUN changed.
+    pub fn took_lun0(&self, nexus: u64) {
+        self.state().ua.raise_new(nexus, ua::UA_INQUIRY_CHANGED);
     }
 
     /// Logical block length.
@@ -1122,6 +1134,15 @@ impl Target {
         lun == 0 || self.luns.contains_key(&lun)
     }
 
+    /// Tells nexus `nexus` that LUN 0 is the synthetic controller again (its disk was
+    /// removed): INQUIRY DATA HAS CHANGED on the controller's next command from it.
+    pub fn controller_took_lun0(&self, nexus: u64) {
+        self.controller_ua
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .raise_new(nexus, ua::UA_INQUIRY_CHANGED);
+    }
+
     /// Every configured logical unit, ascending by LUN.
     pub fn logical_units(&self) -> impl Iterator<Item = &Arc<LogicalUnit>> {
         self.luns.values()
@@ -1411,6 +1432,34 @@ mod tests {
         assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
         // Another nexus was not told.
         assert_eq!(run(&t, &nexus(2), &[0; 6], &[]).await.status, 0);
+    }
+
+    #[tokio::test]
+    async fn lun0_switching_between_disk_and_controller_is_inquiry_data_changed() {
+        let n = nexus(1);
+        // LUN 0 becomes the synthetic controller (the target only has LUN 5).
+        let lu = LogicalUnit::with_backend(
+            &cfg(5),
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        let t = Target::new("iqn.2024-01.test:tgt", vec![(5, Arc::new(lu))]);
+        t.controller_took_lun0(n.id);
+        assert_eq!(
+            asc(&t.execute(0, &n, &[0; 6], &[], 0).await),
+            (6, 0x3F, 0x03)
+        );
+        assert_eq!(t.execute(0, &n, &[0; 6], &[], 0).await.status, 0);
+        // And a disk takes LUN 0 back.
+        let disk = LogicalUnit::with_backend(
+            &cfg(0),
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap();
+        disk.took_lun0(n.id);
+        let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(disk))]);
+        assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x3F, 0x03));
+        assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
     }
 
     /// Data-Out as if the transport had handed a pool buffer over (it no longer does for

@@ -936,6 +936,13 @@ impl Conn {
                         }
                     }
                 }
+                // LUN 0 always answers, as a disk or as the synthetic controller: a switch
+                // between the two changes its device type without changing the inventory.
+                match (old.scsi.logical_unit(0), new.scsi.logical_unit(0)) {
+                    (None, Some(lu)) => lu.took_lun0(nexus.id),
+                    (Some(_), None) => new.scsi.controller_took_lun0(nexus.id),
+                    _ => {}
+                }
             }
         }
         self.target = Some(new);
