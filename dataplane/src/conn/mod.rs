@@ -557,6 +557,11 @@ impl Conn {
         if self.spare.is_some() || self.pool_bypass {
             return true;
         }
+        if self.pool_wait.is_some() {
+            // Already waiting: `run` hands over a buffer (or the timeout) when it comes;
+            // asking the pool again would only count the same wait twice.
+            return false;
+        }
         let Some(pool) = self.pool_for_data_out(p) else {
             return true;
         };
