@@ -19,14 +19,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jsonschema::{Draft, Registry, Validator};
 use serde_json::{json, Value};
 use support::{
-    binary, start_controlplane, start_socket_dataplane, wait_for_file, workspace_root, Daemon,
-    TempDir,
+    start_controlplane, start_controlplane_with_token, start_socket_dataplane, workspace_root,
+    Daemon, TempDir,
 };
 
 /// The URI the checked-in spec is registered under so `$ref`s into it resolve; it is never
@@ -880,38 +879,6 @@ impl Api<'_> {
     }
 }
 
-/// A control plane that requires `token` on mutating calls, with its own state and no
-/// data plane (a refused call never reaches one).
-fn start_controlplane_with_token(dir: &Path, token: &str) -> (Daemon, SocketAddr) {
-    let ready = dir.join("cp-ready.json");
-    let log = dir.join("controlplane.log");
-    let child = Command::new(binary("tgt-controlplane"))
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
-        .arg(dir.join("state"))
-        .arg("--dataplane-socket")
-        .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--token")
-        .arg(token)
-        .env("RUST_LOG", "info")
-        .env_remove("TGT_CONTROLPLANE_TOKEN")
-        .env_remove("TGT_CONTROLPLANE_TOKEN_FILE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-controlplane");
-    let mut d = Daemon { child, log };
-    let text = wait_for_file(&mut d, &ready, "tgt-controlplane");
-    let addr = text
-        .split("\"listen\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .and_then(|a| a.parse().ok())
-        .expect("listen address in the ready file");
-    (d, addr)
-}
-
 /// Polls `/api/v1/status` (checking each answer) until the data plane runs the desired
 /// config, and returns that status.
 fn wait_in_sync(api: &Api<'_>, dp: &mut Daemon) -> Value {
@@ -1301,7 +1268,7 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
 
     // With a token, every mutating operation refuses a call without it.
     let token_dir = TempDir::new("openapi-token");
-    let (_cp_token, token_addr) = start_controlplane_with_token(token_dir.path(), "s3cret");
+    let (_cp_token, token_addr) = start_controlplane_with_token(token_dir.path(), Some("s3cret"));
     let guarded = Api {
         addr: token_addr,
         checker: &checker,

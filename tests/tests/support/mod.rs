@@ -377,17 +377,28 @@ pub fn start_socket_dataplane(dir: &Path, n: u32) -> Daemon {
 /// A control plane on 127.0.0.1:0 pushing to `DIR/dp.sock`, state in `DIR/state`, no token;
 /// returns it and the address it listens on.
 pub fn start_controlplane(dir: &Path) -> (Daemon, SocketAddr) {
+    start_controlplane_with_token(dir, None)
+}
+
+/// [`start_controlplane`], requiring `token` on mutating calls when given (a token from the
+/// environment never leaks in).
+pub fn start_controlplane_with_token(dir: &Path, token: Option<&str>) -> (Daemon, SocketAddr) {
     let ready = dir.join("cp-ready.json");
     let log = dir.join("controlplane.log");
-    let child = Command::new(binary("tgt-controlplane"))
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+    let mut cmd = Command::new(binary("tgt-controlplane"));
+    cmd.args(["--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.join("state"))
         .arg("--dataplane-socket")
         .arg(dir.join("dp.sock"))
         .arg("--ready-file")
-        .arg(&ready)
+        .arg(&ready);
+    if let Some(token) = token {
+        cmd.arg("--token").arg(token);
+    }
+    let child = cmd
         .env("RUST_LOG", "info")
         .env_remove("TGT_CONTROLPLANE_TOKEN")
+        .env_remove("TGT_CONTROLPLANE_TOKEN_FILE")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
