@@ -18,7 +18,7 @@ pub use affinity::worker_cpus;
 pub use pin::{cpus_for_node, current_thread_affinity, pin_current_thread, PinError};
 pub use pool::{BufferPool, LenError, NumaPools, PoolBuf, PoolError, PoolStats};
 pub use runtimes::{node_cpu_groups, NodeRuntimes, Seat};
-pub use topology::{parse_cpu_list, CpuListError, Node, Topology, TopologyError};
+pub use topology::{Node, Topology, TopologyError};
 
 /// Which worker threads run on which node, numbered 0.. in node order.
 #[derive(Debug, Clone, PartialEq, Eq)]
