@@ -8,6 +8,7 @@
 //! snapshot the fast path reads); [`control`] (run-time config changes and the control
 //! socket). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
 
+pub mod accept;
 pub mod backend;
 pub mod buf;
 pub mod conn;
