@@ -314,7 +314,10 @@ mod tests {
         let open = Arc::new(AtomicUsize::new(0));
         let a = acquire(&open, 2).unwrap();
         let b = acquire(&open, 2).unwrap();
-        assert!(acquire(&open, 2).is_none(), "a third permit over a limit of 2");
+        assert!(
+            acquire(&open, 2).is_none(),
+            "a third permit over a limit of 2"
+        );
         assert_eq!(open.load(Ordering::Relaxed), 2, "a refusal counts nothing");
         drop(a);
         assert_eq!(open.load(Ordering::Relaxed), 1);
@@ -363,7 +366,9 @@ mod tests {
         });
         // A task never polled (its runtime shut down first, as a NUMA node's runtime is at
         // exit) drops its permit too.
-        let other = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let other = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         other.spawn(async move {
             let _permit = moved_out;
         });

@@ -156,7 +156,10 @@ impl AllowList {
             let (name, reason) = line.split_once(':').unwrap_or((line, ""));
             let (name, reason) = (name.trim(), reason.trim());
             if name.is_empty() || name.contains(char::is_whitespace) || !name.contains('.') {
-                return Err(format!("line {}: {line:?} is not `Suite.Test: reason`", i + 1));
+                return Err(format!(
+                    "line {}: {line:?} is not `Suite.Test: reason`",
+                    i + 1
+                ));
             }
             if reason.is_empty() {
                 return Err(format!("line {}: {name} has no reason", i + 1));
@@ -211,7 +214,10 @@ mod tests {
             AllowList::parse("# why\nGetLBAStatus.UnmapSingle: the LU is read-only\n").unwrap();
         assert!(run.problems(&allowed, 2).is_empty());
         let other = AllowList::parse("GetLBAStatus.Simple: not this one\n").unwrap();
-        assert_eq!(run.problems(&other, 2), vec!["GetLBAStatus.UnmapSingle failed"]);
+        assert_eq!(
+            run.problems(&other, 2),
+            vec!["GetLBAStatus.UnmapSingle failed"]
+        );
     }
 
     #[test]
@@ -240,10 +246,16 @@ mod tests {
     #[test]
     fn allow_list_entries_need_a_name_and_a_reason() {
         assert!(AllowList::parse("").unwrap().entries.is_empty());
-        assert!(AllowList::parse("Suite.Test\n").unwrap_err().contains("no reason"));
-        assert!(AllowList::parse("Suite.Test:   \n").unwrap_err().contains("no reason"));
+        assert!(AllowList::parse("Suite.Test\n")
+            .unwrap_err()
+            .contains("no reason"));
+        assert!(AllowList::parse("Suite.Test:   \n")
+            .unwrap_err()
+            .contains("no reason"));
         assert!(AllowList::parse("just words: why\n").is_err());
-        assert!(AllowList::parse("A.b: x\nA.b: y\n").unwrap_err().contains("twice"));
+        assert!(AllowList::parse("A.b: x\nA.b: y\n")
+            .unwrap_err()
+            .contains("twice"));
     }
 
     #[test]

@@ -278,7 +278,10 @@ fn manifest_violation(krate: &str, file: &Path, line: usize, text: &str) -> Viol
 }
 
 fn is_dataplane_name(s: &str) -> bool {
-    matches!(s.trim().trim_matches('"'), "tgt-dataplane" | "tgt_dataplane")
+    matches!(
+        s.trim().trim_matches('"'),
+        "tgt-dataplane" | "tgt_dataplane"
+    )
 }
 
 /// The quoted value of `key = "..."` inside a manifest line, if present.
@@ -387,7 +390,9 @@ fn tokenize(code: &str) -> Vec<Token> {
 }
 
 fn is_ident(t: &str) -> bool {
-    t.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+    t.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
 }
 
 /// Every path in the token stream, with `use` trees expanded: `crate::{a, b::{c, d}}` gives
@@ -632,7 +637,10 @@ mod tests {
         );
         // From scsi/mod.rs, one `super` already reaches the crate root.
         assert_eq!(
-            check("scsi/mod.rs", "pub fn f() -> super::io::Engine { todo!() }\n"),
+            check(
+                "scsi/mod.rs",
+                "pub fn f() -> super::io::Engine { todo!() }\n"
+            ),
             vec!["scsi/mod.rs:1: forbidden edge `scsi -> io`: `super::io::Engine`"]
         );
     }
@@ -678,9 +686,15 @@ mod tests {
         assert!(check_manifest("cli", Path::new("cli/Cargo.toml"), ok).is_empty());
         for (bad, line) in [
             ("[dependencies]\ntgt-dataplane.workspace = true\n", 2),
-            ("[dev-dependencies]\ndp = { package = \"tgt-dataplane\", path = \"x\" }\n", 2),
+            (
+                "[dev-dependencies]\ndp = { package = \"tgt-dataplane\", path = \"x\" }\n",
+                2,
+            ),
             ("[dependencies]\nx = { path = \"../dataplane\" }\n", 2),
-            ("[package]\nname = \"c\"\n[dependencies.tgt-dataplane]\npath = \"../dataplane\"\n", 3),
+            (
+                "[package]\nname = \"c\"\n[dependencies.tgt-dataplane]\npath = \"../dataplane\"\n",
+                3,
+            ),
         ] {
             let v = check_manifest("controlplane", Path::new("controlplane/Cargo.toml"), bad);
             assert_eq!(v.first().map(|v| v.line), Some(line), "{bad}");
@@ -696,7 +710,10 @@ mod tests {
 
     #[test]
     fn module_paths_follow_the_file_layout() {
-        assert_eq!(module_path(Path::new("scsi/sense.rs")), vec!["scsi", "sense"]);
+        assert_eq!(
+            module_path(Path::new("scsi/sense.rs")),
+            vec!["scsi", "sense"]
+        );
         assert_eq!(module_path(Path::new("scsi/mod.rs")), vec!["scsi"]);
         assert_eq!(module_path(Path::new("limits.rs")), vec!["limits"]);
         assert!(module_path(Path::new("lib.rs")).is_empty());

@@ -16,7 +16,11 @@ fn no_module_imports_across_a_forbidden_edge() {
     let report = check_workspace(root).expect("read the workspace sources");
     // A scan that found nothing to read would pass vacuously.
     for (scope, files) in &report.files_checked {
-        assert!(*files > 0, "no sources found for `{scope}` under {}", root.display());
+        assert!(
+            *files > 0,
+            "no sources found for `{scope}` under {}",
+            root.display()
+        );
     }
     assert_eq!(
         report.files_checked.len(),

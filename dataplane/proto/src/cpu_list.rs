@@ -157,7 +157,10 @@ mod tests {
             parse_kernel_cpu_list("8192\n").unwrap_err(),
             CpuListError::TooLarge { cpu: 8192 }
         );
-        assert!(CpuList::parse("0-3\n").is_err(), "the config form takes no whitespace");
+        assert!(
+            CpuList::parse("0-3\n").is_err(),
+            "the config form takes no whitespace"
+        );
     }
 
     #[test]

@@ -224,7 +224,10 @@ impl Controller {
             return Ok(p.clone());
         }
         let owned = cfg.clone();
-        let root = self.shared().numa_sysfs_root().map(std::path::Path::to_path_buf);
+        let root = self
+            .shared()
+            .numa_sysfs_root()
+            .map(std::path::Path::to_path_buf);
         let built =
             tokio::task::spawn_blocking(move || crate::numa::build_pools(&owned, root.as_deref()))
                 .await
@@ -445,8 +448,7 @@ impl Controller {
                 })
                 .collect(),
             session_count: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
-            connection_count: u32::try_from(self.shared().connection_count())
-                .unwrap_or(u32::MAX),
+            connection_count: u32::try_from(self.shared().connection_count()).unwrap_or(u32::MAX),
             numa_nodes: self.numa_nodes.clone(),
             pinned_cpus: self.shared().pinned_cpus().to_vec(),
         }
