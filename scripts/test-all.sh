@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check the project has, the same way on a laptop and in CI:
 # installs the independent initiators (libiscsi) and the reference target (tgt) when missing,
-# then formatting, lints, the binaries, `cargo test --workspace` (unit, component and
-# system tests; the system tests drive the real binaries with libiscsi's tools), and a
+# then formatting, lints, the API docs (warnings denied), the binaries, `cargo test
+# --workspace` (unit, component and system tests; the system tests drive the real binaries
+# with libiscsi's tools; one checks the layering rules of docs/ARCHITECTURE.md), and a
 # deterministic run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Every doc comment's links and code resolve: a stale or broken one fails like a lint.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 # The system tests spawn these binaries; build them before the tests run.
 cargo build --workspace --bins --quiet
 cargo test --workspace --no-fail-fast 2>&1

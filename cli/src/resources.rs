@@ -495,6 +495,8 @@ pub enum PortalCmd {
         #[arg(long)]
         id: u16,
         /// host:port to listen on (IPv4, [IPv6] or *; port 0 lets the OS choose).
+        // The text is also clap's help, which shows `[IPv6]` as written: not a doc link.
+        #[allow(rustdoc::broken_intra_doc_links)]
         #[arg(long)]
         address: String,
     },

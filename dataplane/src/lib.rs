@@ -4,10 +4,12 @@
 //! text keys); [`login`] (negotiation state machine); [`session`] (session table, CmdSN
 //! window); [`task`] (R2T and Data-Out sequencing); [`scsi`] (SPC-4/SBC-3 command set,
 //! transport-agnostic); [`backend`] (block devices); [`lu`] (runs SCSI commands on a
-//! backend); [`conn`] (the only socket code of the protocol path); [`live`] (the config
-//! snapshot the fast path reads); [`control`] (run-time config changes and the control
-//! socket). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
+//! backend); [`conn`] (the only socket code of the protocol path); [`accept`] (a portal's
+//! accept loop); [`live`] (the config snapshot the fast path reads); [`control`] (every
+//! config change, through the one [`live::Writer`], and the control socket). `pdu`,
+//! `login`, `session`, `task` and `scsi` do no I/O.
 
+pub mod accept;
 pub mod backend;
 pub mod buf;
 pub mod conn;

@@ -1,12 +1,21 @@
 //! The live configuration the fast path reads: an immutable snapshot of targets, their
 //! logical units and portal groups, swapped whole when the configuration changes.
+//!
+//! [`Shared`] is what every listener and connection holds. Its fields are private: the fast
+//! path reads through methods, and what configuration code may change (the snapshot, the
+//! bound portal addresses, the buffer pools) is reachable only through the one [`Writer`]
+//! that [`Shared::new`] hands out, which start-up gives to `control`. So "only `control`
+//! changes configuration" is a property of the types, not a convention.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::lu;
+use crate::metrics::Counters;
+use crate::numa::{NodeRuntimes, NumaPools};
 use crate::session::SessionTable;
 
 /// One target as served: its SCSI side and its portal groups.
@@ -28,38 +37,77 @@ pub struct Snapshot {
     pub generation: u64,
 }
 
-/// State shared by every listener and connection of the data plane.
+/// What the data plane fixes at start and never changes: the settings [`Shared::new`] takes.
 #[derive(Default)]
-pub struct Shared {
-    /// The current snapshot; replaced as a whole, never edited in place.
-    pub snapshot: RwLock<Arc<Snapshot>>,
-    /// Live sessions.
-    pub sessions: SessionTable,
-    /// The address each portal id is actually listening on (port 0 resolved).
-    pub bound: Mutex<BTreeMap<u16, SocketAddr>>,
-    /// Connections currently open.
-    pub connections: AtomicUsize,
-    /// Data-plane-wide counters.
-    pub counters: crate::metrics::Counters,
+pub struct Settings {
     /// Timers an operator may tune.
     pub tuning: Tuning,
     /// CPUs the runtime threads were pinned to at start (empty: not pinned).
     pub pinned_cpus: Vec<u32>,
-    /// Generation of the installed snapshot; read it with [`Shared::generation`], set only
-    /// by [`Shared::install`].
-    pub installed_generation: std::sync::atomic::AtomicU64,
+    /// Per-node runtimes that accepted connections are placed on (worker CPUs on two or
+    /// more nodes); `None` runs every connection on the current runtime.
+    pub placement: Option<Arc<NodeRuntimes>>,
+    /// Where the NUMA topology is read (`--numa-sysfs-root`); `None` is `/`.
+    pub numa_sysfs_root: Option<PathBuf>,
+}
+
+/// State shared by every listener and connection of the data plane.
+pub struct Shared {
+    /// The current snapshot; replaced as a whole, never edited in place.
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Generation of the installed snapshot; set only by [`Writer::install`].
+    installed_generation: AtomicU64,
+    /// Live sessions.
+    sessions: SessionTable,
+    /// The address each portal id is actually listening on (port 0 resolved).
+    bound: Mutex<BTreeMap<u16, SocketAddr>>,
+    /// Connections currently open, each held by a [`ConnectionPermit`].
+    connections: Arc<AtomicUsize>,
+    /// Data-plane-wide counters.
+    counters: Counters,
     /// The data buffer pools, one per NUMA node (one unbound pool with NUMA off), built
     /// from the first config applied and kept for the process's life: their memory is
     /// mapped, bound and touched once, and logical units hold handles into them.
-    pub pools: std::sync::OnceLock<Arc<crate::numa::NumaPools>>,
-    /// Per-node runtimes that accepted connections are placed on (worker CPUs on two or
-    /// more nodes); `None` runs every connection on the current runtime.
-    pub placement: Option<Arc<crate::numa::NodeRuntimes>>,
-    /// Where the NUMA topology is read (`--numa-sysfs-root`); `None` is `/`.
-    pub numa_sysfs_root: Option<std::path::PathBuf>,
+    pools: OnceLock<Arc<NumaPools>>,
     /// Open connections per portal id; see [`Shared::portal_connections`]. Entries are
     /// never removed: portal ids are few and an id may come back.
-    pub portal_gauges: Mutex<BTreeMap<u16, Arc<AtomicU64>>>,
+    portal_gauges: Mutex<BTreeMap<u16, Arc<AtomicU64>>>,
+    /// Fixed at start.
+    settings: Settings,
+}
+
+/// The one handle that changes [`Shared`]: installs snapshots, records bound portal
+/// addresses and sets the buffer pools.
+///
+/// [`Shared::new`] returns exactly one; start-up hands it to `control::Controller`. It is
+/// neither `Clone` nor constructible elsewhere, so code holding only an `Arc<Shared>` (the
+/// accept loops, connections) can read the configuration but not change it.
+pub struct Writer {
+    shared: Arc<Shared>,
+}
+
+/// One open connection, counted in [`Shared::connection_count`] until dropped.
+///
+/// The accept loop takes it with [`Shared::admit_connection`] and moves it into the
+/// connection's task, so the count drops when that task ends however it ends: a normal
+/// close, a socket that fails before the connection starts, a failed move to a NUMA node's
+/// runtime, an aborted task or a panic.
+#[must_use = "the connection is counted only while the permit lives"]
+pub struct ConnectionPermit(Arc<AtomicUsize>);
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes one of `max` slots counted in `open`, or `None` when all are taken.
+fn acquire(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionPermit> {
+    open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        (n < max).then_some(n + 1)
+    })
+    .ok()
+    .map(|_| ConnectionPermit(Arc::clone(open)))
 }
 
 /// Counts one open connection of a portal until dropped.
@@ -101,6 +149,26 @@ impl Default for Tuning {
 }
 
 impl Shared {
+    /// Empty live state (generation 0, no targets) with `settings`, and the one [`Writer`]
+    /// that may change it.
+    pub fn new(settings: Settings) -> (Arc<Self>, Writer) {
+        let shared = Arc::new(Self {
+            snapshot: RwLock::default(),
+            installed_generation: AtomicU64::new(0),
+            sessions: SessionTable::default(),
+            bound: Mutex::default(),
+            connections: Arc::default(),
+            counters: Counters::default(),
+            pools: OnceLock::new(),
+            portal_gauges: Mutex::default(),
+            settings,
+        });
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+        };
+        (shared, writer)
+    }
+
     /// The snapshot in force now.
     pub fn current(&self) -> Arc<Snapshot> {
         self.snapshot
@@ -109,23 +177,55 @@ impl Shared {
             .clone()
     }
 
-    /// Installs a new snapshot.
-    pub fn install(&self, snap: Snapshot) {
-        let generation = snap.generation;
-        *self
-            .snapshot
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snap);
-        // Published after the swap: a connection that sees the new number finds the new
-        // snapshot.
-        self.installed_generation
-            .store(generation, std::sync::atomic::Ordering::Release);
-    }
-
     /// Generation of the installed snapshot; one atomic load, checked per command.
     pub fn generation(&self) -> u64 {
-        self.installed_generation
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.installed_generation.load(Ordering::Acquire)
+    }
+
+    /// The live sessions.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// Data-plane-wide counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Connection timers.
+    pub fn tuning(&self) -> Tuning {
+        self.settings.tuning
+    }
+
+    /// CPUs the runtime threads were pinned to at start (empty: not pinned).
+    pub fn pinned_cpus(&self) -> &[u32] {
+        &self.settings.pinned_cpus
+    }
+
+    /// Per-node runtimes to place accepted connections on, if any.
+    pub fn placement(&self) -> Option<&Arc<NodeRuntimes>> {
+        self.settings.placement.as_ref()
+    }
+
+    /// Where the NUMA topology is read; `None` is `/`.
+    pub fn numa_sysfs_root(&self) -> Option<&Path> {
+        self.settings.numa_sysfs_root.as_deref()
+    }
+
+    /// The data buffer pools, once the first config with logical units built them.
+    pub fn pools(&self) -> Option<&Arc<NumaPools>> {
+        self.pools.get()
+    }
+
+    /// Counts a new connection, or refuses it (`None`) when
+    /// [`CONNECTIONS_MAX`](crate::limits::CONNECTIONS_MAX) are open.
+    pub fn admit_connection(&self) -> Option<ConnectionPermit> {
+        acquire(&self.connections, crate::limits::CONNECTIONS_MAX)
+    }
+
+    /// Connections open now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The open-connections gauge of portal `id`, created at zero on first use. The accept
@@ -153,10 +253,138 @@ impl Shared {
 
     /// The bound address of a portal id.
     pub fn bound_addr(&self, portal: u16) -> Option<SocketAddr> {
+        self.bound_map().get(&portal).copied()
+    }
+
+    /// Every bound portal, ascending by id: its id and the address it listens on.
+    pub fn bound_portals(&self) -> Vec<(u16, SocketAddr)> {
+        self.bound_map().iter().map(|(id, a)| (*id, *a)).collect()
+    }
+
+    fn bound_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, SocketAddr>> {
         self.bound
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&portal)
-            .copied()
+    }
+}
+
+impl Writer {
+    /// The live state this writer changes.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Installs a new snapshot.
+    pub fn install(&self, snap: Snapshot) {
+        let generation = snap.generation;
+        *self
+            .shared
+            .snapshot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snap);
+        // Published after the swap: a connection that sees the new number finds the new
+        // snapshot.
+        self.shared
+            .installed_generation
+            .store(generation, Ordering::Release);
+    }
+
+    /// Records that portal `id` listens on `addr`.
+    pub fn set_bound(&self, id: u16, addr: SocketAddr) {
+        self.shared.bound_map().insert(id, addr);
+    }
+
+    /// Forgets the bound address of every portal `keep` says no to.
+    pub fn retain_bound(&self, mut keep: impl FnMut(u16) -> bool) {
+        self.shared.bound_map().retain(|id, _| keep(*id));
+    }
+
+    /// Sets the buffer pools; `false` (and `pools` dropped) when they were set already.
+    pub fn set_pools(&self, pools: Arc<NumaPools>) -> bool {
+        self.shared.pools.set(pools).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_are_bounded_and_each_drop_frees_one_slot() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let a = acquire(&open, 2).unwrap();
+        let b = acquire(&open, 2).unwrap();
+        assert!(
+            acquire(&open, 2).is_none(),
+            "a third permit over a limit of 2"
+        );
+        assert_eq!(open.load(Ordering::Relaxed), 2, "a refusal counts nothing");
+        drop(a);
+        assert_eq!(open.load(Ordering::Relaxed), 1);
+        let c = acquire(&open, 2).unwrap();
+        drop((b, c));
+        assert_eq!(open.load(Ordering::Relaxed), 0);
+    }
+
+    /// Every way a connection's task can end gives its permit back: it returns (a normal
+    /// close, or `conn::serve` returning early because `local_addr` failed), it panics, or
+    /// it is aborted (portal removed, runtime shut down) while it waits.
+    #[test]
+    fn a_permit_is_released_on_every_path_out_of_the_connection_task() {
+        let (shared, _writer) = Shared::new(Settings::default());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let moved_out = shared.admit_connection().unwrap();
+        rt.block_on(async {
+            let returns = shared.admit_connection().unwrap();
+            let panics = shared.admit_connection().unwrap();
+            let aborted = shared.admit_connection().unwrap();
+            assert_eq!(shared.connection_count(), 4);
+            tokio::spawn(async move {
+                let _permit = returns;
+            })
+            .await
+            .unwrap();
+            assert_eq!(shared.connection_count(), 3, "task returned");
+            let r = tokio::spawn(async move {
+                let _permit = panics;
+                panic!("connection task panics");
+            })
+            .await;
+            assert!(r.unwrap_err().is_panic());
+            assert_eq!(shared.connection_count(), 2, "task panicked");
+            let t = tokio::spawn(async move {
+                let _permit = aborted;
+                std::future::pending::<()>().await;
+            });
+            tokio::task::yield_now().await;
+            t.abort();
+            assert!(t.await.unwrap_err().is_cancelled());
+            assert_eq!(shared.connection_count(), 1, "task aborted");
+        });
+        // A task never polled (its runtime shut down first, as a NUMA node's runtime is at
+        // exit) drops its permit too.
+        let other = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        other.spawn(async move {
+            let _permit = moved_out;
+        });
+        drop(other);
+        assert_eq!(shared.connection_count(), 0, "task never run");
+    }
+
+    #[test]
+    fn the_connection_limit_is_connections_max() {
+        let (shared, _writer) = Shared::new(Settings::default());
+        let permits: Vec<ConnectionPermit> = (0..crate::limits::CONNECTIONS_MAX)
+            .map(|_| shared.admit_connection().unwrap())
+            .collect();
+        assert!(shared.admit_connection().is_none());
+        drop(permits);
+        assert_eq!(shared.connection_count(), 0);
+        assert!(shared.admit_connection().is_some());
     }
 }

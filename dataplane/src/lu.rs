@@ -1325,6 +1325,43 @@ impl Target {
     }
 }
 
+impl LuConfig {
+    /// The settings the logical unit `lun` of `target` is opened with from a validated
+    /// storage, taking its data buffers from the pool of the storage's NUMA node (or the
+    /// first pool when it names none).
+    pub fn from_storage(
+        target: &str,
+        lun: u16,
+        storage: &tgt_proto::ValidStorage,
+        pools: &crate::numa::NumaPools,
+    ) -> Self {
+        let pool = storage
+            .numa_node()
+            .and_then(|n| pools.pool_for(n))
+            .or_else(|| pools.pools().first())
+            .cloned();
+        Self {
+            device_id: storage.device_id(),
+            path: storage.path().to_path_buf(),
+            online: storage.online(),
+            read_only: storage.read_only(),
+            block_size: storage.block_size(),
+            create_size_bytes: storage.size_bytes(),
+            target_name: target.to_string(),
+            lun,
+            engine: match storage.backend() {
+                tgt_proto::BackendType::Iouring => Engine::IoUring {
+                    queue_depth: storage.io_uring_queue_depth(),
+                    direct: storage.direct_io(),
+                },
+                tgt_proto::BackendType::File => Engine::File,
+            },
+            thin: storage.thin_provisioning(),
+            pool,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,7 @@ pub use config::{
     NUMA_BUFFER_SIZE_BYTES_DEFAULT, NUMA_BUFFER_SIZE_BYTES_MAX, NUMA_BUFFER_SIZE_BYTES_MIN,
     NUMA_NODE_MAX, WORKER_THREADS_MAX,
 };
-pub use cpu_list::{CpuList, CpuListError};
+pub use cpu_list::{parse_kernel_cpu_list, CpuList, CpuListError};
 pub use name::{check_iscsi_name, is_valid_iscsi_name, IscsiNameError, ISCSI_NAME_BYTES_MAX};
 pub use validate::{
     FieldError, ValidConfig, ValidPerformance, ValidPortal, ValidStorage, ValidTarget,

@@ -10,6 +10,10 @@
 //! socket is a trust boundary, and alone decides whether a change is allowed given live
 //! state; a refusal is a typed [`Refusal`] that the control plane maps to an HTTP status.
 
+// Wire and text codec: conversions that could truncate or lose a sign are `try_from`, never
+// `as` (STYLE.md, hot-path rules).
+#![deny(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -252,7 +251,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, portal_id: u16, shared: 
     let mut conn = Conn::new(stream, peer, local, portal_id, shared.clone());
     let end = conn.run().await;
     if matches!(end, End::LoginFailed) {
-        crate::metrics::inc(&shared.counters.login_failures_total);
+        crate::metrics::inc(&shared.counters().login_failures_total);
     }
     match &end {
         End::Logout | End::LoginFailed => debug!(%peer, ?end, "connection closed"),
@@ -415,8 +414,8 @@ impl Conn {
         match self.phase {
             Phase::Login(_) => login_deadline,
             Phase::Full => match self.ping_ttt {
-                Some((_, sent)) => sent + self.shared.tuning.nop_in_timeout,
-                None => self.last_rx + self.shared.tuning.nop_in_interval,
+                Some((_, sent)) => sent + self.shared.tuning().nop_in_timeout,
+                None => self.last_rx + self.shared.tuning().nop_in_interval,
             },
         }
     }
@@ -427,12 +426,12 @@ impl Conn {
             Phase::Login(_) => (now >= login_deadline).then_some(End::Timeout),
             Phase::Full => {
                 if let Some((_, sent)) = self.ping_ttt {
-                    if now >= sent + self.shared.tuning.nop_in_timeout {
+                    if now >= sent + self.shared.tuning().nop_in_timeout {
                         return Some(End::Timeout);
                     }
                     return None;
                 }
-                if now >= self.last_rx + self.shared.tuning.nop_in_interval
+                if now >= self.last_rx + self.shared.tuning().nop_in_interval
                     && self.neg.kind == SessionKind::Normal
                 {
                     let ttt = self.alloc_ttt();
@@ -506,7 +505,7 @@ impl Conn {
                 Ok(None) => break,
                 Err(e) => {
                     if e == pdu::PduError::HeaderDigest {
-                        crate::metrics::inc(&self.shared.counters.digest_errors_total);
+                        crate::metrics::inc(&self.shared.counters().digest_errors_total);
                     }
                     warn!(peer = %self.peer, error = %e, "undecodable PDU");
                     result = Err(End::Protocol("undecodable PDU"));
@@ -706,7 +705,7 @@ impl Conn {
     ) -> Result<(), End> {
         if tsih != 0 {
             // Adding a connection to an existing session (MC/S) is not offered: MaxConnections=1.
-            r.status = if self.shared.sessions.exists(tsih) {
+            r.status = if self.shared.sessions().exists(tsih) {
                 login::status::TOO_MANY_CONNECTIONS
             } else {
                 login::status::SESSION_DOES_NOT_EXIST
@@ -716,7 +715,7 @@ impl Conn {
             self.send_login_reply(itt, &isid, tsih, &r);
             return Err(End::LoginFailed);
         }
-        let registered = self.shared.sessions.register(
+        let registered = self.shared.sessions().register(
             &neg.initiator_name,
             isid,
             &neg.target_name,
@@ -754,7 +753,7 @@ impl Conn {
             kind = ?neg.kind,
             "login complete"
         );
-        crate::metrics::inc(&self.shared.counters.logins_total);
+        crate::metrics::inc(&self.shared.counters().logins_total);
         // Framing changes take effect after the final Login Response (RFC 7143 §13.1).
         self.framing = Framing {
             header_digest: neg.header_digest,
@@ -768,7 +767,7 @@ impl Conn {
             initial_r2t: neg.initial_r2t,
         };
         self.shared
-            .sessions
+            .sessions()
             .set_details(info.tsih, info.nexus_id, session_details(&neg));
         self.neg = neg;
         self.phase = Phase::Full;
@@ -1199,7 +1198,7 @@ impl Conn {
     /// Counts a data digest mismatch (the Reject goes out separately).
     fn digest_error(&self) {
         warn!(peer = %self.peer, "data digest error");
-        crate::metrics::inc(&self.shared.counters.digest_errors_total);
+        crate::metrics::inc(&self.shared.counters().digest_errors_total);
     }
 
     /// Remembers a few ITTs of commands that ended early, so their stray Data-Out is dropped.
@@ -1585,12 +1584,11 @@ impl Conn {
             std::future::poll_fn(|cx| self.running.poll_finished(cx, &mut sink)).await;
         }
         if let (Some((tsih, nexus_id)), Some(n)) = (self.session, &self.nexus) {
-            self.shared.sessions.remove(tsih, nexus_id);
+            self.shared.sessions().remove(tsih, nexus_id);
             if let Some(t) = &self.target {
                 t.scsi.nexus_gone(n);
             }
         }
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -36,8 +36,8 @@ use tgt_proto::{Config, ValidConfig, ValidStorage};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::live::{Shared, Snapshot, TargetEntry};
-use crate::lu::{self, LogicalUnit};
+use crate::live::{Shared, Snapshot, TargetEntry, Writer};
+use crate::lu::{self, LogicalUnit, LuConfig};
 use crate::numa::NumaPools;
 
 /// A listening portal and the task accepting on it; dropping it stops accepting.
@@ -70,7 +70,8 @@ struct Applied {
 
 /// Owns the running configuration of a data plane and changes it.
 pub struct Controller {
-    shared: Arc<Shared>,
+    /// The one handle that changes the live state (see [`crate::live::Writer`]).
+    live: Writer,
     /// The machine's NUMA topology, read once at start for status.
     numa_nodes: Vec<tgt_proto::socket::NumaNodeStatus>,
     started: Instant,
@@ -84,10 +85,17 @@ struct Prepared {
 }
 
 impl Controller {
-    /// A controller serving nothing yet (generation 0) over `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        // A topology that cannot be read is reported as no nodes rather than failing start-up.
-        let numa_nodes = match crate::numa::Topology::detect() {
+    /// A controller serving nothing yet (generation 0), changing the live state through
+    /// `live`.
+    pub fn new(live: Writer) -> Self {
+        // The same root the pools and the binary read (`--numa-sysfs-root`), so status shows
+        // the topology the data plane runs on. A topology that cannot be read is reported as
+        // no nodes rather than failing start-up.
+        let root = live
+            .shared()
+            .numa_sysfs_root()
+            .unwrap_or(std::path::Path::new("/"));
+        let numa_nodes = match crate::numa::Topology::from_sysfs(root) {
             Ok(t) => t
                 .nodes()
                 .iter()
@@ -103,7 +111,7 @@ impl Controller {
             }
         };
         Self {
-            shared,
+            live,
             numa_nodes,
             started: Instant::now(),
             state: tokio::sync::Mutex::new(Applied::default()),
@@ -112,7 +120,7 @@ impl Controller {
 
     /// The state shared with the connections.
     pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        self.live.shared()
     }
 
     /// Generation of the config now applied (0 before the first).
@@ -175,8 +183,8 @@ impl Controller {
     /// their next command, and commands already running hold the logical unit they started
     /// on until they finish, so nothing in flight is lost.
     fn check_busy(&self, cfg: &ValidConfig) -> Result<(), Refusal> {
-        let snap = self.shared.current();
-        let sessions = self.shared.sessions.list();
+        let snap = self.shared().current();
+        let sessions = self.shared().sessions().list();
         for name in snap.targets.keys() {
             // A connection holds an older target entry until its next command, so count
             // sessions by target name in the session table, not references to the entry.
@@ -196,7 +204,7 @@ impl Controller {
     /// `enableNUMA` is logged and takes effect at the next start, because live LUs and
     /// in-flight commands hold buffers of the pools in place.
     async fn pools(&self, cfg: &ValidConfig) -> Result<Arc<NumaPools>, Refusal> {
-        if let Some(p) = self.shared.pools.get() {
+        if let Some(p) = self.shared().pools() {
             let perf = cfg.performance();
             let want = (
                 usize::try_from(perf.numa_buffer_pool_size()).unwrap_or(usize::MAX),
@@ -216,9 +224,12 @@ impl Controller {
             return Ok(p.clone());
         }
         let owned = cfg.clone();
-        let root = self.shared.numa_sysfs_root.clone();
+        let root = self
+            .shared()
+            .numa_sysfs_root()
+            .map(std::path::Path::to_path_buf);
         let built =
-            tokio::task::spawn_blocking(move || crate::serve::build_pools(&owned, root.as_deref()))
+            tokio::task::spawn_blocking(move || crate::numa::build_pools(&owned, root.as_deref()))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r)
@@ -235,10 +246,9 @@ impl Controller {
         );
         // Two applies never race here (the controller serialises them), so this is the
         // only `set`; a lost race would just drop the spare pools.
-        let _ = self.shared.pools.set(built);
-        self.shared
-            .pools
-            .get()
+        let _ = self.live.set_pools(built);
+        self.shared()
+            .pools()
             .cloned()
             .ok_or_else(|| Refusal::StorageUnavailable {
                 device_id: 0,
@@ -279,7 +289,7 @@ impl Controller {
                 return Ok(out);
             };
             for ((target, lun), storage) in to_open {
-                let lc = crate::serve::lu_config(&target, lun, &storage, &pools);
+                let lc = LuConfig::from_storage(&target, lun, &storage, &pools);
                 match LogicalUnit::open(&lc) {
                     Ok(unit) => out.push(((target, lun), storage, unit)),
                     Err(e) => {
@@ -331,7 +341,7 @@ impl Controller {
 
     /// Installs a prepared config; cannot fail, so the swap is all or nothing.
     fn install(&self, st: &mut Applied, generation: u64, cfg: ValidConfig, p: Prepared) {
-        let old = self.shared.current();
+        let old = self.shared().current();
         let mut targets = BTreeMap::new();
         for t in cfg.targets() {
             let luns: Vec<(u16, Arc<LogicalUnit>)> = t
@@ -368,7 +378,7 @@ impl Controller {
             targets.insert(t.name().to_string(), entry);
         }
         drop(old);
-        self.shared.install(Snapshot {
+        self.live.install(Snapshot {
             targets,
             generation,
         });
@@ -376,14 +386,7 @@ impl Controller {
         // Portals: stop the removed or re-addressed ones, then start the new ones.
         st.listeners
             .retain(|id, l| cfg.portal(*id).is_some_and(|a| a == l.configured));
-        {
-            let mut bound = self
-                .shared
-                .bound
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            bound.retain(|id, _| st.listeners.contains_key(id));
-        }
+        self.live.retain_bound(|id| st.listeners.contains_key(&id));
         for (id, configured, l) in p.new_listeners {
             let Ok(bound) = l.local_addr() else {
                 warn!(
@@ -393,13 +396,9 @@ impl Controller {
                 continue;
             };
             info!(portal = id, %bound, "listening");
-            self.shared
-                .bound
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id, bound);
-            let task =
-                tokio::spawn(crate::serve::accept_loop(id, l, self.shared.clone())).abort_handle();
+            self.live.set_bound(id, bound);
+            let task = tokio::spawn(crate::accept::accept_loop(id, l, self.shared().clone()))
+                .abort_handle();
             st.listeners.insert(id, PortalListener { configured, task });
         }
         st.generation = generation;
@@ -411,15 +410,9 @@ impl Controller {
     pub async fn status(&self) -> Status {
         let st = self.state.lock().await;
         let portals = self
-            .shared
-            .bound
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(id, bound)| PortalStatus {
-                id: *id,
-                bound: *bound,
-            })
+            .bound_portals()
+            .into_iter()
+            .map(|(id, bound)| PortalStatus { id, bound })
             .collect();
         let mut targets: BTreeMap<&str, Vec<LunStatus>> = BTreeMap::new();
         if let Some(cfg) = &st.config {
@@ -442,7 +435,7 @@ impl Controller {
                     .saturating_mul(u64::from(a.unit.block_size())),
             });
         }
-        let sessions = self.shared.sessions.list();
+        let sessions = self.shared().sessions().list();
         Status {
             generation: st.generation,
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -455,14 +448,9 @@ impl Controller {
                 })
                 .collect(),
             session_count: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
-            connection_count: u32::try_from(
-                self.shared
-                    .connections
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            )
-            .unwrap_or(u32::MAX),
+            connection_count: u32::try_from(self.shared().connection_count()).unwrap_or(u32::MAX),
             numa_nodes: self.numa_nodes.clone(),
-            pinned_cpus: self.shared.pinned_cpus.clone(),
+            pinned_cpus: self.shared().pinned_cpus().to_vec(),
         }
     }
 
@@ -470,7 +458,7 @@ impl Controller {
     pub async fn stats(&self) -> Stats {
         use crate::metrics::get;
         let st = self.state.lock().await;
-        let c = &self.shared.counters;
+        let c = self.shared().counters();
         Stats {
             logins_total: get(&c.logins_total),
             login_failures_total: get(&c.login_failures_total),
@@ -483,9 +471,8 @@ impl Controller {
             uring: crate::metrics::URING.stats(),
             portals: self.portal_stats(),
             numa_pools: self
-                .shared
-                .pools
-                .get()
+                .shared()
+                .pools()
                 .map(|p| crate::metrics::numa_pool_stats(p))
                 .unwrap_or_default(),
         }
@@ -508,7 +495,7 @@ impl Controller {
                 )
             })
             .collect();
-        for (id, n) in self.shared.portal_connection_counts() {
+        for (id, n) in self.shared().portal_connection_counts() {
             if n > 0 || by_id.contains_key(&id) {
                 by_id
                     .entry(id)
@@ -520,7 +507,7 @@ impl Controller {
                     .connections = n;
             }
         }
-        for s in self.shared.sessions.list() {
+        for s in self.shared().sessions().list() {
             let portal = s
                 .portal
                 .parse()
@@ -535,20 +522,14 @@ impl Controller {
 
     /// Every bound portal: its id and the address it listens on.
     fn bound_portals(&self) -> Vec<(u16, SocketAddr)> {
-        self.shared
-            .bound
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(id, a)| (*id, *a))
-            .collect()
+        self.shared().bound_portals()
     }
 
     /// The logged-in sessions, ascending by TSIH.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let bound = self.bound_portals();
-        self.shared
-            .sessions
+        self.shared()
+            .sessions()
             .list()
             .into_iter()
             .filter_map(|s| {
@@ -591,7 +572,7 @@ impl Controller {
 
     /// Closes every connection of session `tsih`.
     pub fn close_session(&self, tsih: u16) -> Response {
-        if self.shared.sessions.close(tsih) {
+        if self.shared().sessions().close(tsih) {
             info!(tsih, "session closed by the control plane");
             Response::SessionClosed { tsih }
         } else {

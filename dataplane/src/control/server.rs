@@ -9,6 +9,10 @@
 //! connection is closed, because the stream can no longer be resynchronised; a payload
 //! that is not a valid request is answered the same way but the connection stays usable.
 
+// Wire and text codec: conversions that could truncate or lose a sign are `try_from`, never
+// `as` (STYLE.md, hot-path rules).
+#![deny(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

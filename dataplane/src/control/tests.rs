@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 
 use super::server::ControlSocket;
 use super::Controller;
-use crate::live::Shared;
+use crate::live::{Settings, Shared};
 
 const IQN: &str = "iqn.2026-01.org.example:control";
 
@@ -77,7 +77,7 @@ fn config(dir: &Path, luns: &[u16], portals: &[u16]) -> Config {
 }
 
 fn controller() -> Controller {
-    Controller::new(Arc::new(Shared::default()))
+    Controller::new(Shared::new(Settings::default()).1)
 }
 
 fn unit(c: &Controller, lun: u16) -> Option<Arc<crate::lu::LogicalUnit>> {
@@ -147,7 +147,7 @@ async fn removes_a_lun_while_a_session_is_logged_in_but_not_its_target() {
     let session = c.shared().current().targets.get(IQN).cloned().unwrap();
     let (info, _kill) = c
         .shared()
-        .sessions
+        .sessions()
         .register(
             "iqn.2026-11.org.example:init",
             [0x80, 0, 0, 0, 0, 1],
@@ -188,7 +188,7 @@ async fn removes_a_lun_while_a_session_is_logged_in_but_not_its_target() {
     ));
     assert_eq!(c.generation().await, 2, "a refused change changes nothing");
     drop(session);
-    c.shared().sessions.remove(info.tsih, info.nexus_id);
+    c.shared().sessions().remove(info.tsih, info.nexus_id);
     assert_eq!(c.apply(3, empty).await, Response::Applied { generation: 3 });
 }
 
@@ -449,4 +449,22 @@ async fn socket_replaces_a_stale_socket_but_not_a_file() {
     std::fs::write(&file, b"x").unwrap();
     assert!(ControlSocket::bind(&file).is_err());
     assert!(file.exists());
+}
+
+#[tokio::test]
+async fn status_reports_the_topology_under_the_configured_sysfs_root() {
+    let fake = crate::numa::topology::tests::fake_sysfs("ctl-status", 2, 3);
+    let (_, live) = Shared::new(Settings {
+        numa_sysfs_root: Some(fake.0.clone()),
+        ..Settings::default()
+    });
+    let c = Controller::new(live);
+    let nodes: Vec<(u32, Vec<u32>)> = c
+        .status()
+        .await
+        .numa_nodes
+        .into_iter()
+        .map(|n| (n.id, n.cpus))
+        .collect();
+    assert_eq!(nodes, vec![(0, vec![0, 1, 2]), (1, vec![3, 4, 5])]);
 }

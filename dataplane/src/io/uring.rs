@@ -241,7 +241,16 @@ impl Slab {
     }
 
     /// Frees `idx` and returns what it owned (an `InFlight` or `Done` slot).
+    ///
+    /// Freeing a free slot is our bug, and a memory-safety one: whoever freed it first may
+    /// have handed its buffer back while this caller believes an operation still owns it,
+    /// and the free list would link the slot twice, so two operations could share it. The
+    /// process stops rather than go on with a buffer the kernel may still write to.
     fn remove(&mut self, idx: usize) -> Option<Owned> {
+        assert!(
+            !matches!(self.slots[idx], Slot::Free { .. }),
+            "io_uring slab slot {idx} freed twice"
+        );
         let old = std::mem::replace(
             &mut self.slots[idx],
             Slot::Free {
@@ -255,13 +264,8 @@ impl Slab {
                 Some(owned)
             }
             Slot::Done { owned, .. } => Some(owned),
-            Slot::Free { next } => {
-                // Freeing a free slot is our bug; undo so the free list stays intact.
-                debug_assert!(false, "slab slot {idx} freed twice");
-                self.slots[idx] = Slot::Free { next };
-                self.free_head = next;
-                None
-            }
+            // Excluded by the assert above.
+            Slot::Free { .. } => None,
         }
     }
 
@@ -276,14 +280,17 @@ impl Slab {
     }
 
     /// Records the CQE of `user_data`; wakes its future or frees an abandoned slot.
+    ///
+    /// A CQE for a slot that is not in flight means the slab and the kernel disagree about
+    /// who owns a buffer: a slot already completed or freed may have been reused, so the
+    /// kernel may have written into memory another operation (or the pool) now owns. That
+    /// is a broken memory-safety invariant, so the process stops.
     fn complete(&mut self, user_data: u64, res: i32) {
-        let Some(idx) = usize::try_from(user_data)
-            .ok()
-            .filter(|&i| i < self.slots.len())
-        else {
-            debug_assert!(false, "cqe for unknown slot {user_data}");
-            return;
-        };
+        let idx = usize::try_from(user_data).unwrap_or(usize::MAX);
+        assert!(
+            idx < self.slots.len(),
+            "io_uring cqe for unknown slot {user_data}"
+        );
         match &mut self.slots[idx] {
             Slot::InFlight {
                 abandoned: true, ..
@@ -302,7 +309,7 @@ impl Slab {
                     self.wake_list.push(w);
                 }
             }
-            _ => debug_assert!(false, "cqe for slot {idx} that is not in flight"),
+            _ => panic!("io_uring cqe for slot {idx} that is not in flight"),
         }
     }
 }
@@ -989,6 +996,43 @@ mod tests {
         (0..len as u64)
             .map(|i| u8::try_from(seed.wrapping_mul(31).wrapping_add(i * 7) % 251).unwrap())
             .collect()
+    }
+
+    fn slab_with_one_slot() -> (PathBuf, Slab, usize) {
+        let (path, file) = temp_file("slab", 4096);
+        let mut slab = Slab::with_capacity(1);
+        let idx = slab.insert(Owned {
+            buf: None,
+            _file: file,
+        });
+        (path, slab, idx)
+    }
+
+    #[test]
+    #[should_panic(expected = "freed twice")]
+    fn freeing_a_slab_slot_twice_stops_the_process() {
+        let (path, mut slab, idx) = slab_with_one_slot();
+        let _ = std::fs::remove_file(path);
+        assert!(slab.remove(idx).is_some());
+        slab.remove(idx);
+    }
+
+    #[test]
+    #[should_panic(expected = "not in flight")]
+    fn a_second_cqe_for_one_slot_stops_the_process() {
+        let (path, mut slab, idx) = slab_with_one_slot();
+        let _ = std::fs::remove_file(path);
+        let user_data = u64::try_from(idx).unwrap();
+        slab.complete(user_data, 0);
+        slab.complete(user_data, 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown slot")]
+    fn a_cqe_for_a_slot_never_issued_stops_the_process() {
+        let (path, mut slab, _) = slab_with_one_slot();
+        let _ = std::fs::remove_file(path);
+        slab.complete(7, 0);
     }
 
     #[test]

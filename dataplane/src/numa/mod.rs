@@ -18,7 +18,7 @@ pub use affinity::worker_cpus;
 pub use pin::{cpus_for_node, current_thread_affinity, pin_current_thread, PinError};
 pub use pool::{BufferPool, LenError, NumaPools, PoolBuf, PoolError, PoolStats};
 pub use runtimes::{node_cpu_groups, NodeRuntimes, Seat};
-pub use topology::{parse_cpu_list, CpuListError, Node, Topology, TopologyError};
+pub use topology::{Node, Topology, TopologyError};
 
 /// Which worker threads run on which node, numbered 0.. in node order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +129,43 @@ pub fn place_connection(
         .workers()
         .filter(|w| w.node == best_node)
         .min_by_key(|w| (load_of(w), w.index))
+}
+
+/// Builds the data buffer pools a validated config asks for (`performance`):
+/// `numaBufferPoolSize` buffers of `numaBufferSize` bytes, 4 KiB aligned for O_DIRECT. With
+/// NUMA awareness on (`enableNUMA`, or a storage with `numaNode`) every node of the machine
+/// (read below `sysfs_root`, `None` being `/`) gets a pool bound to it; otherwise one
+/// unbound pool serves every LU.
+///
+/// Maps and touches all the memory: call it off the network threads.
+pub fn build_pools(
+    cfg: &tgt_proto::ValidConfig,
+    sysfs_root: Option<&std::path::Path>,
+) -> Result<NumaPools, String> {
+    let perf = cfg.performance();
+    let count = usize::try_from(perf.numa_buffer_pool_size()).map_err(|e| e.to_string())?;
+    let size = usize::try_from(perf.numa_buffer_size_bytes()).map_err(|e| e.to_string())?;
+    let numa = perf.numa_enabled() || cfg.storages().any(|s| s.numa_node().is_some());
+    let align = pool::DIRECT_IO_ALIGN_BYTES;
+    let pools = if numa {
+        let topology = Topology::from_sysfs(sysfs_root.unwrap_or(std::path::Path::new("/")))
+            .map_err(|e| format!("numa topology: {e}"))?;
+        let nodes: Vec<u32> = topology.nodes().iter().map(|n| n.id).collect();
+        NumaPools::new(&topology, &nodes, count, size, align)
+    } else {
+        BufferPool::unbound(count, size, align).map(NumaPools::single)
+    }
+    .map_err(|e| format!("buffer pools: {e}"))?;
+    for st in pools.stats() {
+        tracing::info!(
+            node = st.node,
+            buffers = st.capacity,
+            buffer_bytes = size,
+            bound = st.bound,
+            "data buffer pool ready"
+        );
+    }
+    Ok(pools)
 }
 
 #[cfg(test)]

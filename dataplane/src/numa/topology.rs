@@ -11,35 +11,15 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// CPU ids we accept, exclusive. The kernel's `NR_CPUS` tops out at 8192 on x86-64; anything
-/// larger in a cpulist is a corrupt file, not a machine.
-pub const CPU_ID_LIMIT: u32 = 8192;
+use tgt_proto::{parse_kernel_cpu_list, CpuListError};
+
+/// CPU ids we accept, exclusive: one past the largest index a CPU list may name
+/// ([`tgt_proto::CPU_INDEX_MAX`], the kernel's `NR_CPUS` limit on x86-64).
+pub const CPU_ID_LIMIT: u32 = tgt_proto::CPU_INDEX_MAX + 1;
 
 /// Node ids we accept, exclusive. Matches `MAX_NUMNODES` with the largest `NODES_SHIFT` (10)
 /// the kernel allows.
 pub const NODE_ID_LIMIT: u32 = 1024;
-
-/// Why a CPU list such as `0-3,8-11` could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CpuListError {
-    /// A comma-separated item was empty (`0,,2` or a trailing comma).
-    #[error("empty item in cpu list")]
-    EmptyItem,
-    /// An item was not a decimal CPU id.
-    #[error("invalid cpu id {0:?}")]
-    InvalidId(String),
-    /// A range ran backwards (`5-3`).
-    #[error("reversed cpu range {first}-{last}")]
-    ReversedRange {
-        /// First CPU of the range as written.
-        first: u32,
-        /// Last CPU of the range as written.
-        last: u32,
-    },
-    /// A CPU id at or past [`CPU_ID_LIMIT`].
-    #[error("cpu id {0} out of range")]
-    OutOfRange(u32),
-}
 
 /// Why the topology could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +156,7 @@ impl Topology {
     fn single_node_fallback(root: &Path) -> Result<Self, TopologyError> {
         let online = root.join("sys/devices/system/cpu/online");
         let cpus = match fs::read_to_string(&online) {
-            Ok(text) => parse_cpu_list(&text).map_err(|source| TopologyError::CpuList {
+            Ok(text) => parse_kernel_cpu_list(&text).map_err(|source| TopologyError::CpuList {
                 path: online.clone(),
                 source,
             })?,
@@ -238,53 +218,6 @@ fn node_id_from_name(name: &str) -> Option<u32> {
     digits.parse().ok().filter(|&id| id < NODE_ID_LIMIT)
 }
 
-/// Parses the kernel's CPU list syntax (`0-3,8-11`, `5`, or empty for no CPUs).
-///
-/// Surrounding whitespace, including the trailing newline sysfs adds, is ignored. The result
-/// is ascending without duplicates. Every id must be below [`CPU_ID_LIMIT`], which also
-/// bounds the size of the result.
-pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, CpuListError> {
-    let text = text.trim();
-    let mut cpus = Vec::new();
-    if text.is_empty() {
-        return Ok(cpus);
-    }
-    for item in text.split(',') {
-        let item = item.trim();
-        if item.is_empty() {
-            return Err(CpuListError::EmptyItem);
-        }
-        let (first, last) = match item.split_once('-') {
-            Some((a, b)) => (parse_cpu_id(a)?, parse_cpu_id(b)?),
-            None => {
-                let cpu = parse_cpu_id(item)?;
-                (cpu, cpu)
-            }
-        };
-        if first > last {
-            return Err(CpuListError::ReversedRange { first, last });
-        }
-        cpus.extend(first..=last);
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
-}
-
-fn parse_cpu_id(text: &str) -> Result<u32, CpuListError> {
-    let text = text.trim();
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CpuListError::InvalidId(text.to_owned()));
-    }
-    let cpu: u32 = text
-        .parse()
-        .map_err(|_| CpuListError::InvalidId(text.to_owned()))?;
-    if cpu >= CPU_ID_LIMIT {
-        return Err(CpuListError::OutOfRange(cpu));
-    }
-    Ok(cpu)
-}
-
 fn read_file(path: &Path) -> Result<String, TopologyError> {
     fs::read_to_string(path).map_err(|source| TopologyError::Io {
         path: path.to_owned(),
@@ -293,7 +226,7 @@ fn read_file(path: &Path) -> Result<String, TopologyError> {
 }
 
 fn read_cpu_list_file(path: &Path) -> Result<Vec<u32>, TopologyError> {
-    parse_cpu_list(&read_file(path)?).map_err(|source| TopologyError::CpuList {
+    parse_kernel_cpu_list(&read_file(path)?).map_err(|source| TopologyError::CpuList {
         path: path.to_owned(),
         source,
     })
@@ -420,38 +353,16 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn parses_cpu_lists() {
-        let table: &[(&str, Result<Vec<u32>, CpuListError>)] = &[
-            ("0", Ok(vec![0])),
-            ("0-3", Ok(vec![0, 1, 2, 3])),
-            ("0-3,8-11\n", Ok(vec![0, 1, 2, 3, 8, 9, 10, 11])),
-            ("  5 , 1-2 ", Ok(vec![1, 2, 5])),
-            ("3,3,2-3", Ok(vec![2, 3])),
-            ("", Ok(vec![])),
-            ("\n", Ok(vec![])),
-            ("7-7", Ok(vec![7])),
-            ("8191", Ok(vec![8191])),
-            ("0,,2", Err(CpuListError::EmptyItem)),
-            ("0,", Err(CpuListError::EmptyItem)),
-            (
-                "5-3",
-                Err(CpuListError::ReversedRange { first: 5, last: 3 }),
-            ),
-            ("8192", Err(CpuListError::OutOfRange(8192))),
-            ("0-99999", Err(CpuListError::OutOfRange(99999))),
-            ("a", Err(CpuListError::InvalidId("a".into()))),
-            ("-1", Err(CpuListError::InvalidId(String::new()))),
-            ("1-", Err(CpuListError::InvalidId(String::new()))),
-            ("1-2-3", Err(CpuListError::InvalidId("2-3".into()))),
-            ("+1", Err(CpuListError::InvalidId("+1".into()))),
-            ("0-7:2", Err(CpuListError::InvalidId("7:2".into()))),
-            (
-                "99999999999",
-                Err(CpuListError::InvalidId("99999999999".into())),
-            ),
-        ];
-        for (input, expected) in table {
-            assert_eq!(&parse_cpu_list(input), expected, "input {input:?}");
+    fn a_malformed_cpulist_names_its_file() {
+        let dir = fake_sysfs("badcpulist", 1, 2);
+        let file = dir.0.join("sys/devices/system/node/node0/cpulist");
+        fs::write(&file, "0-1,\n").unwrap();
+        match Topology::from_sysfs(&dir.0) {
+            Err(TopologyError::CpuList { path, source }) => {
+                assert_eq!(path, file);
+                assert!(matches!(source, CpuListError::EmptyItem { .. }));
+            }
+            other => panic!("{other:?}"),
         }
     }
 
@@ -518,7 +429,7 @@ pub(crate) mod tests {
     fn malformed_files_are_errors_naming_the_file() {
         let cases: &[(&str, &str, &str)] = &[
             ("node1/cpulist", "0-x\n", "node1/cpulist"),
-            ("node1/cpulist", "3-1\n", "reversed"),
+            ("node1/cpulist", "3-1\n", "ends before it starts"),
             (
                 "node0/meminfo",
                 "Node 0 MemTotal: lots kB\n",
