@@ -252,12 +252,12 @@ impl Bhs {
     pub fn target_transfer_tag(&self) -> u32 {
         be32(&self.0, AT_WORD5)
     }
-    /// A big-endian u32 at byte offset `at` of the header.
-    pub fn u32_at(&self, at: usize) -> u32 {
+    /// A big-endian u32 at byte offset `at` of the header; offsets stay inside `pdu`.
+    fn u32_at(&self, at: usize) -> u32 {
         be32(&self.0, at)
     }
     /// A big-endian u16 at byte offset `at` of the header.
-    pub fn u16_at(&self, at: usize) -> u16 {
+    fn u16_at(&self, at: usize) -> u16 {
         be16(&self.0, at)
     }
     /// The byte at offset `at` of the header.
