@@ -2,8 +2,9 @@
 //! the [`crate::login`] state machine, sending its replies, and entering full feature phase
 //! (registering the session, switching framing to what was negotiated).
 //!
-//! Authentication and access checks belong to the state machine and to
-//! [`Conn::enter_full_feature`]; nothing here touches a socket directly.
+//! Key negotiation and the checks on the leading Login Request are the state machine's;
+//! this file owns what needs the connection: the session table (TSIH, reinstatement),
+//! the target the session binds to, and the framing switch after the final response.
 
 use std::sync::Arc;
 

@@ -6,19 +6,19 @@
 //! concurrently; their replies are encoded here, so StatSN is assigned in send order.
 //!
 //! The code is split by phase and concern, one file each:
-//! - [`run`](self::run): the socket loop, timers, flushing and teardown;
-//! - [`input`]: the read phase (decode, dispatch by phase) and pool back-pressure;
-//! - [`login`]: the login phase and the switch to full feature phase (RFC 7143 §6, §11.12);
-//! - [`order`]: CmdSN ordering of full-feature requests (RFC 7143 §3.2.2.1);
-//! - [`command`]: SCSI Command, R2T and Data-Out flow and the SCSI Response (§11.3-§11.8);
-//! - [`tmf`]: task management (§11.5, SAM-5 §7);
-//! - [`discovery`]: Text requests and SendTargets (§11.10, Appendix C);
-//! - [`logout`]: Logout (§11.14);
-//! - [`nop`]: NOP-Out answers and our NOP-In pings (§11.18, §11.19);
-//! - [`luns`]: following LUN-map changes of the session's target;
-//! - [`reply`]: encoding of every target PDU with its sequence numbers.
+//! - `run`: the socket loop, timers, flushing and teardown;
+//! - `input`: the read phase (decode, dispatch by phase) and pool back-pressure;
+//! - `login`: the login phase and the switch to full feature phase (RFC 7143 §6, §11.12);
+//! - `order`: CmdSN ordering of full-feature requests (RFC 7143 §3.2.2.1);
+//! - `command`: SCSI Command, R2T and Data-Out flow and the SCSI Response (§11.3-§11.8);
+//! - `tmf`: task management (§11.5, SAM-5 §7);
+//! - `discovery`: Text requests and SendTargets (§11.10, Appendix C);
+//! - `logout`: Logout (§11.14);
+//! - `nop`: NOP-Out answers and our NOP-In pings (§11.18, §11.19);
+//! - `luns`: following LUN-map changes of the session's target;
+//! - `reply`: encoding of every target PDU with its sequence numbers.
 //!
-//! Every request handler returns one [`Outcome`]: its replies are queued, the request is
+//! Every request handler returns one `Outcome`: its replies are queued, the request is
 //! answered with a Reject, or the connection ends.
 
 mod command;
