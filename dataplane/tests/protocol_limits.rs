@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tgt_dataplane::limits;
-use tgt_dataplane::pdu::{self, op, Framing, Out, BHS_LEN};
+use tgt_dataplane::pdu::{self, op, Framing, Out, Seq, BHS_LEN};
 
 const IQN: &str = "iqn.2026-11.org.example.component:limits";
 const INITIATOR: &str = "iqn.2026-11.org.example.component:init";
@@ -144,7 +144,7 @@ impl Client {
                         | op::TEXT_RESP
                         | op::LOGOUT_RESP
                 ) {
-                    self.exp_stat_sn = out.0.u32_at(24).wrapping_add(1);
+                    self.exp_stat_sn = Seq::parse(&out.0).stat_sn.wrapping_add(1);
                 }
                 return Some(out);
             }
@@ -277,8 +277,8 @@ fn ignores_commands_outside_the_cmdsn_window_and_serves_the_next_one() {
     let t = start("window");
     let mut c = Client::connect(&t);
     let b = c.login(&[]);
-    let exp = b.u32_at(28);
-    let max = b.u32_at(32);
+    let exp = Seq::parse(&b).exp_cmd_sn;
+    let max = Seq::parse(&b).max_cmd_sn;
     assert_eq!(max.wrapping_sub(exp).wrapping_add(1), limits::CMD_WINDOW);
     c.s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -293,7 +293,7 @@ fn ignores_commands_outside_the_cmdsn_window_and_serves_the_next_one() {
     let (b, _) = c.recv().expect("in-window command answered");
     assert_eq!((b.opcode(), b.itt()), (op::NOP_IN, 22));
     assert_eq!(
-        b.u32_at(28),
+        Seq::parse(&b).exp_cmd_sn,
         exp.wrapping_add(1),
         "ExpCmdSN advanced by one"
     );
@@ -304,7 +304,7 @@ fn holds_an_early_command_until_the_gap_is_filled() {
     let t = start("gap");
     let mut c = Client::connect(&t);
     let b = c.login(&[]);
-    let exp = b.u32_at(28);
+    let exp = Seq::parse(&b).exp_cmd_sn;
     c.s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     c.nop(31, exp.wrapping_add(1), false, b"");
@@ -404,7 +404,7 @@ fn idle_connections_are_pinged_and_an_answered_ping_keeps_them() {
             pdu::RESERVED_TAG,
             "a ping carries the reserved ITT"
         );
-        let ttt = b.u32_at(20);
+        let ttt = b.target_transfer_tag();
         assert_ne!(ttt, pdu::RESERVED_TAG, "a ping asks for an answer");
         let mut h = Out::new(op::NOP_OUT | 0x40, 0x80);
         h.itt(pdu::RESERVED_TAG).u32(20, ttt).u32(24, c.cmd_sn);

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::Done;
+use super::command::Done;
 
 /// A command's execution, boxed so commands of different shapes share one list.
 pub(super) type CmdFuture = Pin<Box<dyn Future<Output = Done> + Send>>;

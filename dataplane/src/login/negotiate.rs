@@ -4,7 +4,7 @@
 //! ErrorRecoveryLevel=0, one connection per session, digests as the initiator prefers.
 
 use crate::limits;
-use crate::pdu::text;
+use crate::pdu::{rfc_default, text};
 
 /// The kind of session being logged in (RFC 7143 §13.21).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -73,9 +73,9 @@ impl Default for Negotiated {
             tpgt: 1,
             header_digest: false,
             data_digest: false,
-            send_data_segment_bytes: 8192,
-            burst_bytes_max: 262_144,
-            first_burst_bytes: 65_536,
+            send_data_segment_bytes: rfc_default::MAX_RECV_DATA_SEGMENT_LENGTH,
+            burst_bytes_max: rfc_default::MAX_BURST_LENGTH,
+            first_burst_bytes: rfc_default::FIRST_BURST_LENGTH,
             initial_r2t: true,
             immediate_data: true,
             outstanding_r2t_max: 1,

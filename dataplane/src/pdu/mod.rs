@@ -1,12 +1,22 @@
 //! The iSCSI PDU codec (RFC 7143 §11): Basic Header Segment, AHS, data segment, digests.
 //!
-//! Decoding borrows a typed [`RawPdu`] from the receive buffer; "not enough bytes yet" is `Ok(None)`.
-//! Encoding writes target PDUs in place into an output buffer. No I/O happens here.
+//! Decoding borrows a [`RawPdu`] from the receive buffer; "not enough bytes yet" is `Ok(None)`.
+//! [`request`] turns its header into a typed view of the initiator PDU it carries, with named
+//! fields and flags; [`response`] builds every target PDU from named fields and writes it in
+//! place into an output buffer. Byte offsets of the Basic Header Segment appear only in this
+//! module and its children. No I/O happens here.
+// Wire fields are exact-width integers: conversions go through `try_from`, never `as`
+// (STYLE.md §3), and these lints keep it so.
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 pub mod digest;
+pub mod request;
+pub mod response;
 pub mod serial;
 pub mod text;
 
+pub use request::Request;
+pub use response::{Residual, Seq};
 pub use serial::SerialNumber;
 
 use thiserror::Error;
@@ -16,6 +26,58 @@ pub const BHS_LEN: usize = 48;
 
 /// The "reserved" tag value (RFC 7143 §11.2.1.8 and elsewhere).
 pub const RESERVED_TAG: u32 = 0xffff_ffff;
+
+/// Values RFC 7143 §13 gives a key when login does not negotiate it, where the data plane
+/// relies on them: before login ends, and as the starting point of negotiation.
+pub mod rfc_default {
+    /// MaxRecvDataSegmentLength (RFC 7143 §13.12): also the most a Login PDU may carry
+    /// before the key is negotiated, in either direction.
+    pub const MAX_RECV_DATA_SEGMENT_LENGTH: u32 = 8192;
+    /// MaxBurstLength (RFC 7143 §13.13).
+    pub const MAX_BURST_LENGTH: u32 = 262_144;
+    /// FirstBurstLength (RFC 7143 §13.14).
+    pub const FIRST_BURST_LENGTH: u32 = 65_536;
+}
+
+/// Flag bits of BHS bytes 0 and 1 (RFC 7143 §11.2.1.1 and the sections of each PDU).
+///
+/// The same bit has different names in different PDUs; each constant names the PDUs it
+/// belongs to.
+pub mod flag {
+    /// Byte 0: the I (immediate delivery) bit of initiator PDUs (§11.2.1.1).
+    pub const IMMEDIATE: u8 = 0x40;
+    /// Byte 0: the opcode bits (§11.2.1.2).
+    pub const OPCODE_MASK: u8 = 0x3f;
+    /// Byte 1: F (final) of most PDUs; T (transit) of Login PDUs (§11.12.2, §11.13.1).
+    pub const FINAL: u8 = 0x80;
+    /// Byte 1 of a Login PDU: T (transit to the next stage, §11.12.2).
+    pub const TRANSIT: u8 = 0x80;
+    /// Byte 1 of Login and Text PDUs: C (continue, §11.10.2, §11.12.3).
+    pub const CONTINUE: u8 = 0x40;
+    /// Byte 1 of a Login PDU: the CSG field, two bits at shift [`CSG_SHIFT`] (§11.12.4).
+    pub const CSG_MASK: u8 = 0x0c;
+    /// Byte 1 of a Login PDU: where CSG starts.
+    pub const CSG_SHIFT: u8 = 2;
+    /// Byte 1 of a Login PDU: the NSG field (§11.12.4).
+    pub const NSG_MASK: u8 = 0x03;
+    /// Byte 1 of a SCSI Command: R (data will be read from the target, §11.3.1).
+    pub const READ: u8 = 0x40;
+    /// Byte 1 of a SCSI Command: W (data will be written to the target, §11.3.1).
+    pub const WRITE: u8 = 0x20;
+    /// Byte 1 of a SCSI Command: the task attribute field (ATTR, §11.3.1).
+    pub const ATTR_MASK: u8 = 0x07;
+    /// Byte 1 of a Task Management or Logout request: the function or reason code
+    /// (§11.5.1, §11.14.1).
+    pub const CODE_MASK: u8 = 0x7f;
+    /// Byte 1 of a Data-In: A (acknowledge, ERL > 0 only, §11.7.2).
+    pub const ACKNOWLEDGE: u8 = 0x40;
+    /// Byte 1 of a SCSI Response or Data-In: O (residual overflow, §11.4.5.1, §11.7.5).
+    pub const OVERFLOW: u8 = 0x04;
+    /// Byte 1 of a SCSI Response or Data-In: U (residual underflow).
+    pub const UNDERFLOW: u8 = 0x02;
+    /// Byte 1 of a Data-In: S (the PDU carries the command's status, §11.7.3).
+    pub const STATUS: u8 = 0x01;
+}
 
 /// Initiator opcodes (RFC 7143 §11.2.1.2).
 pub mod op {
@@ -125,22 +187,41 @@ fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(x)
 }
 
+// Field offsets of the BHS (RFC 7143 §11.2.1), shared by every PDU that has the field.
+const AT_FLAGS: usize = 1;
+const AT_LUN: usize = 8;
+const AT_ITT: usize = 16;
+/// Target Transfer Tag, Referenced Task Tag, Expected Data Transfer Length or CID.
+const AT_WORD5: usize = 20;
+/// CmdSN in initiator PDUs, StatSN in target PDUs.
+const AT_SN: usize = 24;
+/// ExpStatSN in initiator PDUs, ExpCmdSN in target PDUs.
+const AT_EXP_SN: usize = 28;
+/// MaxCmdSN in target PDUs; RefCmdSN of a Task Management request; CDB start.
+const AT_WORD8: usize = 32;
+/// DataSN, R2TSN, ExpDataSN or ExpDataSN of a Task Management request.
+const AT_WORD9: usize = 36;
+/// Buffer Offset, or Time2Wait/Time2Retain of a Logout Response.
+const AT_WORD10: usize = 40;
+/// Residual Count or Desired Data Transfer Length.
+const AT_WORD11: usize = 44;
+
 impl Bhs {
     /// Opcode without the immediate bit.
     pub fn opcode(&self) -> u8 {
-        self.0[0] & 0x3f
+        self.0[0] & flag::OPCODE_MASK
     }
     /// The I (immediate delivery) bit.
     pub fn immediate(&self) -> bool {
-        self.0[0] & 0x40 != 0
+        self.0[0] & flag::IMMEDIATE != 0
     }
     /// Byte 1 (F bit and opcode-specific flags).
     pub fn flags(&self) -> u8 {
-        self.0[1]
+        self.0[AT_FLAGS]
     }
     /// The F (final) bit.
     pub fn final_bit(&self) -> bool {
-        self.0[1] & 0x80 != 0
+        self.0[AT_FLAGS] & flag::FINAL != 0
     }
     /// TotalAHSLength in bytes.
     pub fn ahs_len(&self) -> usize {
@@ -152,19 +233,36 @@ impl Bhs {
     }
     /// The LUN field as sent (8 bytes, SAM format).
     pub fn lun_raw(&self) -> u64 {
-        be64(&self.0, 8)
+        be64(&self.0, AT_LUN)
     }
     /// Initiator Task Tag.
     pub fn itt(&self) -> u32 {
-        be32(&self.0, 16)
+        be32(&self.0, AT_ITT)
     }
-    /// A big-endian u32 at byte offset `at` of the header.
-    pub fn u32_at(&self, at: usize) -> u32 {
+    /// The CmdSN of an initiator PDU that carries one (every request but Data-Out and
+    /// SNACK, RFC 7143 §11.2.1.5).
+    pub fn cmd_sn(&self) -> u32 {
+        be32(&self.0, AT_SN)
+    }
+    /// The ExpStatSN of an initiator PDU.
+    pub fn exp_stat_sn(&self) -> u32 {
+        be32(&self.0, AT_EXP_SN)
+    }
+    /// The Target Transfer Tag of a PDU that carries one (NOP-Out/In, Text, Data-Out, R2T).
+    pub fn target_transfer_tag(&self) -> u32 {
+        be32(&self.0, AT_WORD5)
+    }
+    /// A big-endian u32 at byte offset `at` of the header; offsets stay inside `pdu`.
+    fn u32_at(&self, at: usize) -> u32 {
         be32(&self.0, at)
     }
     /// A big-endian u16 at byte offset `at` of the header.
-    pub fn u16_at(&self, at: usize) -> u16 {
+    fn u16_at(&self, at: usize) -> u16 {
         be16(&self.0, at)
+    }
+    /// The byte at offset `at` of the header.
+    fn u8_at(&self, at: usize) -> u8 {
+        self.0[at]
     }
 }
 
@@ -213,6 +311,16 @@ pub struct Framing {
     pub max_recv_data: u32,
 }
 
+impl Framing {
+    /// Framing during login: never digested (digests start after the final Login
+    /// Response, RFC 7143 §13.1), and data segments of the RFC default size.
+    pub const LOGIN: Framing = Framing {
+        header_digest: false,
+        data_digest: false,
+        max_recv_data: rfc_default::MAX_RECV_DATA_SEGMENT_LENGTH,
+    };
+}
+
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
@@ -235,12 +343,17 @@ pub fn decode<'a>(
         return Err(PduError::AhsTooLong(ahs_len));
     }
     let data_len = bhs.data_len();
-    // Login PDUs may carry up to 8192 bytes before MaxRecvDataSegmentLength is negotiated.
-    let max = framing.max_recv_data.max(8192);
+    // Login PDUs may carry the RFC default before MaxRecvDataSegmentLength is negotiated.
+    let max = framing
+        .max_recv_data
+        .max(rfc_default::MAX_RECV_DATA_SEGMENT_LENGTH);
     if data_len > max {
         return Err(PduError::DataSegmentTooLong { len: data_len, max });
     }
-    let data_len = data_len as usize;
+    // At most 2^24 - 1 (three bytes on the wire), so it fits any usize we build for.
+    let Ok(data_len) = usize::try_from(data_len) else {
+        return Err(PduError::DataSegmentTooLong { len: data_len, max });
+    };
     let hd = if framing.header_digest { 4 } else { 0 };
     let dd = if framing.data_digest && data_len > 0 {
         4
@@ -293,7 +406,10 @@ pub fn decode<'a>(
     )))
 }
 
-/// A target PDU header under construction; fields are set by byte offset per RFC 7143 §11.
+/// A PDU header under construction; fields are set by byte offset per RFC 7143 §11.
+///
+/// The target's PDUs are built from named fields by [`response`]; the offset setters stay
+/// public for test initiators that write requests byte by byte.
 #[derive(Clone)]
 pub struct Out(pub [u8; BHS_LEN]);
 
@@ -322,12 +438,12 @@ impl Out {
     }
     /// Sets the 8-byte LUN field.
     pub fn lun(&mut self, raw: u64) -> &mut Self {
-        self.0[8..16].copy_from_slice(&raw.to_be_bytes());
+        self.0[AT_LUN..AT_LUN + 8].copy_from_slice(&raw.to_be_bytes());
         self
     }
     /// Sets the ITT.
     pub fn itt(&mut self, itt: u32) -> &mut Self {
-        self.u32(16, itt)
+        self.u32(AT_ITT, itt)
     }
     /// Appends this header and `data` to `out` as one PDU, with padding and digests.
     pub fn emit(&mut self, out: &mut Vec<u8>, data: &[u8], framing: &Framing) {
@@ -428,7 +544,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                *b = (x & 0xff) as u8;
+                *b = x.to_le_bytes()[0];
             }
             // Keep segment lengths small often enough to reach the AHS and digest paths.
             if round % 2 == 0 {
@@ -436,7 +552,7 @@ mod tests {
                 buf[6] = 0;
                 buf[4] %= 8;
             }
-            let len = (x % 600) as usize;
+            let len = usize::try_from(x % 600).unwrap();
             for f in [framing(false, false), framing(true, true)] {
                 let _ = decode(&buf[..len], &f);
             }
