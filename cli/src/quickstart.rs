@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tgt_proto::api::StatusView;
+use tgt_proto::{Portal, Storage, Target};
 
 use crate::client::Client;
 use crate::{CliError, Result};
@@ -173,13 +177,20 @@ fn free(addr: SocketAddr) -> bool {
 
 /// Makes the resource at `path` equal `want`: created with `create` when missing,
 /// replaced with PUT when different, left alone when equal (no needless generation).
-fn ensure(c: &Client, path: &str, want: &Value, create: (Method, &str)) -> Result<()> {
-    match c.get(path) {
+fn ensure<T: Serialize + DeserializeOwned + PartialEq>(
+    c: &Client,
+    path: &str,
+    want: &T,
+    create: (Method, &str),
+) -> Result<()> {
+    match c.get::<T>(path) {
         Ok(r) if &r.body == want => Ok(()),
-        Ok(_) => c.call(Method::PUT, path, Some(want), &[]).map(|_| ()),
-        Err(CliError::Api { status: 404, .. }) => {
-            c.call(create.0, create.1, Some(want), &[]).map(|_| ())
-        }
+        Ok(_) => c
+            .call::<_, Value>(Method::PUT, path, Some(want), &[])
+            .map(|_| ()),
+        Err(CliError::Api { status: 404, .. }) => c
+            .call::<_, Value>(create.0, create.1, Some(want), &[])
+            .map(|_| ()),
         Err(e) => Err(e),
     }
 }
@@ -333,20 +344,30 @@ fn configure(c: &Client, image: &Path, portal: &str) -> Result<()> {
     ensure(
         c,
         &format!("/api/v1/storages/{DEMO_DEVICE_ID}"),
-        &json!({"deviceID": DEMO_DEVICE_ID, "path": image.display().to_string()}),
+        &Storage {
+            device_id: DEMO_DEVICE_ID,
+            path: image.display().to_string(),
+            ..Storage::default()
+        },
         (Method::POST, "/api/v1/storages"),
     )?;
     ensure(
         c,
         &format!("/api/v1/portals/{DEMO_PORTAL_ID}"),
-        &json!({"id": DEMO_PORTAL_ID, "portal": portal}),
+        &Portal {
+            id: DEMO_PORTAL_ID,
+            portal: portal.to_string(),
+        },
         (Method::POST, "/api/v1/portals"),
     )?;
     let target = format!("/api/v1/targets/{DEMO_IQN}");
     ensure(
         c,
         &target,
-        &json!({"tpgts": {"1": [DEMO_PORTAL_ID]}, "luns": {DEMO_LUN.to_string(): DEMO_DEVICE_ID}}),
+        &Target {
+            tpgts: [("1".to_string(), vec![DEMO_PORTAL_ID])].into(),
+            luns: [(DEMO_LUN.to_string(), DEMO_DEVICE_ID)].into(),
+        },
         (Method::PUT, &target),
     )
 }
@@ -356,15 +377,14 @@ fn configure(c: &Client, image: &Path, portal: &str) -> Result<()> {
 fn wait_portal(c: &Client, dp: &mut Daemon, cp: &mut Daemon) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let s = c.get("/api/v1/status").map_err(|e| anyhow!("{e}"))?.body;
-        if s["inSync"] == true {
-            let bound = s["dataplane"]["portals"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["id"] == DEMO_PORTAL_ID)
-                .and_then(|p| p["bound"].as_str())
-                .and_then(|b| b.parse().ok());
+        let s: StatusView = c.get("/api/v1/status").map_err(|e| anyhow!("{e}"))?.body;
+        if s.in_sync {
+            let bound = s
+                .dataplane
+                .iter()
+                .flat_map(|d| &d.portals)
+                .find(|p| p.id == DEMO_PORTAL_ID)
+                .map(|p| p.bound);
             if let Some(b) = bound {
                 return Ok(b);
             }
@@ -382,7 +402,7 @@ fn wait_portal(c: &Client, dp: &mut Daemon, cp: &mut Daemon) -> anyhow::Result<S
         if Instant::now() > deadline {
             bail!(
                 "the data plane did not apply the demo config in {START_TIMEOUT:?}: {}\nlogs: {} and {}",
-                s["lastError"].as_str().unwrap_or("no error reported"),
+                s.last_error.as_deref().unwrap_or("no error reported"),
                 dp.log.display(),
                 cp.log.display()
             );
