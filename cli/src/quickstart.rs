@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tgt_proto::api::StatusView;
+use tgt_proto::api::{ControlplaneReady, StatusView};
 use tgt_proto::{Portal, Storage, Target};
 
 use crate::client::Client;
@@ -138,11 +138,11 @@ fn spawn(
 
 /// Waits for `path` to hold a whole JSON document (the daemons write ready files
 /// atomically), failing early if the daemon exits.
-fn wait_ready_file(d: &mut Daemon, path: &Path) -> anyhow::Result<Value> {
+fn wait_ready_file<T: DeserializeOwned>(d: &mut Daemon, path: &Path) -> anyhow::Result<T> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            if let Ok(v) = serde_json::from_str::<T>(&text) {
                 return Ok(v);
             }
         }
@@ -251,7 +251,8 @@ fn quickstart(a: &QuickstartArgs) -> anyhow::Result<()> {
         ],
         state.join("dataplane.log"),
     )?;
-    wait_ready_file(&mut dp, &dp_ready)?;
+    // Any whole document will do: the data plane's ready file only says it is up.
+    wait_ready_file::<Value>(&mut dp, &dp_ready)?;
     let listen_arg = listen.to_string();
     let cp_state = state.join("controlplane");
     let mut cp = spawn(
@@ -269,11 +270,8 @@ fn quickstart(a: &QuickstartArgs) -> anyhow::Result<()> {
         ],
         state.join("controlplane.log"),
     )?;
-    let ready = wait_ready_file(&mut cp, &cp_ready)?;
-    let api: SocketAddr = ready["listen"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("the control plane's ready file has no listen address: {ready}"))?;
+    let ready: ControlplaneReady = wait_ready_file(&mut cp, &cp_ready)?;
+    let api = ready.listen;
     let url = format!("http://{api}");
     let client =
         Client::new(&url, std::env::var("TGTCTL_TOKEN").ok()).map_err(|e| anyhow!("{e}"))?;

@@ -8,6 +8,7 @@
 //! OpenAPI spec is generated from these very types and their doc comments.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +165,16 @@ pub enum PutConfigReply {
     DryRun(DryRun),
 }
 
+/// What the control plane writes to its `--ready-file` once it listens, for scripts,
+/// tests and `tgtctl quickstart`; not part of the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlplaneReady {
+    /// The control plane's process id.
+    pub pid: u32,
+    /// The address the REST API listens on (with the OS-chosen port if it asked for 0).
+    pub listen: SocketAddr,
+}
+
 /// Which storage a LUN maps to.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +243,17 @@ mod tests {
             let text = serde_json::to_string(&reply).unwrap();
             assert_eq!(serde_json::from_str::<PutConfigReply>(&text).unwrap(), reply);
         }
+    }
+
+    #[test]
+    fn ready_file_keeps_its_shape() {
+        let r = ControlplaneReady {
+            pid: 7,
+            listen: "[::1]:8080".parse().unwrap(),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"pid":7,"listen":"[::1]:8080"}"#);
+        assert_eq!(serde_json::from_str::<ControlplaneReady>(&text).unwrap(), r);
     }
 
     #[test]
