@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use tgt_proto::api::LunMapping;
@@ -30,6 +31,32 @@ fn seg(s: &str) -> String {
 
 fn done<T: Serialize + ?Sized>(out: Format, value: &T, sentence: String) {
     emit(out, value, || format!("{sentence}\n"));
+}
+
+/// POSTs a new resource to `collection` and prints what the control plane stored.
+fn create<T: Serialize + DeserializeOwned>(
+    c: &Client,
+    out: Format,
+    collection: &str,
+    body: &T,
+    sentence: String,
+) -> Result<()> {
+    let v: T = c.call(Method::POST, collection, Some(body), &[])?.body;
+    done(out, &v, sentence);
+    Ok(())
+}
+
+/// DELETEs the resource at `path` and prints `{"deleted": what}`.
+fn delete<T: Serialize>(
+    c: &Client,
+    out: Format,
+    path: &str,
+    what: T,
+    sentence: String,
+) -> Result<()> {
+    c.delete(path)?;
+    done(out, &Deleted { deleted: what }, sentence);
+    Ok(())
 }
 
 /// What `-o json` prints after a delete: `{"deleted": ...}`.
@@ -196,9 +223,9 @@ pub fn target(c: &Client, out: Format, cmd: TargetCmd) -> Result<()> {
             done(out, &v, format!("target {name} created"));
         }
         TargetCmd::Delete { name } => {
-            c.delete(&format!("/api/v1/targets/{}", seg(&name)))?;
+            let path = format!("/api/v1/targets/{}", seg(&name));
             let sentence = format!("target {name} deleted");
-            done(out, &Deleted { deleted: name }, sentence);
+            delete(c, out, &path, name, sentence)?;
         }
     }
     Ok(())
@@ -323,17 +350,13 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
             );
         }
         LunCmd::Delete { target, lun } => {
-            c.delete(&format!("/api/v1/targets/{}/luns/{lun}", seg(&target)))?;
-            done(
-                out,
-                &Deleted {
-                    deleted: LunRef {
-                        target: &target,
-                        lun,
-                    },
-                },
-                format!("lun {lun} of target {target} deleted"),
-            );
+            let path = format!("/api/v1/targets/{}/luns/{lun}", seg(&target));
+            let sentence = format!("lun {lun} of target {target} deleted");
+            let what = LunRef {
+                target: &target,
+                lun,
+            };
+            delete(c, out, &path, what, sentence)?;
         }
     }
     Ok(())
@@ -444,14 +467,12 @@ pub fn storage(c: &Client, out: Format, cmd: StorageCmd) -> Result<()> {
                 online: offline.then_some(false),
                 ..Storage::default()
             };
-            let v: Storage = c
-                .call(Method::POST, "/api/v1/storages", Some(&body), &[])?
-                .body;
-            done(out, &v, format!("storage {id} created"));
+            let sentence = format!("storage {id} created");
+            create(c, out, "/api/v1/storages", &body, sentence)?;
         }
         StorageCmd::Delete { id } => {
-            c.delete(&format!("/api/v1/storages/{id}"))?;
-            done(out, &Deleted { deleted: id }, format!("storage {id} deleted"));
+            let sentence = format!("storage {id} deleted");
+            delete(c, out, &format!("/api/v1/storages/{id}"), id, sentence)?;
         }
     }
     Ok(())
@@ -510,14 +531,12 @@ pub fn portal(c: &Client, out: Format, cmd: PortalCmd) -> Result<()> {
                 id,
                 portal: address.clone(),
             };
-            let v: Portal = c
-                .call(Method::POST, "/api/v1/portals", Some(&body), &[])?
-                .body;
-            done(out, &v, format!("portal {id} created ({address})"));
+            let sentence = format!("portal {id} created ({address})");
+            create(c, out, "/api/v1/portals", &body, sentence)?;
         }
         PortalCmd::Delete { id } => {
-            c.delete(&format!("/api/v1/portals/{id}"))?;
-            done(out, &Deleted { deleted: id }, format!("portal {id} deleted"));
+            let sentence = format!("portal {id} deleted");
+            delete(c, out, &format!("/api/v1/portals/{id}"), id, sentence)?;
         }
     }
     Ok(())
