@@ -165,9 +165,8 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
         .call(Method::PUT, "/api/v1/config?dry_run=true", Some(&raw), &[])?
         .body;
     // The control plane has just read the same document as a config, so this holds.
-    let new: Config = serde_json::from_value(raw.clone()).map_err(|e| {
-        CliError::Usage(format!("{} is not a config: {e}", a.file.display()))
-    })?;
+    let new: Config = serde_json::from_value(raw.clone())
+        .map_err(|e| CliError::Usage(format!("{} is not a config: {e}", a.file.display())))?;
     let changes = describe_diff(&current.body, &new);
     let mut report = ApplyReport {
         dry_run: a.dry_run,

@@ -315,7 +315,11 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
             emit(out, &v, || {
                 table(
                     &headers,
-                    &[vec![target.clone(), lun.to_string(), v.device_id.to_string()]],
+                    &[vec![
+                        target.clone(),
+                        lun.to_string(),
+                        v.device_id.to_string(),
+                    ]],
                 )
             });
         }
@@ -326,15 +330,13 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
         } => {
             let path = format!("/api/v1/targets/{}/luns/{lun}", seg(&target));
             match c.get::<LunMapping>(&path) {
-                Ok(existing) => {
-                    return Err(CliError::Api {
-                        status: 409,
-                        message: format!(
-                            "target {target} already has lun {lun} (on storage {}); delete it first",
-                            existing.body.device_id
-                        ),
-                    })
-                }
+                Ok(existing) => return Err(CliError::Api {
+                    status: 409,
+                    message: format!(
+                        "target {target} already has lun {lun} (on storage {}); delete it first",
+                        existing.body.device_id
+                    ),
+                }),
                 Err(CliError::Api {
                     status: 404,
                     message,
@@ -657,7 +659,11 @@ pub fn session(c: &Client, out: Format, cmd: SessionCmd) -> Result<()> {
             struct Closed {
                 closed: u16,
             }
-            done(out, &Closed { closed: tsih }, format!("session {tsih} closed"));
+            done(
+                out,
+                &Closed { closed: tsih },
+                format!("session {tsih} closed"),
+            );
         }
     }
     Ok(())
@@ -669,7 +675,10 @@ fn session_row(s: &SessionInfo) -> Vec<String> {
         s.tsih.to_string(),
         format!("{:012x}", s.isid),
         s.initiator_name.clone(),
-        s.target_name.as_deref().unwrap_or("(discovery)").to_string(),
+        s.target_name
+            .as_deref()
+            .unwrap_or("(discovery)")
+            .to_string(),
         peers.join(","),
         s.connections
             .first()

@@ -60,10 +60,7 @@ fn status_table(base: &str, v: &StatusView) -> String {
     rows.push(("uptime", duration(dp.uptime_ms)));
     rows.push((
         "sessions",
-        format!(
-            "{} ({} connections)",
-            dp.session_count, dp.connection_count
-        ),
+        format!("{} ({} connections)", dp.session_count, dp.connection_count),
     ));
     let list: Vec<String> = dp
         .numa_nodes

@@ -4,8 +4,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tgt_proto::socket::Refusal;
 pub use tgt_proto::api::Problem;
+use tgt_proto::socket::Refusal;
 use tgt_proto::FieldError;
 
 /// Why a REST request failed.

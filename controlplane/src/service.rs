@@ -11,8 +11,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tgt_proto::socket::{Refusal, Request, Response, SessionInfo, Stats, Status};
 pub use tgt_proto::api::{ConfigDiff, DryRun, StatusView};
+use tgt_proto::socket::{Refusal, Request, Response, SessionInfo, Stats, Status};
 use tgt_proto::Config;
 use tracing::{info, warn};
 

@@ -91,9 +91,7 @@ pub async fn put<S: Slot>(
                     return Err(ApiError::Conflict(format!("{at} already exists")))
                 }
                 (Write::CreateOnly, Some(_)) => {
-                    return Err(ApiError::PreconditionFailed(format!(
-                        "{at} already exists"
-                    )))
+                    return Err(ApiError::PreconditionFailed(format!("{at} already exists")))
                 }
                 (Write::Replace, None) => return Err(at.not_found()),
                 _ => {}
@@ -317,7 +315,9 @@ impl Slot for LunAt<'_> {
 
     fn write(&self, c: &mut Config, item: LunMapping) -> Result<bool, ApiError> {
         let t = self.target_mut(c)?;
-        Ok(t.luns.insert(self.lun.to_string(), item.device_id).is_none())
+        Ok(t.luns
+            .insert(self.lun.to_string(), item.device_id)
+            .is_none())
     }
 
     fn remove(&self, c: &mut Config) {
@@ -327,9 +327,6 @@ impl Slot for LunAt<'_> {
     }
 
     fn not_found(&self) -> ApiError {
-        ApiError::NotFound(format!(
-            "target {} has no lun {}",
-            self.target, self.lun
-        ))
+        ApiError::NotFound(format!("target {} has no lun {}", self.target, self.lun))
     }
 }

@@ -56,7 +56,14 @@ pub async fn put(
     JsonBody(mapping): JsonBody<LunMapping>,
 ) -> Result<Response, ApiError> {
     let lun: u16 = parse_param("lun", &raw)?;
-    crud::put(&st, LunAt { target: &name, lun }, &headers, mapping, Write::Upsert).await
+    crud::put(
+        &st,
+        LunAt { target: &name, lun },
+        &headers,
+        mapping,
+        Write::Upsert,
+    )
+    .await
 }
 
 /// Unmaps a LUN; 409 when the data plane reports a session using the target.

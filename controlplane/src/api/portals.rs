@@ -33,7 +33,14 @@ pub async fn create(
     let id = portal.id;
     let location = format!("/api/v1/portals/{id}");
     let at = Keyed::<Portal>(id);
-    crud::put(&st, at, &HeaderMap::new(), portal, Write::Create { location }).await
+    crud::put(
+        &st,
+        at,
+        &HeaderMap::new(),
+        portal,
+        Write::Create { location },
+    )
+    .await
 }
 
 /// One portal.

@@ -30,7 +30,14 @@ pub async fn create(
     let id = storage.device_id;
     let location = format!("/api/v1/storages/{id}");
     let at = Keyed::<Storage>(id);
-    crud::put(&st, at, &HeaderMap::new(), storage, Write::Create { location }).await
+    crud::put(
+        &st,
+        at,
+        &HeaderMap::new(),
+        storage,
+        Write::Create { location },
+    )
+    .await
 }
 
 /// One storage.

@@ -241,7 +241,10 @@ mod tests {
         let applied = PutConfigReply::Applied(Config::default());
         for reply in [dry, applied] {
             let text = serde_json::to_string(&reply).unwrap();
-            assert_eq!(serde_json::from_str::<PutConfigReply>(&text).unwrap(), reply);
+            assert_eq!(
+                serde_json::from_str::<PutConfigReply>(&text).unwrap(),
+                reply
+            );
         }
     }
 

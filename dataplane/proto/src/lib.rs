@@ -48,8 +48,8 @@ pub use config::{
     NUMA_NODE_MAX, WORKER_THREADS_MAX,
 };
 pub use cpu_list::{CpuList, CpuListError};
-pub use refs::Use;
 pub use name::{check_iscsi_name, is_valid_iscsi_name, IscsiNameError, ISCSI_NAME_BYTES_MAX};
+pub use refs::Use;
 pub use validate::{
     FieldError, ValidConfig, ValidPerformance, ValidPortal, ValidStorage, ValidTarget,
     ValidationError,
