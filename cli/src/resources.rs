@@ -330,13 +330,15 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
         } => {
             let path = format!("/api/v1/targets/{}/luns/{lun}", seg(&target));
             match c.get::<LunMapping>(&path) {
-                Ok(existing) => return Err(CliError::Api {
-                    status: 409,
-                    message: format!(
+                Ok(existing) => {
+                    return Err(CliError::Api {
+                        status: 409,
+                        message: format!(
                         "target {target} already has lun {lun} (on storage {}); delete it first",
                         existing.body.device_id
                     ),
-                }),
+                    })
+                }
                 Err(CliError::Api {
                     status: 404,
                     message,

@@ -1,6 +1,6 @@
 //! `/api/v1/targets/{name}/luns`: a target's LUN map, one LUN → storage mapping each.
 //! Each handler is the OpenAPI annotation over one call of the shared
-//! [`crud`](super::crud) path.
+//! [`super::crud`] path.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -1,5 +1,5 @@
 //! `/api/v1/portals`: network portals (listening addresses), identified by `id`. Each
-//! handler is the OpenAPI annotation over one call of the shared [`crud`](super::crud) path.
+//! handler is the OpenAPI annotation over one call of the shared [`super::crud`] path.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -1,5 +1,5 @@
 //! `/api/v1/storages`: backing stores, identified by `deviceID`. Each handler is the
-//! OpenAPI annotation over one call of the shared [`crud`](super::crud) path.
+//! OpenAPI annotation over one call of the shared [`super::crud`] path.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

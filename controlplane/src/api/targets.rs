@@ -3,7 +3,7 @@
 //! create-only and `If-Match` replace-only.
 //!
 //! Each handler is the OpenAPI annotation over one call of the shared
-//! [`crud`](super::crud) path.
+//! [`super::crud`] path.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
