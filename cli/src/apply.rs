@@ -8,10 +8,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use tgt_proto::api::{ConfigDiff, DryRun, PutConfigReply};
+use tgt_proto::{Config, FieldError};
 
 use crate::client::Client;
-use crate::render::{emit, to_yaml, write_stdout, Format};
+use crate::render::{emit, json_of, to_yaml, write_stdout, Format};
 use crate::{read_input, CliError, Result};
 
 /// `tgtctl config ...`
@@ -28,7 +31,7 @@ pub enum ConfigCmd {
 pub fn config(c: &Client, out: Format, cmd: ConfigCmd) -> Result<()> {
     match cmd {
         ConfigCmd::Get => {
-            let v = c.get("/api/v1/config")?.body;
+            let v = json_of(&c.get::<Config>("/api/v1/config")?.body);
             // The document itself is the human form; JSON is what `apply -f` reads back.
             match out {
                 Format::Yaml => write_stdout(to_yaml(&v).as_bytes()),
@@ -52,22 +55,44 @@ pub struct ApplyArgs {
     pub dry_run: bool,
 }
 
-/// The sections of the config, each keyed by the resource id the server's diff uses.
-const SECTIONS: [(&str, &str, &str); 3] = [
-    ("storages", "storage", "deviceID"),
-    ("iscsiportals", "portal", "id"),
-    ("iscsitargets", "target", ""),
-];
+/// What `tgtctl apply -o json` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyReport<'a> {
+    dry_run: bool,
+    valid: bool,
+    errors: &'a [FieldError],
+    diff: &'a ConfigDiff,
+    changes: &'a [String],
+    applied: bool,
+    /// Present once applied: the new generation (`null` if the ETag is not one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<Option<u64>>,
+}
 
-fn items(config: &Value, section: &str, key: &str) -> Vec<(String, Value)> {
-    match &config[section] {
-        Value::Array(a) => a
-            .iter()
-            .map(|x| (crate::render::cell(&x[key]), x.clone()))
-            .collect(),
-        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        _ => Vec::new(),
-    }
+/// The items of one section as (id, JSON form) pairs.
+fn items<'a, T: Serialize + 'a>(
+    list: impl IntoIterator<Item = (String, &'a T)>,
+) -> Vec<(String, Value)> {
+    list.into_iter().map(|(k, v)| (k, json_of(v))).collect()
+}
+
+/// Every section of a config, each with the noun its lines use and its items by id.
+fn sections(c: &Config) -> [(&'static str, Vec<(String, Value)>); 3] {
+    [
+        (
+            "storage",
+            items(c.storages.iter().map(|s| (s.device_id.to_string(), s))),
+        ),
+        (
+            "portal",
+            items(c.iscsi_portals.iter().map(|p| (p.id.to_string(), p))),
+        ),
+        (
+            "target",
+            items(c.iscsi_targets.iter().map(|(n, t)| (n.clone(), t))),
+        ),
+    ]
 }
 
 fn compact(v: Option<&Value>) -> String {
@@ -95,11 +120,9 @@ fn field_changes(old: &Value, new: &Value) -> Vec<String> {
 }
 
 /// A readable diff of two configs: `+` added, `-` removed, `~` changed with its fields.
-pub fn describe_diff(old: &Value, new: &Value) -> Vec<String> {
+pub fn describe_diff(old: &Config, new: &Config) -> Vec<String> {
     let mut lines = Vec::new();
-    for (section, noun, key) in SECTIONS {
-        let before = items(old, section, key);
-        let after = items(new, section, key);
+    for ((noun, before), (_, after)) in sections(old).into_iter().zip(sections(new)) {
         for (id, v) in &after {
             match before.iter().find(|(i, _)| i == id) {
                 None => lines.push(format!("+ {noun} {id}: {v}")),
@@ -117,9 +140,9 @@ pub fn describe_diff(old: &Value, new: &Value) -> Vec<String> {
             }
         }
     }
-    let (po, pn) = (&old["performance"], &new["performance"]);
-    if po != pn {
-        for ch in field_changes(po, pn) {
+    if old.performance != new.performance {
+        let (po, pn) = (json_of(&old.performance), json_of(&new.performance));
+        for ch in field_changes(&po, &pn) {
             lines.push(format!("~ performance: {ch}"));
         }
     }
@@ -129,33 +152,31 @@ pub fn describe_diff(old: &Value, new: &Value) -> Vec<String> {
 /// Runs `tgtctl apply`.
 pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
     let text = read_input(&a.file)?;
-    let new: Value = serde_json::from_str(&text).map_err(|e| {
+    // Sent as written: the control plane names any unknown key or wrong type (400).
+    let raw: Value = serde_json::from_str(&text).map_err(|e| {
         CliError::Usage(format!(
             "{} is not JSON: {e} (write it as `tgtctl config get` prints it)",
             a.file.display()
         ))
     })?;
-    let current = c.get("/api/v1/config")?;
+    let current = c.get::<Config>("/api/v1/config")?;
     let etag = current.etag.clone().unwrap_or_else(|| "*".into());
-    let dry = c
-        .call(Method::PUT, "/api/v1/config?dry_run=true", Some(&new), &[])?
+    let dry: DryRun = c
+        .call(Method::PUT, "/api/v1/config?dry_run=true", Some(&raw), &[])?
         .body;
+    // The control plane has just read the same document as a config, so this holds.
+    let new: Config = serde_json::from_value(raw.clone())
+        .map_err(|e| CliError::Usage(format!("{} is not a config: {e}", a.file.display())))?;
     let changes = describe_diff(&current.body, &new);
-    let valid = dry["valid"] == true;
-    let server_diff = &dry["diff"];
-    let changed = server_diff
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(_, v)| v == &json!(true) || v.as_array().is_some_and(|a| !a.is_empty()));
-    let mut report = json!({
-        "dryRun": a.dry_run,
-        "valid": valid,
-        "errors": dry["errors"],
-        "diff": server_diff,
-        "changes": changes,
-        "applied": false,
-    });
+    let mut report = ApplyReport {
+        dry_run: a.dry_run,
+        valid: dry.valid,
+        errors: &dry.errors,
+        diff: &dry.diff,
+        changes: &changes,
+        applied: false,
+        generation: None,
+    };
     let human = |extra: &str| {
         let mut s = String::new();
         if changes.is_empty() {
@@ -169,14 +190,10 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
         s.push_str(extra);
         s
     };
-    if !valid {
+    if !dry.valid {
         let mut msg = String::from("the config is not valid; nothing was applied");
-        for e in dry["errors"].as_array().into_iter().flatten() {
-            msg.push_str(&format!(
-                "\n  {}: {}",
-                e["path"].as_str().unwrap_or("$"),
-                e["message"].as_str().unwrap_or("")
-            ));
+        for e in &dry.errors {
+            msg.push_str(&format!("\n  {}: {}", e.path, e.message));
         }
         emit(out, &report, || human(""));
         return Err(CliError::Api {
@@ -184,7 +201,7 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
             message: msg,
         });
     }
-    if !changed {
+    if dry.diff.is_empty() {
         emit(out, &report, || {
             "no changes: the config already matches\n".into()
         });
@@ -197,10 +214,10 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
         return Ok(());
     }
     let reply = c
-        .call(
+        .call::<_, PutConfigReply>(
             Method::PUT,
             "/api/v1/config",
-            Some(&new),
+            Some(&raw),
             &[("If-Match", etag.as_str())],
         )
         .map_err(|e| match e {
@@ -215,8 +232,8 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
         .as_deref()
         .map(|t| t.trim_matches('"').to_string())
         .unwrap_or_default();
-    report["applied"] = json!(true);
-    report["generation"] = json!(generation.parse::<u64>().ok());
+    report.applied = true;
+    report.generation = Some(generation.parse::<u64>().ok());
     emit(out, &report, || {
         human(&format!("applied: config generation {generation}\n"))
     });
@@ -229,17 +246,19 @@ mod tests {
 
     #[test]
     fn diff_names_added_removed_and_changed_fields() {
-        let old = json!({
+        let old: Config = serde_json::from_value(serde_json::json!({
             "storages": [{"deviceID": 1, "path": "/a"}, {"deviceID": 2, "path": "/b"}],
             "iscsiportals": [{"id": 0, "portal": "127.0.0.1:3260"}],
             "iscsitargets": {"iqn.x:t": {"luns": {"0": 1}}}
-        });
-        let new = json!({
+        }))
+        .unwrap();
+        let new: Config = serde_json::from_value(serde_json::json!({
             "storages": [{"deviceID": 1, "path": "/a2", "readOnly": true}, {"deviceID": 3, "path": "/c"}],
             "iscsiportals": [{"id": 0, "portal": "127.0.0.1:3260"}],
             "iscsitargets": {"iqn.x:t": {"luns": {"0": 1, "1": 3}}},
             "performance": {"workerThreads": 2}
-        });
+        }))
+        .unwrap();
         assert_eq!(
             describe_diff(&old, &new),
             vec![

@@ -7,19 +7,20 @@ use std::time::Duration;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use tgt_proto::api::Problem;
 
 use crate::CliError;
 
-/// A JSON reply and its ETag.
+/// A successful reply: its body as the type the endpoint answers with, and its ETag.
 #[derive(Debug, Clone)]
-pub struct Reply {
-    /// The HTTP status.
-    pub status: u16,
+pub struct Reply<T> {
     /// The ETag header, quotes included, if any.
     pub etag: Option<String>,
-    /// The body as JSON (`Null` when empty).
-    pub body: Value,
+    /// The body.
+    pub body: T,
 }
 
 /// A client of one control plane.
@@ -68,22 +69,24 @@ impl Client {
         r
     }
 
-    /// Sends one request; any status outside 2xx is an error carrying the problem detail.
-    pub fn call(
+    /// Sends one request and returns the body's text and the ETag; any status outside
+    /// 2xx is an error carrying the problem detail.
+    fn send<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
         headers: &[(&str, &str)],
-    ) -> Result<Reply, CliError> {
+    ) -> Result<(String, Option<String>), CliError> {
         let mut r = self.request(method, path);
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
         if let Some(b) = body {
-            r = r
-                .header(CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+            let text = serde_json::to_string(b).map_err(|e| {
+                CliError::Other(anyhow::anyhow!("cannot encode the request body: {e}"))
+            })?;
+            r = r.header(CONTENT_TYPE, "application/json").body(text);
         }
         let resp = r.send().map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
@@ -93,25 +96,40 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let text = resp.text().map_err(|e| self.unreachable(&e))?;
-        let body = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
         if status.is_success() {
-            Ok(Reply {
-                status: status.as_u16(),
-                etag,
-                body,
-            })
+            Ok((text, etag))
         } else {
-            Err(problem(status, &body))
+            Err(problem(status, &text))
         }
     }
 
+    /// Sends one request and reads the reply as `T`, the type the endpoint answers with.
+    pub fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply<T>, CliError> {
+        let (text, etag) = self.send(method, path, body, headers)?;
+        let body = serde_json::from_str(&text).map_err(|e| {
+            CliError::Other(anyhow::anyhow!(
+                "unexpected answer from {}{path}: {e}",
+                self.base
+            ))
+        })?;
+        Ok(Reply { etag, body })
+    }
+
     /// `GET` of a JSON resource.
-    pub fn get(&self, path: &str) -> Result<Reply, CliError> {
-        self.call(Method::GET, path, None, &[])
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Reply<T>, CliError> {
+        self.call(Method::GET, path, None::<&()>, &[])
+    }
+
+    /// `DELETE` of a resource; the reply has no body.
+    pub fn delete(&self, path: &str) -> Result<(), CliError> {
+        self.send(Method::DELETE, path, None::<&()>, &[])
+            .map(|_| ())
     }
 
     /// `GET` of a text resource such as `/metrics`.
@@ -125,8 +143,7 @@ impl Client {
         if status.is_success() {
             Ok(text)
         } else {
-            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            Err(problem(status, &body))
+            Err(problem(status, &text))
         }
     }
 
@@ -156,25 +173,26 @@ impl Client {
 }
 
 /// Turns an error reply into a message: the problem's title and detail, every field at
-/// fault, and what to do about the common ones.
-fn problem(status: StatusCode, body: &Value) -> CliError {
-    let mut msg = match (body["title"].as_str(), body["detail"].as_str()) {
-        (Some(t), Some(d)) => format!("{t} ({}): {d}", status.as_u16()),
-        _ => match body {
-            Value::String(s) => format!("HTTP {}: {s}", status.as_u16()),
-            Value::Null => format!("HTTP {}", status.as_u16()),
-            other => format!("HTTP {}: {other}", status.as_u16()),
+/// fault, and what to do about the common ones. A body that is not a problem document
+/// (from a proxy, say) is shown as it is.
+fn problem(status: StatusCode, text: &str) -> CliError {
+    let code = status.as_u16();
+    let mut msg = match serde_json::from_str::<Problem>(text) {
+        Ok(p) => {
+            let mut m = format!("{} ({code}): {}", p.title, p.detail);
+            for e in &p.errors {
+                m.push_str(&format!("\n  {}: {}", e.path, e.message));
+            }
+            m
+        }
+        Err(_) => match serde_json::from_str::<Value>(text) {
+            _ if text.trim().is_empty() => format!("HTTP {code}"),
+            Ok(Value::String(s)) => format!("HTTP {code}: {s}"),
+            Ok(Value::Null) => format!("HTTP {code}"),
+            Ok(other) => format!("HTTP {code}: {other}"),
+            Err(_) => format!("HTTP {code}: {text}"),
         },
     };
-    if let Some(errors) = body["errors"].as_array() {
-        for e in errors {
-            msg.push_str(&format!(
-                "\n  {}: {}",
-                e["path"].as_str().unwrap_or("$"),
-                e["message"].as_str().unwrap_or("")
-            ));
-        }
-    }
     let hint = match status.as_u16() {
         401 => Some("pass --token or set TGTCTL_TOKEN to the control plane's token"),
         412 => Some("it changed since it was read; read it again and retry"),

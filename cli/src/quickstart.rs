@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tgt_proto::api::{ControlplaneReady, StatusView};
+use tgt_proto::{Portal, Storage, Target};
 
 use crate::client::Client;
 use crate::{CliError, Result};
@@ -134,11 +138,11 @@ fn spawn(
 
 /// Waits for `path` to hold a whole JSON document (the daemons write ready files
 /// atomically), failing early if the daemon exits.
-fn wait_ready_file(d: &mut Daemon, path: &Path) -> anyhow::Result<Value> {
+fn wait_ready_file<T: DeserializeOwned>(d: &mut Daemon, path: &Path) -> anyhow::Result<T> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            if let Ok(v) = serde_json::from_str::<T>(&text) {
                 return Ok(v);
             }
         }
@@ -173,13 +177,20 @@ fn free(addr: SocketAddr) -> bool {
 
 /// Makes the resource at `path` equal `want`: created with `create` when missing,
 /// replaced with PUT when different, left alone when equal (no needless generation).
-fn ensure(c: &Client, path: &str, want: &Value, create: (Method, &str)) -> Result<()> {
-    match c.get(path) {
+fn ensure<T: Serialize + DeserializeOwned + PartialEq>(
+    c: &Client,
+    path: &str,
+    want: &T,
+    create: (Method, &str),
+) -> Result<()> {
+    match c.get::<T>(path) {
         Ok(r) if &r.body == want => Ok(()),
-        Ok(_) => c.call(Method::PUT, path, Some(want), &[]).map(|_| ()),
-        Err(CliError::Api { status: 404, .. }) => {
-            c.call(create.0, create.1, Some(want), &[]).map(|_| ())
-        }
+        Ok(_) => c
+            .call::<_, Value>(Method::PUT, path, Some(want), &[])
+            .map(|_| ()),
+        Err(CliError::Api { status: 404, .. }) => c
+            .call::<_, Value>(create.0, create.1, Some(want), &[])
+            .map(|_| ()),
         Err(e) => Err(e),
     }
 }
@@ -240,7 +251,8 @@ fn quickstart(a: &QuickstartArgs) -> anyhow::Result<()> {
         ],
         state.join("dataplane.log"),
     )?;
-    wait_ready_file(&mut dp, &dp_ready)?;
+    // Any whole document will do: the data plane's ready file only says it is up.
+    wait_ready_file::<Value>(&mut dp, &dp_ready)?;
     let listen_arg = listen.to_string();
     let cp_state = state.join("controlplane");
     let mut cp = spawn(
@@ -258,11 +270,8 @@ fn quickstart(a: &QuickstartArgs) -> anyhow::Result<()> {
         ],
         state.join("controlplane.log"),
     )?;
-    let ready = wait_ready_file(&mut cp, &cp_ready)?;
-    let api: SocketAddr = ready["listen"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("the control plane's ready file has no listen address: {ready}"))?;
+    let ready: ControlplaneReady = wait_ready_file(&mut cp, &cp_ready)?;
+    let api = ready.listen;
     let url = format!("http://{api}");
     let client =
         Client::new(&url, std::env::var("TGTCTL_TOKEN").ok()).map_err(|e| anyhow!("{e}"))?;
@@ -333,20 +342,30 @@ fn configure(c: &Client, image: &Path, portal: &str) -> Result<()> {
     ensure(
         c,
         &format!("/api/v1/storages/{DEMO_DEVICE_ID}"),
-        &json!({"deviceID": DEMO_DEVICE_ID, "path": image.display().to_string()}),
+        &Storage {
+            device_id: DEMO_DEVICE_ID,
+            path: image.display().to_string(),
+            ..Storage::default()
+        },
         (Method::POST, "/api/v1/storages"),
     )?;
     ensure(
         c,
         &format!("/api/v1/portals/{DEMO_PORTAL_ID}"),
-        &json!({"id": DEMO_PORTAL_ID, "portal": portal}),
+        &Portal {
+            id: DEMO_PORTAL_ID,
+            portal: portal.to_string(),
+        },
         (Method::POST, "/api/v1/portals"),
     )?;
     let target = format!("/api/v1/targets/{DEMO_IQN}");
     ensure(
         c,
         &target,
-        &json!({"tpgts": {"1": [DEMO_PORTAL_ID]}, "luns": {DEMO_LUN.to_string(): DEMO_DEVICE_ID}}),
+        &Target {
+            tpgts: [("1".to_string(), vec![DEMO_PORTAL_ID])].into(),
+            luns: [(DEMO_LUN.to_string(), DEMO_DEVICE_ID)].into(),
+        },
         (Method::PUT, &target),
     )
 }
@@ -356,15 +375,14 @@ fn configure(c: &Client, image: &Path, portal: &str) -> Result<()> {
 fn wait_portal(c: &Client, dp: &mut Daemon, cp: &mut Daemon) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let s = c.get("/api/v1/status").map_err(|e| anyhow!("{e}"))?.body;
-        if s["inSync"] == true {
-            let bound = s["dataplane"]["portals"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["id"] == DEMO_PORTAL_ID)
-                .and_then(|p| p["bound"].as_str())
-                .and_then(|b| b.parse().ok());
+        let s: StatusView = c.get("/api/v1/status").map_err(|e| anyhow!("{e}"))?.body;
+        if s.in_sync {
+            let bound = s
+                .dataplane
+                .iter()
+                .flat_map(|d| &d.portals)
+                .find(|p| p.id == DEMO_PORTAL_ID)
+                .map(|p| p.bound);
             if let Some(b) = bound {
                 return Ok(b);
             }
@@ -382,7 +400,7 @@ fn wait_portal(c: &Client, dp: &mut Daemon, cp: &mut Daemon) -> anyhow::Result<S
         if Instant::now() > deadline {
             bail!(
                 "the data plane did not apply the demo config in {START_TIMEOUT:?}: {}\nlogs: {} and {}",
-                s["lastError"].as_str().unwrap_or("no error reported"),
+                s.last_error.as_deref().unwrap_or("no error reported"),
                 dp.log.display(),
                 cp.log.display()
             );

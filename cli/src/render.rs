@@ -4,6 +4,7 @@
 //! scalars); strings that YAML could read as something else are double-quoted in JSON
 //! syntax, which YAML accepts as its double-quoted form.
 
+use serde::Serialize;
 use serde_json::Value;
 
 /// The output format chosen with `-o`.
@@ -17,14 +18,22 @@ pub enum Format {
     Yaml,
 }
 
-/// Prints `value` as JSON or YAML, or `table` for people.
-pub fn emit(format: Format, value: &Value, table: impl FnOnce() -> String) {
+/// Prints `value` as JSON or YAML, or `table` for people. The value goes through
+/// `serde_json::Value` first, so object keys print sorted whatever the field order of the
+/// type.
+pub fn emit<T: Serialize + ?Sized>(format: Format, value: &T, table: impl FnOnce() -> String) {
     let text = match format {
         Format::Table => table(),
-        Format::Json => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
-        Format::Yaml => to_yaml(value),
+        Format::Json => serde_json::to_string_pretty(&json_of(value)).unwrap_or_default() + "\n",
+        Format::Yaml => to_yaml(&json_of(value)),
     };
     write_stdout(text.as_bytes());
+}
+
+/// A value as JSON (`null` if it cannot be: only maps with non-string keys fail, and the
+/// API's documents have none).
+pub fn json_of<T: Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Writes to standard output, ending quietly when the reader has gone (`tgtctl ... | head`):
@@ -91,6 +100,28 @@ pub fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// An optional value for a table cell: absent as `-`.
+pub fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// `yes` or `no`.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// Every field of a document as aligned `key  value` lines, keys sorted (see [`fields`]).
+pub fn document_fields<T: Serialize + ?Sized>(value: &T) -> String {
+    let v = json_of(value);
+    let rows: Vec<(&str, String)> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, x)| (k.as_str(), cell(x)))
+        .collect();
+    fields(&rows)
 }
 
 /// Bytes in binary units: `1 GiB`, `512 MiB`, `1.5 KiB`, `100 B`.

@@ -5,10 +5,15 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tgt_proto::api::LunMapping;
+use tgt_proto::socket::SessionInfo;
+use tgt_proto::{BackendType, Performance, Portal, Storage, Target};
 
 use crate::client::Client;
-use crate::render::{self, cell, emit, fields, table, Format};
+use crate::render::{self, document_fields, emit, json_of, opt, table, yes_no, Format};
 use crate::{CliError, Result};
 
 /// Percent-encodes one path segment (iSCSI names hold `:`, which is fine, but be safe
@@ -24,8 +29,58 @@ fn seg(s: &str) -> String {
         .collect()
 }
 
-fn done(out: Format, value: &Value, sentence: String) {
+fn done<T: Serialize + ?Sized>(out: Format, value: &T, sentence: String) {
     emit(out, value, || format!("{sentence}\n"));
+}
+
+/// POSTs a new resource to `collection` and prints what the control plane stored.
+fn create<T: Serialize + DeserializeOwned>(
+    c: &Client,
+    out: Format,
+    collection: &str,
+    body: &T,
+    sentence: String,
+) -> Result<()> {
+    let v: T = c.call(Method::POST, collection, Some(body), &[])?.body;
+    done(out, &v, sentence);
+    Ok(())
+}
+
+/// DELETEs the resource at `path` and prints `{"deleted": what}`.
+fn delete<T: Serialize>(
+    c: &Client,
+    out: Format,
+    path: &str,
+    what: T,
+    sentence: String,
+) -> Result<()> {
+    c.delete(path)?;
+    done(out, &Deleted { deleted: what }, sentence);
+    Ok(())
+}
+
+/// What `-o json` prints after a delete: `{"deleted": ...}`.
+#[derive(Serialize)]
+struct Deleted<T> {
+    deleted: T,
+}
+
+/// One LUN of `tgtctl lun list` and of `lun delete`'s output.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LunRef<'a> {
+    target: &'a str,
+    lun: u16,
+}
+
+/// One row of `tgtctl lun list`.
+#[derive(Serialize)]
+struct LunRow {
+    target: String,
+    /// The LUN, `null` for a key in the map that is not a number.
+    lun: Option<u64>,
+    #[serde(rename = "deviceID")]
+    device_id: u64,
 }
 
 /// `tgtctl target ...`
@@ -65,31 +120,22 @@ pub enum TargetCmd {
     },
 }
 
-fn target_row(name: &str, t: &Value) -> Vec<String> {
-    let groups = t["tpgts"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(tag, ids)| {
-                    let ids: Vec<String> = ids
-                        .as_array()
-                        .map(|a| a.iter().map(Value::to_string).collect())
-                        .unwrap_or_default();
-                    format!("{tag}:[{}]", ids.join(","))
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+fn target_row(name: &str, t: &Target) -> Vec<String> {
+    let groups = t
+        .tpgts
+        .iter()
+        .map(|(tag, ids)| {
+            let ids: Vec<String> = ids.iter().map(u16::to_string).collect();
+            format!("{tag}:[{}]", ids.join(","))
         })
-        .unwrap_or_default();
-    let luns = t["luns"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(l, d)| format!("{l}->{d}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+        .collect::<Vec<_>>()
+        .join(" ");
+    let luns = t
+        .luns
+        .iter()
+        .map(|(l, d)| format!("{l}->{d}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     vec![
         name.to_string(),
         if groups.is_empty() {
@@ -116,17 +162,14 @@ fn split_pair<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
 pub fn target(c: &Client, out: Format, cmd: TargetCmd) -> Result<()> {
     match cmd {
         TargetCmd::List => {
-            let v = c.get("/api/v1/targets")?.body;
+            let v: BTreeMap<String, Target> = c.get("/api/v1/targets")?.body;
             emit(out, &v, || {
-                let rows: Vec<Vec<String>> = v
-                    .as_object()
-                    .map(|m| m.iter().map(|(n, t)| target_row(n, t)).collect())
-                    .unwrap_or_default();
+                let rows: Vec<Vec<String>> = v.iter().map(|(n, t)| target_row(n, t)).collect();
                 table(&TARGET_HEADERS, &rows)
             });
         }
         TargetCmd::Get { name } => {
-            let v = c.get(&format!("/api/v1/targets/{}", seg(&name)))?.body;
+            let v: Target = c.get(&format!("/api/v1/targets/{}", seg(&name)))?.body;
             emit(out, &v, || table(&TARGET_HEADERS, &[target_row(&name, &v)]));
         }
         TargetCmd::Create {
@@ -161,8 +204,12 @@ pub fn target(c: &Client, out: Format, cmd: TargetCmd) -> Result<()> {
                 })?;
                 lunmap.insert(lun.trim().to_string(), dev);
             }
-            let body = json!({"tpgts": tpgts, "luns": lunmap});
-            let v = c
+            let no_group = tpgts.is_empty();
+            let body = Target {
+                tpgts,
+                luns: lunmap,
+            };
+            let v: Target = c
                 .call(
                     Method::PUT,
                     &format!("/api/v1/targets/{}", seg(&name)),
@@ -170,23 +217,15 @@ pub fn target(c: &Client, out: Format, cmd: TargetCmd) -> Result<()> {
                     &[("If-None-Match", "*")],
                 )?
                 .body;
-            if tpgts.is_empty() && out == Format::Table {
+            if no_group && out == Format::Table {
                 eprintln!("note: target {name} has no portal group, so initiators cannot reach it; add --portal ID");
             }
             done(out, &v, format!("target {name} created"));
         }
         TargetCmd::Delete { name } => {
-            c.call(
-                Method::DELETE,
-                &format!("/api/v1/targets/{}", seg(&name)),
-                None,
-                &[],
-            )?;
-            done(
-                out,
-                &json!({"deleted": name}),
-                format!("target {name} deleted"),
-            );
+            let path = format!("/api/v1/targets/{}", seg(&name));
+            let sentence = format!("target {name} deleted");
+            delete(c, out, &path, name, sentence)?;
         }
     }
     Ok(())
@@ -239,47 +278,48 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
     let headers = ["TARGET", "LUN", "DEVICE ID"];
     match cmd {
         LunCmd::List { target } => {
-            let targets: Vec<(String, Value)> = match target {
-                Some(t) => vec![(
-                    t.clone(),
-                    c.get(&format!("/api/v1/targets/{}/luns", seg(&t)))?.body,
-                )],
+            let targets: Vec<(String, BTreeMap<String, u64>)> = match target {
+                Some(t) => {
+                    let luns = c.get(&format!("/api/v1/targets/{}/luns", seg(&t)))?.body;
+                    vec![(t, luns)]
+                }
                 None => c
-                    .get("/api/v1/targets")?
+                    .get::<BTreeMap<String, Target>>("/api/v1/targets")?
                     .body
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(n, t)| (n.clone(), t["luns"].clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                    .into_iter()
+                    .map(|(n, t)| (n, t.luns))
+                    .collect(),
             };
             let mut list = Vec::new();
             for (t, luns) in &targets {
-                for (l, d) in luns.as_object().into_iter().flatten() {
-                    list.push(json!({"target": t, "lun": l.parse::<u64>().ok(), "deviceID": d}));
+                for (l, d) in luns {
+                    list.push(LunRow {
+                        target: t.clone(),
+                        lun: l.parse::<u64>().ok(),
+                        device_id: *d,
+                    });
                 }
             }
-            let v = Value::Array(list);
-            emit(out, &v, || {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| vec![cell(&r["target"]), cell(&r["lun"]), cell(&r["deviceID"])])
+            emit(out, &list, || {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|r| vec![r.target.clone(), opt(r.lun), r.device_id.to_string()])
                     .collect();
                 table(&headers, &rows)
             });
         }
         LunCmd::Get { target, lun } => {
-            let v = c
+            let v: LunMapping = c
                 .get(&format!("/api/v1/targets/{}/luns/{lun}", seg(&target)))?
                 .body;
             emit(out, &v, || {
                 table(
                     &headers,
-                    &[vec![target.clone(), lun.to_string(), cell(&v["deviceID"])]],
+                    &[vec![
+                        target.clone(),
+                        lun.to_string(),
+                        v.device_id.to_string(),
+                    ]],
                 )
             });
         }
@@ -289,13 +329,13 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
             storage,
         } => {
             let path = format!("/api/v1/targets/{}/luns/{lun}", seg(&target));
-            match c.get(&path) {
+            match c.get::<LunMapping>(&path) {
                 Ok(existing) => {
                     return Err(CliError::Api {
                         status: 409,
                         message: format!(
                         "target {target} already has lun {lun} (on storage {}); delete it first",
-                        cell(&existing.body["deviceID"])
+                        existing.body.device_id
                     ),
                     })
                 }
@@ -305,9 +345,8 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
                 }) if message.contains("no lun") => {}
                 Err(e) => return Err(e),
             }
-            let v = c
-                .call(Method::PUT, &path, Some(&json!({"deviceID": storage})), &[])?
-                .body;
+            let body = LunMapping { device_id: storage };
+            let v: LunMapping = c.call(Method::PUT, &path, Some(&body), &[])?.body;
             done(
                 out,
                 &v,
@@ -315,17 +354,13 @@ pub fn lun(c: &Client, out: Format, cmd: LunCmd) -> Result<()> {
             );
         }
         LunCmd::Delete { target, lun } => {
-            c.call(
-                Method::DELETE,
-                &format!("/api/v1/targets/{}/luns/{lun}", seg(&target)),
-                None,
-                &[],
-            )?;
-            done(
-                out,
-                &json!({"deleted": {"target": target, "lun": lun}}),
-                format!("lun {lun} of target {target} deleted"),
-            );
+            let path = format!("/api/v1/targets/{}/luns/{lun}", seg(&target));
+            let sentence = format!("lun {lun} of target {target} deleted");
+            let what = LunRef {
+                target: &target,
+                lun,
+            };
+            delete(c, out, &path, what, sentence)?;
         }
     }
     Ok(())
@@ -378,14 +413,15 @@ pub enum StorageCmd {
     },
 }
 
-fn storage_row(s: &Value) -> Vec<String> {
+fn storage_row(s: &Storage) -> Vec<String> {
     vec![
-        cell(&s["deviceID"]),
-        cell(&s["path"]),
-        s["size"].as_u64().map(render::bytes).unwrap_or("-".into()),
-        s["backendType"].as_str().unwrap_or("default").to_string(),
-        if s["online"] == false { "no" } else { "yes" }.into(),
-        if s["readOnly"] == true { "yes" } else { "no" }.into(),
+        s.device_id.to_string(),
+        s.path.clone(),
+        s.size.map(render::bytes).unwrap_or("-".into()),
+        s.backend_type
+            .map_or_else(|| "default".into(), |b| b.to_string()),
+        yes_no(s.online != Some(false)),
+        yes_no(s.read_only == Some(true)),
     ]
 }
 
@@ -402,28 +438,15 @@ const STORAGE_HEADERS: [&str; 6] = [
 pub fn storage(c: &Client, out: Format, cmd: StorageCmd) -> Result<()> {
     match cmd {
         StorageCmd::List => {
-            let v = c.get("/api/v1/storages")?.body;
+            let v: Vec<Storage> = c.get("/api/v1/storages")?.body;
             emit(out, &v, || {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(storage_row)
-                    .collect();
+                let rows: Vec<Vec<String>> = v.iter().map(storage_row).collect();
                 table(&STORAGE_HEADERS, &rows)
             });
         }
         StorageCmd::Get { id } => {
-            let v = c.get(&format!("/api/v1/storages/{id}"))?.body;
-            emit(out, &v, || {
-                let rows: Vec<(&str, String)> = v
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, x)| (k.as_str(), cell(x)))
-                    .collect();
-                fields(&rows)
-            });
+            let v: Storage = c.get(&format!("/api/v1/storages/{id}"))?.body;
+            emit(out, &v, || document_fields(&v));
         }
         StorageCmd::Create {
             id,
@@ -434,41 +457,26 @@ pub fn storage(c: &Client, out: Format, cmd: StorageCmd) -> Result<()> {
             read_only,
             offline,
         } => {
-            let mut body = Map::new();
-            body.insert("deviceID".into(), json!(id));
-            body.insert("path".into(), json!(path));
-            if let Some(s) = size {
-                body.insert("size".into(), json!(s));
-            }
-            if let Some(b) = backend {
-                body.insert("backendType".into(), json!(b));
-            }
-            if let Some(b) = block_size {
-                body.insert("blockSize".into(), json!(b));
-            }
-            if read_only {
-                body.insert("readOnly".into(), json!(true));
-            }
-            if offline {
-                body.insert("online".into(), json!(false));
-            }
-            let v = c
-                .call(
-                    Method::POST,
-                    "/api/v1/storages",
-                    Some(&Value::Object(body)),
-                    &[],
-                )?
-                .body;
-            done(out, &v, format!("storage {id} created"));
+            let body = Storage {
+                device_id: id,
+                path,
+                size,
+                backend_type: backend.map(|b| match b.as_str() {
+                    "iouring" => BackendType::Iouring,
+                    // clap accepts only "file" and "iouring".
+                    _ => BackendType::File,
+                }),
+                block_size,
+                read_only: read_only.then_some(true),
+                online: offline.then_some(false),
+                ..Storage::default()
+            };
+            let sentence = format!("storage {id} created");
+            create(c, out, "/api/v1/storages", &body, sentence)?;
         }
         StorageCmd::Delete { id } => {
-            c.call(Method::DELETE, &format!("/api/v1/storages/{id}"), None, &[])?;
-            done(
-                out,
-                &json!({"deleted": id}),
-                format!("storage {id} deleted"),
-            );
+            let sentence = format!("storage {id} deleted");
+            delete(c, out, &format!("/api/v1/storages/{id}"), id, sentence)?;
         }
     }
     Ok(())
@@ -511,33 +519,30 @@ pub enum PortalCmd {
 /// Runs a `portal` command.
 pub fn portal(c: &Client, out: Format, cmd: PortalCmd) -> Result<()> {
     let headers = ["ID", "ADDRESS"];
-    let row = |p: &Value| vec![cell(&p["id"]), cell(&p["portal"])];
+    let row = |p: &Portal| vec![p.id.to_string(), p.portal.clone()];
     match cmd {
         PortalCmd::List => {
-            let v = c.get("/api/v1/portals")?.body;
+            let v: Vec<Portal> = c.get("/api/v1/portals")?.body;
             emit(out, &v, || {
-                let rows: Vec<Vec<String>> = v.as_array().into_iter().flatten().map(row).collect();
+                let rows: Vec<Vec<String>> = v.iter().map(row).collect();
                 table(&headers, &rows)
             });
         }
         PortalCmd::Get { id } => {
-            let v = c.get(&format!("/api/v1/portals/{id}"))?.body;
+            let v: Portal = c.get(&format!("/api/v1/portals/{id}"))?.body;
             emit(out, &v, || table(&headers, &[row(&v)]));
         }
         PortalCmd::Create { id, address } => {
-            let v = c
-                .call(
-                    Method::POST,
-                    "/api/v1/portals",
-                    Some(&json!({"id": id, "portal": address})),
-                    &[],
-                )?
-                .body;
-            done(out, &v, format!("portal {id} created ({address})"));
+            let body = Portal {
+                id,
+                portal: address.clone(),
+            };
+            let sentence = format!("portal {id} created ({address})");
+            create(c, out, "/api/v1/portals", &body, sentence)?;
         }
         PortalCmd::Delete { id } => {
-            c.call(Method::DELETE, &format!("/api/v1/portals/{id}"), None, &[])?;
-            done(out, &json!({"deleted": id}), format!("portal {id} deleted"));
+            let sentence = format!("portal {id} deleted");
+            delete(c, out, &format!("/api/v1/portals/{id}"), id, sentence)?;
         }
     }
     Ok(())
@@ -565,22 +570,16 @@ pub enum PerfCmd {
 
 /// Runs a `perf` command.
 pub fn perf(c: &Client, out: Format, cmd: PerfCmd) -> Result<()> {
-    let show = |v: &Value| {
-        let rows: Vec<(&str, String)> = v
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, x)| (k.as_str(), cell(x)))
-            .collect();
-        if rows.is_empty() {
+    let show = |p: &Performance| {
+        if *p == Performance::default() {
             "no performance settings (all defaults)\n".to_string()
         } else {
-            fields(&rows)
+            document_fields(p)
         }
     };
     match cmd {
         PerfCmd::Get => {
-            let v = c.get("/api/v1/performance")?.body;
+            let v: Performance = c.get("/api/v1/performance")?.body;
             emit(out, &v, || show(&v));
         }
         PerfCmd::Set { settings, unset } => {
@@ -590,8 +589,13 @@ pub fn perf(c: &Client, out: Format, cmd: PerfCmd) -> Result<()> {
                         .into(),
                 ));
             }
-            let cur = c.get("/api/v1/performance")?;
-            let mut m = cur.body.as_object().cloned().unwrap_or_default();
+            let cur = c.get::<Performance>("/api/v1/performance")?;
+            // The keys are the operator's words: the control plane names any it does not
+            // know, so the edit works on the JSON form rather than on the fields.
+            let mut m = match json_of(&cur.body) {
+                Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
             for s in &settings {
                 let (k, v) = split_pair(s, "setting")?;
                 let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
@@ -601,11 +605,11 @@ pub fn perf(c: &Client, out: Format, cmd: PerfCmd) -> Result<()> {
                 m.remove(k);
             }
             let etag = cur.etag.unwrap_or_else(|| "*".into());
-            let v = c
+            let v: Performance = c
                 .call(
                     Method::PUT,
                     "/api/v1/performance",
-                    Some(&Value::Object(m)),
+                    Some(&m),
                     &[("If-Match", etag.as_str())],
                 )?
                 .body;
@@ -635,46 +639,9 @@ pub enum SessionCmd {
 pub fn session(c: &Client, out: Format, cmd: SessionCmd) -> Result<()> {
     match cmd {
         SessionCmd::List => {
-            let v = c.get("/api/v1/sessions")?.body;
+            let v: Vec<SessionInfo> = c.get("/api/v1/sessions")?.body;
             emit(out, &v, || {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| {
-                        let peers: Vec<String> = s["connections"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|c| cell(&c["peer"]))
-                            .collect();
-                        vec![
-                            cell(&s["tsih"]),
-                            s["isid"]
-                                .as_u64()
-                                .map(|i| format!("{i:012x}"))
-                                .unwrap_or_default(),
-                            cell(&s["initiatorName"]),
-                            s["targetName"]
-                                .as_str()
-                                .unwrap_or("(discovery)")
-                                .to_string(),
-                            peers.join(","),
-                            s["connections"]
-                                .as_array()
-                                .and_then(|c| c.first())
-                                .map(|c| {
-                                    format!(
-                                        "{}/{}",
-                                        cell(&c["headerDigest"]),
-                                        cell(&c["dataDigest"])
-                                    )
-                                })
-                                .unwrap_or_default(),
-                            cell(&s["negotiated"]["maxBurstLength"]),
-                        ]
-                    })
-                    .collect();
+                let rows: Vec<Vec<String>> = v.iter().map(session_row).collect();
                 table(
                     &[
                         "TSIH",
@@ -690,18 +657,37 @@ pub fn session(c: &Client, out: Format, cmd: SessionCmd) -> Result<()> {
             });
         }
         SessionCmd::Close { tsih } => {
-            c.call(
-                Method::DELETE,
-                &format!("/api/v1/sessions/{tsih}"),
-                None,
-                &[],
-            )?;
+            c.delete(&format!("/api/v1/sessions/{tsih}"))?;
+            /// What `-o json` prints after closing a session.
+            #[derive(Serialize)]
+            struct Closed {
+                closed: u16,
+            }
             done(
                 out,
-                &json!({"closed": tsih}),
+                &Closed { closed: tsih },
                 format!("session {tsih} closed"),
             );
         }
     }
     Ok(())
+}
+
+fn session_row(s: &SessionInfo) -> Vec<String> {
+    let peers: Vec<String> = s.connections.iter().map(|c| c.peer.to_string()).collect();
+    vec![
+        s.tsih.to_string(),
+        format!("{:012x}", s.isid),
+        s.initiator_name.clone(),
+        s.target_name
+            .as_deref()
+            .unwrap_or("(discovery)")
+            .to_string(),
+        peers.join(","),
+        s.connections
+            .first()
+            .map(|c| format!("{}/{}", c.header_digest, c.data_digest))
+            .unwrap_or_default(),
+        s.negotiated.max_burst_length.to_string(),
+    ]
 }

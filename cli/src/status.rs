@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Number;
+use tgt_proto::api::StatusView;
 
 use crate::client::Client;
-use crate::render::{self, cell, emit, fields, table, Format};
+use crate::render::{self, emit, fields, opt, table, yes_no, Format};
 use crate::Result;
 
 fn duration(ms: u64) -> String {
@@ -21,114 +23,97 @@ fn duration(ms: u64) -> String {
 
 /// Runs `tgtctl status`.
 pub fn status(c: &Client, out: Format) -> Result<()> {
-    let v = c.get("/api/v1/status")?.body;
+    let v: StatusView = c.get("/api/v1/status")?.body;
     emit(out, &v, || status_table(c.base(), &v));
     Ok(())
 }
 
-fn status_table(base: &str, v: &Value) -> String {
-    let dp = &v["dataplane"];
-    let connected = v["dataplaneConnected"] == true;
+fn status_table(base: &str, v: &StatusView) -> String {
     let mut rows = vec![("control plane", base.to_string())];
     rows.push((
         "data plane",
-        if connected {
+        if v.dataplane_connected {
             "connected".into()
         } else {
             "NOT CONNECTED (is tgt-dataplane running, on the socket the control plane uses?)".into()
         },
     ));
-    let applied = v["appliedGeneration"]
-        .as_u64()
-        .map(|g| g.to_string())
-        .unwrap_or("-".into());
     rows.push((
         "generation",
         format!(
-            "desired {}, applied {applied}{}",
-            cell(&v["desiredGeneration"]),
-            if v["inSync"] == true {
+            "desired {}, applied {}{}",
+            v.desired_generation,
+            opt(v.applied_generation),
+            if v.in_sync {
                 " (in sync)"
             } else {
                 " (NOT in sync)"
             }
         ),
     ));
-    if let Some(e) = v["lastError"].as_str() {
-        rows.push(("last error", e.to_string()));
+    if let Some(e) = &v.last_error {
+        rows.push(("last error", e.clone()));
     }
-    if dp.is_object() {
-        rows.push(("uptime", duration(dp["uptimeMs"].as_u64().unwrap_or(0))));
-        rows.push((
-            "sessions",
-            format!(
-                "{} ({} connections)",
-                cell(&dp["sessionCount"]),
-                cell(&dp["connectionCount"])
-            ),
-        ));
-    }
-    if let Some(nodes) = dp["numaNodes"].as_array() {
-        let list: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("node {} cpus {}", cell(&n["id"]), cpu_list(&n["cpus"])))
-            .collect();
-        rows.push((
-            "numa nodes",
-            format!("{} ({})", nodes.len(), list.join("; ")),
-        ));
-    }
-    if let Some(cpus) = dp["pinnedCpus"].as_array() {
-        let pinned = if cpus.is_empty() {
-            "not pinned".to_string()
-        } else {
-            cpu_list(&dp["pinnedCpus"])
-        };
-        rows.push(("worker cpus", pinned));
-    }
+    let Some(dp) = &v.dataplane else {
+        return fields(&rows);
+    };
+    rows.push(("uptime", duration(dp.uptime_ms)));
+    rows.push((
+        "sessions",
+        format!("{} ({} connections)", dp.session_count, dp.connection_count),
+    ));
+    let list: Vec<String> = dp
+        .numa_nodes
+        .iter()
+        .map(|n| format!("node {} cpus {}", n.id, cpu_list(&n.cpus)))
+        .collect();
+    rows.push((
+        "numa nodes",
+        format!("{} ({})", dp.numa_nodes.len(), list.join("; ")),
+    ));
+    let pinned = if dp.pinned_cpus.is_empty() {
+        "not pinned".to_string()
+    } else {
+        cpu_list(&dp.pinned_cpus)
+    };
+    rows.push(("worker cpus", pinned));
     let mut s = fields(&rows);
-    if let Some(portals) = dp["portals"].as_array() {
-        let rows: Vec<Vec<String>> = portals
-            .iter()
-            .map(|p| vec![cell(&p["id"]), cell(&p["bound"])])
-            .collect();
-        s.push('\n');
-        s.push_str(&table(&["PORTAL", "LISTENING ON"], &rows));
-    }
-    if let Some(targets) = dp["targets"].as_array() {
-        let mut rows = Vec::new();
-        for t in targets {
-            for l in t["luns"].as_array().into_iter().flatten() {
-                rows.push(vec![
-                    cell(&t["name"]),
-                    cell(&l["lun"]),
-                    cell(&l["deviceId"]),
-                    cell(&l["activeBackend"]),
-                    l["sizeBytes"]
-                        .as_u64()
-                        .map(render::bytes)
-                        .unwrap_or_default(),
-                    cell(&l["blockSize"]),
-                    if l["online"] == true { "yes" } else { "no" }.into(),
-                    if l["readOnly"] == true { "yes" } else { "no" }.into(),
-                ]);
-            }
+    let portal_rows: Vec<Vec<String>> = dp
+        .portals
+        .iter()
+        .map(|p| vec![p.id.to_string(), p.bound.to_string()])
+        .collect();
+    s.push('\n');
+    s.push_str(&table(&["PORTAL", "LISTENING ON"], &portal_rows));
+    let mut lun_rows = Vec::new();
+    for t in &dp.targets {
+        for l in &t.luns {
+            lun_rows.push(vec![
+                t.name.clone(),
+                l.lun.to_string(),
+                l.device_id.to_string(),
+                l.active_backend.clone(),
+                render::bytes(l.size_bytes),
+                l.block_size.to_string(),
+                yes_no(l.online),
+                yes_no(l.read_only),
+            ]);
         }
-        s.push('\n');
-        s.push_str(&table(
-            &[
-                "TARGET",
-                "LUN",
-                "DEVICE",
-                "BACKEND",
-                "SIZE",
-                "BLOCK",
-                "ONLINE",
-                "READ-ONLY",
-            ],
-            &rows,
-        ));
     }
+    s.push('\n');
+    s.push_str(&table(
+        &[
+            "TARGET",
+            "LUN",
+            "DEVICE",
+            "BACKEND",
+            "SIZE",
+            "BLOCK",
+            "ONLINE",
+            "READ-ONLY",
+        ],
+        &lun_rows,
+    ));
     s
 }
 
@@ -205,61 +190,119 @@ pub fn parse_metrics(text: &str) -> Vec<Sample> {
     out
 }
 
-fn num(v: f64) -> Value {
-    // Counters and gauges here are whole numbers; show them without a fraction.
+/// A sample's value as JSON: whole numbers without a fraction (counters and gauges here
+/// are whole), `None` for NaN and infinities, which JSON cannot hold.
+fn num(v: f64) -> Option<Number> {
     if v.fract() == 0.0 && v.abs() < 9.0e15 {
         #[allow(clippy::cast_possible_truncation)]
         let i = v as i64;
-        json!(i)
+        Some(Number::from(i))
     } else {
-        json!(v)
+        Number::from_f64(v)
     }
 }
 
-/// The key counters, as one JSON document.
-pub fn summarize(samples: &[Sample]) -> Value {
-    let one = |name: &str| {
-        samples
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| num(s.value))
-            .unwrap_or(Value::Null)
-    };
-    let mut luns: BTreeMap<(String, String), serde_json::Map<String, Value>> = BTreeMap::new();
+/// What `tgtctl metrics` prints: the key counters of `/metrics`; a counter the server did
+/// not export is `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSummary {
+    /// `tgt_controlplane_config_generation`.
+    pub controlplane_config_generation: Option<Number>,
+    /// Whether `tgt_controlplane_dataplane_connected` is 1.
+    pub dataplane_connected: bool,
+    /// `tgt_dataplane_config_generation`.
+    pub dataplane_config_generation: Option<Number>,
+    /// `tgt_dataplane_uptime_seconds`.
+    pub dataplane_uptime_seconds: Option<Number>,
+    /// `tgt_session_sessions`.
+    pub sessions: Option<Number>,
+    /// `tgt_conn_connections`.
+    pub connections: Option<Number>,
+    /// `tgt_login_logins_total`.
+    pub logins: Option<Number>,
+    /// `tgt_login_failures_total`.
+    pub login_failures: Option<Number>,
+    /// `tgt_pdu_digest_errors_total`.
+    pub digest_errors: Option<Number>,
+    /// The `tgt_lun_*` counters, one entry per target and LUN.
+    pub luns: Vec<LunSummary>,
+}
+
+/// The counters of one LUN; a counter the server did not export is left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LunSummary {
+    /// The target's name.
+    pub target: String,
+    /// The LUN, `null` when the label is not a number.
+    pub lun: Option<u64>,
+    /// The `backend` label of `tgt_lun_backend_info`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `tgt_lun_capacity_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<Number>,
+    /// `tgt_lun_read_commands_total`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_commands: Option<Number>,
+    /// `tgt_lun_write_commands_total`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_commands: Option<Number>,
+    /// `tgt_lun_read_bytes_total`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_bytes: Option<Number>,
+    /// `tgt_lun_write_bytes_total`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_bytes: Option<Number>,
+    /// `tgt_lun_check_conditions_total`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_conditions: Option<Number>,
+}
+
+/// The key counters, as one document.
+pub fn summarize(samples: &[Sample]) -> MetricsSummary {
+    let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
+    let one = |name: &str| value(name).and_then(num);
+    let mut luns: BTreeMap<(String, String), LunSummary> = BTreeMap::new();
     for s in samples.iter().filter(|s| s.name.starts_with("tgt_lun_")) {
         let (Some(t), Some(l)) = (s.labels.get("target"), s.labels.get("lun")) else {
             continue;
         };
-        let e = luns.entry((t.clone(), l.clone())).or_default();
-        e.insert("target".into(), json!(t));
-        e.insert("lun".into(), json!(l.parse::<u64>().ok()));
-        let key = match s.name.as_str() {
+        let e = luns
+            .entry((t.clone(), l.clone()))
+            .or_insert_with(|| LunSummary {
+                target: t.clone(),
+                lun: l.parse::<u64>().ok(),
+                ..LunSummary::default()
+            });
+        let field = match s.name.as_str() {
             "tgt_lun_backend_info" => {
-                e.insert("backend".into(), json!(s.labels.get("backend")));
+                e.backend = s.labels.get("backend").cloned();
                 continue;
             }
-            "tgt_lun_capacity_bytes" => "capacityBytes",
-            "tgt_lun_read_commands_total" => "readCommands",
-            "tgt_lun_write_commands_total" => "writeCommands",
-            "tgt_lun_read_bytes_total" => "readBytes",
-            "tgt_lun_write_bytes_total" => "writeBytes",
-            "tgt_lun_check_conditions_total" => "checkConditions",
+            "tgt_lun_capacity_bytes" => &mut e.capacity_bytes,
+            "tgt_lun_read_commands_total" => &mut e.read_commands,
+            "tgt_lun_write_commands_total" => &mut e.write_commands,
+            "tgt_lun_read_bytes_total" => &mut e.read_bytes,
+            "tgt_lun_write_bytes_total" => &mut e.write_bytes,
+            "tgt_lun_check_conditions_total" => &mut e.check_conditions,
             _ => continue,
         };
-        e.insert(key.into(), num(s.value));
+        *field = num(s.value);
     }
-    json!({
-        "controlplaneConfigGeneration": one("tgt_controlplane_config_generation"),
-        "dataplaneConnected": one("tgt_controlplane_dataplane_connected") == json!(1),
-        "dataplaneConfigGeneration": one("tgt_dataplane_config_generation"),
-        "dataplaneUptimeSeconds": one("tgt_dataplane_uptime_seconds"),
-        "sessions": one("tgt_session_sessions"),
-        "connections": one("tgt_conn_connections"),
-        "logins": one("tgt_login_logins_total"),
-        "loginFailures": one("tgt_login_failures_total"),
-        "digestErrors": one("tgt_pdu_digest_errors_total"),
-        "luns": luns.into_values().map(Value::Object).collect::<Vec<_>>(),
-    })
+    MetricsSummary {
+        controlplane_config_generation: one("tgt_controlplane_config_generation"),
+        dataplane_connected: value("tgt_controlplane_dataplane_connected") == Some(1.0),
+        dataplane_config_generation: one("tgt_dataplane_config_generation"),
+        dataplane_uptime_seconds: one("tgt_dataplane_uptime_seconds"),
+        sessions: one("tgt_session_sessions"),
+        connections: one("tgt_conn_connections"),
+        logins: one("tgt_login_logins_total"),
+        login_failures: one("tgt_login_failures_total"),
+        digest_errors: one("tgt_pdu_digest_errors_total"),
+        luns: luns.into_values().collect(),
+    }
 }
 
 /// Runs `tgtctl metrics`.
@@ -272,17 +315,15 @@ pub fn metrics(c: &Client, out: Format) -> Result<()> {
                 "config generation",
                 format!(
                     "desired {}, data plane {}",
-                    cell(&v["controlplaneConfigGeneration"]),
-                    cell(&v["dataplaneConfigGeneration"])
+                    opt(v.controlplane_config_generation.as_ref()),
+                    opt(v.dataplane_config_generation.as_ref())
                 ),
             ),
             (
                 "data plane",
-                if v["dataplaneConnected"] == true {
-                    format!(
-                        "connected, up {}",
-                        duration(v["dataplaneUptimeSeconds"].as_u64().unwrap_or(0) * 1000)
-                    )
+                if v.dataplane_connected {
+                    let up = v.dataplane_uptime_seconds.as_ref().and_then(Number::as_u64);
+                    format!("connected, up {}", duration(up.unwrap_or(0) * 1000))
                 } else {
                     "NOT CONNECTED (the counters below are missing)".into()
                 },
@@ -291,37 +332,40 @@ pub fn metrics(c: &Client, out: Format) -> Result<()> {
                 "sessions",
                 format!(
                     "{} ({} connections)",
-                    cell(&v["sessions"]),
-                    cell(&v["connections"])
+                    opt(v.sessions.as_ref()),
+                    opt(v.connections.as_ref())
                 ),
             ),
             (
                 "logins",
                 format!(
                     "{} ok, {} failed",
-                    cell(&v["logins"]),
-                    cell(&v["loginFailures"])
+                    opt(v.logins.as_ref()),
+                    opt(v.login_failures.as_ref())
                 ),
             ),
-            ("digest errors", cell(&v["digestErrors"])),
+            ("digest errors", opt(v.digest_errors.as_ref())),
         ];
         let mut s = fields(&rows);
-        let lun_rows: Vec<Vec<String>> = v["luns"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let lun_rows: Vec<Vec<String>> = v
+            .luns
+            .iter()
             .map(|l| {
-                let b = |k: &str| l[k].as_u64().map(render::bytes).unwrap_or("-".into());
+                let b = |n: &Option<Number>| {
+                    n.as_ref()
+                        .and_then(Number::as_u64)
+                        .map_or_else(|| "-".into(), render::bytes)
+                };
                 vec![
-                    cell(&l["target"]),
-                    cell(&l["lun"]),
-                    cell(&l["backend"]),
-                    b("capacityBytes"),
-                    cell(&l["readCommands"]),
-                    b("readBytes"),
-                    cell(&l["writeCommands"]),
-                    b("writeBytes"),
-                    cell(&l["checkConditions"]),
+                    l.target.clone(),
+                    opt(l.lun),
+                    opt(l.backend.as_ref()),
+                    b(&l.capacity_bytes),
+                    opt(l.read_commands.as_ref()),
+                    b(&l.read_bytes),
+                    opt(l.write_commands.as_ref()),
+                    b(&l.write_bytes),
+                    opt(l.check_conditions.as_ref()),
                 ]
             })
             .collect();
@@ -364,19 +408,19 @@ weird{a=\"q\\\"uote\"} 2.5\n";
         assert_eq!(s[1].labels["target"], "iqn.a:b");
         assert_eq!(s[3].labels["a"], "q\"uote");
         let v = summarize(&s);
-        assert_eq!(v["logins"], 3);
-        assert_eq!(v["luns"][0]["readBytes"], 4096);
-        assert_eq!(v["luns"][0]["backend"], "file");
-        assert_eq!(v["dataplaneConnected"], false);
+        assert_eq!(v.logins, Some(3.into()));
+        assert_eq!(v.luns[0].read_bytes, Some(4096.into()));
+        assert_eq!(v.luns[0].backend.as_deref(), Some("file"));
+        assert!(!v.dataplane_connected);
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["sessions"], serde_json::Value::Null);
+        assert!(json["luns"][0].get("writeBytes").is_none());
     }
 }
 
-/// A JSON array of CPU ids as Linux list syntax ("0-3,6").
-fn cpu_list(v: &serde_json::Value) -> String {
-    let mut cpus: Vec<u64> = v
-        .as_array()
-        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
-        .unwrap_or_default();
+/// CPU ids as Linux list syntax ("0-3,6").
+fn cpu_list(ids: &[u32]) -> String {
+    let mut cpus = ids.to_vec();
     cpus.sort_unstable();
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
@@ -401,11 +445,8 @@ fn cpu_list(v: &serde_json::Value) -> String {
 mod cpu_list_tests {
     #[test]
     fn cpu_ids_print_as_linux_ranges() {
-        assert_eq!(
-            super::cpu_list(&serde_json::json!([0, 1, 2, 3, 6])),
-            "0-3,6"
-        );
-        assert_eq!(super::cpu_list(&serde_json::json!([5])), "5");
-        assert_eq!(super::cpu_list(&serde_json::json!([])), "");
+        assert_eq!(super::cpu_list(&[0, 1, 2, 3, 6]), "0-3,6");
+        assert_eq!(super::cpu_list(&[6, 5]), "5-6");
+        assert_eq!(super::cpu_list(&[]), "");
     }
 }

@@ -4,27 +4,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+pub use tgt_proto::api::Problem;
 use tgt_proto::socket::Refusal;
 use tgt_proto::FieldError;
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Problem {
-    /// A URI reference naming the kind of problem, such as `/problems/validation`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the kind of problem.
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-    /// Every field at fault, each with its JSON path (validation and parse errors).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
 
 /// Why a REST request failed.
 #[derive(Debug, thiserror::Error)]

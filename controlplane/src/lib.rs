@@ -91,10 +91,13 @@ pub async fn run(
     })?;
     info!(%bound, "control plane listening");
     if let Some(path) = &opts.ready_file {
-        let body = format!(
-            "{{\"pid\":{},\"listen\":\"{bound}\"}}\n",
-            std::process::id()
-        );
+        let ready = tgt_proto::api::ControlplaneReady {
+            pid: std::process::id(),
+            listen: bound,
+        };
+        // Cannot fail: a number and an address always serialise.
+        let mut body = serde_json::to_string(&ready).unwrap_or_default();
+        body.push('\n');
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, body)
             .and_then(|()| std::fs::rename(&tmp, path))

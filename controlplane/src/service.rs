@@ -8,13 +8,12 @@
 //! once it is. The loop polls the data plane's status; when the data plane restarted (its
 //! generation is behind ours) it re-pushes, backing off while the data plane is away.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+pub use tgt_proto::api::{ConfigDiff, DryRun, StatusView};
 use tgt_proto::socket::{Refusal, Request, Response, SessionInfo, Stats, Status};
-use tgt_proto::{Config, FieldError};
+use tgt_proto::Config;
 use tracing::{info, warn};
 
 use crate::dataplane::DataplaneClient;
@@ -26,117 +25,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Longest wait between reconnection attempts.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// What the control plane knows of the data plane right now.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusView {
-    /// Whether the data plane answered the last poll.
-    pub dataplane_connected: bool,
-    /// Generation of the desired (persisted) config.
-    pub desired_generation: u64,
-    /// Generation the data plane reports as applied, when connected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub applied_generation: Option<u64>,
-    /// Whether the data plane runs the desired config.
-    pub in_sync: bool,
-    /// The last push or connection error, if the data plane is not in sync.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// The data plane's own status (portals, targets, LUNs with their active backend).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dataplane: Option<Status>,
-}
-
-/// Result of a dry run of a full config.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DryRun {
-    /// Whether the config passes validation.
-    pub valid: bool,
-    /// Every validation problem, each with its JSON path.
-    pub errors: Vec<FieldError>,
-    /// What applying it would change, relative to the desired config.
-    pub diff: ConfigDiff,
-}
-
-/// Differences between two configs, by resource id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfigDiff {
-    /// Storage `deviceID`s added.
-    pub storages_added: Vec<u64>,
-    /// Storage `deviceID`s removed.
-    pub storages_removed: Vec<u64>,
-    /// Storage `deviceID`s whose settings change.
-    pub storages_changed: Vec<u64>,
-    /// Portal ids added.
-    pub portals_added: Vec<u16>,
-    /// Portal ids removed.
-    pub portals_removed: Vec<u16>,
-    /// Portal ids whose address changes.
-    pub portals_changed: Vec<u16>,
-    /// Target names added.
-    pub targets_added: Vec<String>,
-    /// Target names removed.
-    pub targets_removed: Vec<String>,
-    /// Target names whose portal groups or LUN map change.
-    pub targets_changed: Vec<String>,
-    /// Whether the `performance` section changes.
-    pub performance_changed: bool,
-}
-
-impl ConfigDiff {
-    /// The differences from `old` to `new`.
-    pub fn between(old: &Config, new: &Config) -> Self {
-        fn keyed<'a, K: Ord + Clone, V: PartialEq>(
-            old: &[(K, &'a V)],
-            new: &[(K, &'a V)],
-        ) -> (Vec<K>, Vec<K>, Vec<K>) {
-            fn find<'a, K: PartialEq, V>(v: &[(K, &'a V)], k: &K) -> Option<&'a V> {
-                v.iter().find(|(x, _)| x == k).map(|(_, v)| *v)
-            }
-            let keys: BTreeSet<K> = old.iter().chain(new).map(|(k, _)| k.clone()).collect();
-            let (mut a, mut r, mut c) = (Vec::new(), Vec::new(), Vec::new());
-            for k in keys {
-                match (find(old, &k), find(new, &k)) {
-                    (None, Some(_)) => a.push(k),
-                    (Some(_), None) => r.push(k),
-                    (Some(x), Some(y)) if x != y => c.push(k),
-                    _ => {}
-                }
-            }
-            (a, r, c)
-        }
-        fn s(c: &Config) -> Vec<(u64, &tgt_proto::Storage)> {
-            c.storages.iter().map(|s| (s.device_id, s)).collect()
-        }
-        fn p(c: &Config) -> Vec<(u16, &tgt_proto::Portal)> {
-            c.iscsi_portals.iter().map(|p| (p.id, p)).collect()
-        }
-        fn t(c: &Config) -> Vec<(String, &tgt_proto::Target)> {
-            c.iscsi_targets
-                .iter()
-                .map(|(n, t)| (n.clone(), t))
-                .collect()
-        }
-        let (storages_added, storages_removed, storages_changed) = keyed(&s(old), &s(new));
-        let (portals_added, portals_removed, portals_changed) = keyed(&p(old), &p(new));
-        let (targets_added, targets_removed, targets_changed) = keyed(&t(old), &t(new));
-        Self {
-            storages_added,
-            storages_removed,
-            storages_changed,
-            portals_added,
-            portals_removed,
-            portals_changed,
-            targets_added,
-            targets_removed,
-            targets_changed,
-            performance_changed: old.performance != new.performance,
-        }
-    }
-}
 
 #[derive(Default)]
 struct Link {
@@ -436,30 +324,4 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn diff_names_added_removed_and_changed_resources() {
-        let old: Config = serde_json::from_str(
-            r#"{"storages":[{"deviceID":1,"path":"/a"},{"deviceID":2,"path":"/b"}],
-                "iscsiportals":[{"id":0,"portal":"127.0.0.1:3260"}]}"#,
-        )
-        .unwrap();
-        let new: Config = serde_json::from_str(
-            r#"{"storages":[{"deviceID":1,"path":"/a2"},{"deviceID":3,"path":"/c"}],
-                "iscsiportals":[{"id":0,"portal":"127.0.0.1:3260"}],
-                "performance":{"enableNUMA":false}}"#,
-        )
-        .unwrap();
-        let d = ConfigDiff::between(&old, &new);
-        assert_eq!(d.storages_added, vec![3]);
-        assert_eq!(d.storages_removed, vec![2]);
-        assert_eq!(d.storages_changed, vec![1]);
-        assert!(d.portals_changed.is_empty());
-        assert!(d.performance_changed);
-    }
 }

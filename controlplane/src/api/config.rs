@@ -5,12 +5,12 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+pub use tgt_proto::api::PutConfigReply;
 use tgt_proto::Config;
 
 use super::{check_if_match, with_etag, AppState, JsonBody, QueryParams};
 use crate::error::ApiError;
-use crate::service::DryRun;
 
 /// The ETag of the config at `generation`.
 pub fn etag(generation: u64) -> String {
@@ -25,17 +25,6 @@ pub struct PutQuery {
     /// Validate and diff only; change nothing.
     #[serde(default)]
     pub dry_run: bool,
-}
-
-/// What `PUT /config` answers with 200. The two shapes cannot be confused: a config
-/// refuses unknown keys, and a dry run always carries `valid`, `errors` and `diff`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum PutConfigReply {
-    /// The config now desired; the ETag is its generation.
-    Applied(Config),
-    /// With `dry_run=true`: the validation result and the diff; nothing was changed.
-    DryRun(DryRun),
 }
 
 /// The desired config.

@@ -4,27 +4,11 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+
+pub use tgt_proto::api::{Health, HealthStatus};
 
 use super::AppState;
 use crate::error::ApiError;
-
-/// The body of a successful health or readiness probe.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok` from `/healthz`, `ready` from `/readyz`.
-    pub status: HealthStatus,
-}
-
-/// What a successful probe reports.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    /// The process serves HTTP.
-    Ok,
-    /// The data plane is connected and runs the desired config.
-    Ready,
-}
 
 /// Always 200 while the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "health",

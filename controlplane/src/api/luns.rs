@@ -1,22 +1,15 @@
 //! `/api/v1/targets/{name}/luns`: a target's LUN map, one LUN → storage mapping each.
+//! Each handler is the OpenAPI annotation over one call of the shared
+//! [`super::crud`] path.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use axum::response::Response;
+use tgt_proto::api::LunMapping;
 
-use super::targets::not_found as no_target;
-use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody, PathParams};
+use super::crud::{self, LunAt, TargetAt, Write};
+use super::{parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
-
-/// Which storage a LUN maps to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LunMapping {
-    /// `deviceID` of the storage behind the LUN.
-    #[serde(rename = "deviceID")]
-    pub device_id: u64,
-}
 
 /// The LUN map of a target: LUN (decimal string) → `deviceID`.
 #[utoipa::path(get, path = "/api/v1/targets/{name}/luns", tag = "luns",
@@ -28,11 +21,7 @@ pub async fn list(
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let d = st.service.desired().await;
-    let t = d
-        .config
-        .iscsi_targets
-        .get(&name)
-        .ok_or_else(|| no_target(&name))?;
+    let t = TargetAt(&name).find(&d.config)?;
     Ok(resource(StatusCode::OK, &t.luns))
 }
 
@@ -47,17 +36,7 @@ pub async fn get(
     PathParams((name, raw)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     let lun: u16 = parse_param("lun", &raw)?;
-    let d = st.service.desired().await;
-    let t = d
-        .config
-        .iscsi_targets
-        .get(&name)
-        .ok_or_else(|| no_target(&name))?;
-    let device_id = *t
-        .luns
-        .get(&lun.to_string())
-        .ok_or_else(|| no_lun(&name, lun))?;
-    Ok(resource(StatusCode::OK, &LunMapping { device_id }))
+    crud::get(&st, LunAt { target: &name, lun }).await
 }
 
 /// Maps a LUN to a storage: 201 when new, 200 when replaced.
@@ -77,27 +56,14 @@ pub async fn put(
     JsonBody(mapping): JsonBody<LunMapping>,
 ) -> Result<Response, ApiError> {
     let lun: u16 = parse_param("lun", &raw)?;
-    let (created, _) = st
-        .service
-        .update(|c, _| {
-            let t = c
-                .iscsi_targets
-                .get_mut(&name)
-                .ok_or_else(|| no_target(&name))?;
-            let existing = t
-                .luns
-                .get(&lun.to_string())
-                .map(|d| etag_of(&LunMapping { device_id: *d }));
-            check_if_match(&headers, existing.as_deref())?;
-            Ok(t.luns.insert(lun.to_string(), mapping.device_id).is_none())
-        })
-        .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(resource(status, &mapping))
+    crud::put(
+        &st,
+        LunAt { target: &name, lun },
+        &headers,
+        mapping,
+        Write::Upsert,
+    )
+    .await
 }
 
 /// Unmaps a LUN; 409 when the data plane reports a session using the target.
@@ -114,24 +80,5 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let lun: u16 = parse_param("lun", &raw)?;
-    st.service
-        .update(|c, _| {
-            let t = c
-                .iscsi_targets
-                .get_mut(&name)
-                .ok_or_else(|| no_target(&name))?;
-            let device_id = *t
-                .luns
-                .get(&lun.to_string())
-                .ok_or_else(|| no_lun(&name, lun))?;
-            check_if_match(&headers, Some(&etag_of(&LunMapping { device_id })))?;
-            t.luns.remove(&lun.to_string());
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn no_lun(name: &str, lun: u16) -> ApiError {
-    ApiError::NotFound(format!("target {name} has no lun {lun}"))
+    crud::delete(&st, LunAt { target: &name, lun }, &headers).await
 }

@@ -4,6 +4,7 @@
 //! query extractors that answer bad input with a problem document, and ETags.
 
 pub mod config;
+pub mod crud;
 pub mod health;
 pub mod luns;
 pub mod metrics;

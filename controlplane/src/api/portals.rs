@@ -1,11 +1,13 @@
-//! `/api/v1/portals`: network portals (listening addresses), identified by `id`.
+//! `/api/v1/portals`: network portals (listening addresses), identified by `id`. Each
+//! handler is the OpenAPI annotation over one call of the shared [`super::crud`] path.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use tgt_proto::Portal;
 
-use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody, PathParams};
+use super::crud::{self, Keyed, Write};
+use super::{parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// Every portal.
@@ -29,20 +31,16 @@ pub async fn create(
     JsonBody(portal): JsonBody<Portal>,
 ) -> Result<Response, ApiError> {
     let id = portal.id;
-    st.service
-        .update(|c, _| {
-            if c.iscsi_portals.iter().any(|s| s.id == id) {
-                return Err(ApiError::Conflict(format!("portal {id} already exists")));
-            }
-            c.iscsi_portals.push(portal.clone());
-            Ok(())
-        })
-        .await?;
-    let mut resp = resource(StatusCode::CREATED, &portal);
-    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/portals/{id}")) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    let location = format!("/api/v1/portals/{id}");
+    let at = Keyed::<Portal>(id);
+    crud::put(
+        &st,
+        at,
+        &HeaderMap::new(),
+        portal,
+        Write::Create { location },
+    )
+    .await
 }
 
 /// One portal.
@@ -54,15 +52,7 @@ pub async fn get(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    let id: u16 = parse_param("id", &raw)?;
-    let d = st.service.desired().await;
-    let s = d
-        .config
-        .iscsi_portals
-        .iter()
-        .find(|s| s.id == id)
-        .ok_or_else(|| not_found(id))?;
-    Ok(resource(StatusCode::OK, s))
+    crud::get(&st, Keyed::<Portal>(parse_param("id", &raw)?)).await
 }
 
 /// Replaces a portal; honours `If-Match`.
@@ -80,26 +70,8 @@ pub async fn put(
     headers: HeaderMap,
     JsonBody(portal): JsonBody<Portal>,
 ) -> Result<Response, ApiError> {
-    let id: u16 = parse_param("id", &raw)?;
-    if portal.id != id {
-        return Err(ApiError::BadRequest {
-            detail: format!("id {} in the body differs from {id} in the path", portal.id),
-            path: Some("id".into()),
-        });
-    }
-    st.service
-        .update(|c, _| {
-            let slot = c
-                .iscsi_portals
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or_else(|| not_found(id))?;
-            check_if_match(&headers, Some(&etag_of(slot)))?;
-            *slot = portal.clone();
-            Ok(())
-        })
-        .await?;
-    Ok(resource(StatusCode::OK, &portal))
+    let at = Keyed::<Portal>(parse_param("id", &raw)?);
+    crud::put(&st, at, &headers, portal, Write::Replace).await
 }
 
 /// Removes a portal; 409 while a target's portal group lists it.
@@ -114,29 +86,5 @@ pub async fn delete(
     PathParams(raw): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id: u16 = parse_param("id", &raw)?;
-    st.service
-        .update(|c, _| {
-            let pos = c
-                .iscsi_portals
-                .iter()
-                .position(|s| s.id == id)
-                .ok_or_else(|| not_found(id))?;
-            check_if_match(&headers, Some(&etag_of(&c.iscsi_portals[pos])))?;
-            for (name, t) in &c.iscsi_targets {
-                if let Some((tag, _)) = t.tpgts.iter().find(|(_, ids)| ids.contains(&id)) {
-                    return Err(ApiError::Conflict(format!(
-                        "portal {id} is in portal group {tag} of target {name}"
-                    )));
-                }
-            }
-            c.iscsi_portals.remove(pos);
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn not_found(id: u16) -> ApiError {
-    ApiError::NotFound(format!("no portal {id}"))
+    crud::delete(&st, Keyed::<Portal>(parse_param("id", &raw)?), &headers).await
 }

@@ -1,11 +1,13 @@
-//! `/api/v1/storages`: backing stores, identified by `deviceID`.
+//! `/api/v1/storages`: backing stores, identified by `deviceID`. Each handler is the
+//! OpenAPI annotation over one call of the shared [`super::crud`] path.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use tgt_proto::Storage;
 
-use super::{check_if_match, etag_of, parse_param, resource, AppState, JsonBody, PathParams};
+use super::crud::{self, Keyed, Write};
+use super::{parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// Every storage.
@@ -26,20 +28,16 @@ pub async fn create(
     JsonBody(storage): JsonBody<Storage>,
 ) -> Result<Response, ApiError> {
     let id = storage.device_id;
-    st.service
-        .update(|c, _| {
-            if c.storages.iter().any(|s| s.device_id == id) {
-                return Err(ApiError::Conflict(format!("storage {id} already exists")));
-            }
-            c.storages.push(storage.clone());
-            Ok(())
-        })
-        .await?;
-    let mut resp = resource(StatusCode::CREATED, &storage);
-    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/storages/{id}")) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    let location = format!("/api/v1/storages/{id}");
+    let at = Keyed::<Storage>(id);
+    crud::put(
+        &st,
+        at,
+        &HeaderMap::new(),
+        storage,
+        Write::Create { location },
+    )
+    .await
 }
 
 /// One storage.
@@ -51,15 +49,7 @@ pub async fn get(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    let id: u64 = parse_param("deviceID", &raw)?;
-    let d = st.service.desired().await;
-    let s = d
-        .config
-        .storages
-        .iter()
-        .find(|s| s.device_id == id)
-        .ok_or_else(|| not_found(id))?;
-    Ok(resource(StatusCode::OK, s))
+    crud::get(&st, Keyed::<Storage>(parse_param("deviceID", &raw)?)).await
 }
 
 /// Replaces a storage; honours `If-Match`.
@@ -77,29 +67,8 @@ pub async fn put(
     headers: HeaderMap,
     JsonBody(storage): JsonBody<Storage>,
 ) -> Result<Response, ApiError> {
-    let id: u64 = parse_param("deviceID", &raw)?;
-    if storage.device_id != id {
-        return Err(ApiError::BadRequest {
-            detail: format!(
-                "deviceID {} in the body differs from {id} in the path",
-                storage.device_id
-            ),
-            path: Some("deviceID".into()),
-        });
-    }
-    st.service
-        .update(|c, _| {
-            let slot = c
-                .storages
-                .iter_mut()
-                .find(|s| s.device_id == id)
-                .ok_or_else(|| not_found(id))?;
-            check_if_match(&headers, Some(&etag_of(slot)))?;
-            *slot = storage.clone();
-            Ok(())
-        })
-        .await?;
-    Ok(resource(StatusCode::OK, &storage))
+    let at = Keyed::<Storage>(parse_param("deviceID", &raw)?);
+    crud::put(&st, at, &headers, storage, Write::Replace).await
 }
 
 /// Removes a storage; 409 while a LUN uses it.
@@ -114,29 +83,6 @@ pub async fn delete(
     PathParams(raw): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id: u64 = parse_param("deviceID", &raw)?;
-    st.service
-        .update(|c, _| {
-            let pos = c
-                .storages
-                .iter()
-                .position(|s| s.device_id == id)
-                .ok_or_else(|| not_found(id))?;
-            check_if_match(&headers, Some(&etag_of(&c.storages[pos])))?;
-            for (name, t) in &c.iscsi_targets {
-                if let Some((lun, _)) = t.luns.iter().find(|(_, d)| **d == id) {
-                    return Err(ApiError::Conflict(format!(
-                        "storage {id} is used by lun {lun} of target {name}"
-                    )));
-                }
-            }
-            c.storages.remove(pos);
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn not_found(id: u64) -> ApiError {
-    ApiError::NotFound(format!("no storage {id}"))
+    let at = Keyed::<Storage>(parse_param("deviceID", &raw)?);
+    crud::delete(&st, at, &headers).await
 }

@@ -1,13 +1,17 @@
 //! `/api/v1/targets`: targets keyed by iSCSI name, each with its portal groups (`tpgts`)
 //! and LUN map. `PUT` creates (201) or replaces (200); `If-None-Match: *` makes it
 //! create-only and `If-Match` replace-only.
+//!
+//! Each handler is the OpenAPI annotation over one call of the shared
+//! [`super::crud`] path.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tgt_proto::Target;
 
-use super::{check_if_match, etag_of, resource, AppState, JsonBody, PathParams};
+use super::crud::{self, TargetAt, Write};
+use super::{resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// Every target by name.
@@ -29,13 +33,7 @@ pub async fn get(
     State(st): State<AppState>,
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    let d = st.service.desired().await;
-    let t = d
-        .config
-        .iscsi_targets
-        .get(&name)
-        .ok_or_else(|| not_found(&name))?;
-    Ok(resource(StatusCode::OK, t))
+    crud::get(&st, TargetAt(&name)).await
 }
 
 /// Creates or replaces a target.
@@ -55,27 +53,12 @@ pub async fn put(
     let create_only = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == b"*");
-    let (created, _) = st
-        .service
-        .update(|c, _| {
-            let existing = c.iscsi_targets.get(&name);
-            if create_only && existing.is_some() {
-                return Err(ApiError::PreconditionFailed(format!(
-                    "target {name} already exists"
-                )));
-            }
-            check_if_match(&headers, existing.map(etag_of).as_deref())?;
-            Ok(c.iscsi_targets
-                .insert(name.clone(), target.clone())
-                .is_none())
-        })
-        .await?;
-    let status = if created {
-        StatusCode::CREATED
+    let mode = if create_only {
+        Write::CreateOnly
     } else {
-        StatusCode::OK
+        Write::Upsert
     };
-    Ok(resource(status, &target))
+    crud::put(&st, TargetAt(&name), &headers, target, mode).await
 }
 
 /// Removes a target.
@@ -90,18 +73,5 @@ pub async fn delete(
     PathParams(name): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    st.service
-        .update(|c, _| {
-            let t = c.iscsi_targets.get(&name).ok_or_else(|| not_found(&name))?;
-            check_if_match(&headers, Some(&etag_of(t)))?;
-            c.iscsi_targets.remove(&name);
-            Ok(())
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// 404 for a target name.
-pub fn not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("no target {name}"))
+    crud::delete(&st, TargetAt(&name), &headers).await
 }

@@ -16,6 +16,10 @@
 //! * [`is_valid_iscsi_name`] / [`check_iscsi_name`] implement the RFC 7143 §4.2.7 name
 //!   rules and are also used by the data plane for initiator names.
 //! * [`socket`] holds the control-socket `Request` / `Response` enums and the frame codec.
+//! * [`api`] holds the REST documents that are not config (status, dry runs, problem
+//!   details), so the control plane and `tgtctl` share one definition of each.
+//! * [`Config::references`] and its lookups say which target still uses a storage or a
+//!   portal, the check the control plane makes before deleting one.
 //!
 //! The crate is pure: it performs no I/O, so validation cannot check that a backing file
 //! exists or that a portal address can be bound. The data plane checks both when it
@@ -28,9 +32,11 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 mod config;
 mod cpu_list;
 mod name;
+mod refs;
 pub mod socket;
 mod validate;
 
@@ -43,6 +49,7 @@ pub use config::{
 };
 pub use cpu_list::{parse_kernel_cpu_list, CpuList, CpuListError};
 pub use name::{check_iscsi_name, is_valid_iscsi_name, IscsiNameError, ISCSI_NAME_BYTES_MAX};
+pub use refs::Use;
 pub use validate::{
     FieldError, ValidConfig, ValidPerformance, ValidPortal, ValidStorage, ValidTarget,
     ValidationError,
