@@ -18,7 +18,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kernel_guest::{Guest, Netns, Verdict, HOST_ADDR};
-use support::{binary, wait_for_file, Daemon, TempDir};
+use std::net::SocketAddr;
+
+use support::{binary, http, start_controlplane, wait_for_file, wait_in_sync, Daemon, TempDir};
 
 /// The iSCSI port inside the namespace; the namespace is private, so the default is free.
 const PORT: u16 = 3260;
@@ -280,4 +282,208 @@ ok
         "the restarted data plane died; log:\n{}",
         dp.log_text()
     );
+}
+
+/// A data plane inside the namespace that waits for the control plane on `DIR/dp.sock`,
+/// and a control plane on the host's loopback pushing to it; returns both and the REST
+/// address. The Unix socket crosses the namespace boundary because the file system is
+/// shared.
+fn start_managed(ns: &Netns, dir: &Path) -> (Daemon, Daemon, SocketAddr) {
+    let ready = dir.join("dp-ready.json");
+    let log = dir.join("dataplane.log");
+    let child = ns
+        .command(&binary("tgt-dataplane"))
+        .arg("--control-socket")
+        .arg(dir.join("dp.sock"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn tgt-dataplane in the namespace");
+    let mut dp = Daemon { child, log };
+    wait_for_file(&mut dp, &ready, "tgt-dataplane");
+    let (cp, api) = start_controlplane(dir);
+    (dp, cp, api)
+}
+
+/// One REST call that must answer with one of `ok` statuses.
+fn rest(api: SocketAddr, method: &str, path: &str, body: &str, ok: &[u16]) {
+    let r = http(api, method, path, Some(body));
+    assert!(
+        ok.contains(&r.status),
+        "{method} {path} {body}: {} {}",
+        r.status,
+        r.body
+    );
+}
+
+/// Storages 1000 (and `more`) of 128 MiB, portals on `ports`, and the target with LUN 1,
+/// through REST.
+fn configure(api: SocketAddr, dir: &Path, tag: &str, ports: &[u16], more: &[u64]) {
+    for id in std::iter::once(1000).chain(more.iter().copied()) {
+        let body = format!(
+            r#"{{"deviceID":{id},"path":"{}","size":{}}}"#,
+            dir.join(format!("disk-{id}.img")).display(),
+            128u64 << 20
+        );
+        rest(api, "POST", "/api/v1/storages", &body, &[201]);
+    }
+    for (i, p) in ports.iter().enumerate() {
+        let body = format!(r#"{{"id":{i},"portal":"{HOST_ADDR}:{p}"}}"#);
+        rest(api, "POST", "/api/v1/portals", &body, &[201]);
+    }
+    let ids: Vec<String> = (0..ports.len()).map(|i| i.to_string()).collect();
+    let body = format!(r#"{{"tpgts":{{"1":[{}]}},"luns":{{"1":1000}}}}"#, ids.join(","));
+    rest(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{}", iqn(tag)),
+        &body,
+        &[200, 201],
+    );
+}
+
+/// Case 4, LUN addition: a LUN mapped through the REST API while the kernel is logged in
+/// raises REPORTED LUNS DATA HAS CHANGED (SPC-4 §6.37 / SAM-5 unit attention 3Fh/0Eh) on the
+/// next command; the kernel logs it and, as a udev rule would on its uevent, the guest asks
+/// open-iscsi to rescan the session, after which the new disk is there.
+#[test]
+fn lun_added_through_rest_appears_after_rescan() {
+    let _one = kernel_guest::serialize();
+    let tag = "case4";
+    let dir = TempDir::new("kernel-case4");
+    let ns = Netns::new();
+    let (mut dp, _cp, api) = start_managed(&ns, dir.path());
+    configure(api, dir.path(), tag, &[PORT], &[1001]);
+    wait_in_sync(api, &mut dp);
+    let script = format!(
+        r#"{login}
+echo TGT-ADD-LUN
+i=0
+until dmesg | grep -q 'LUN assignments on this target have changed'; do
+  [ $i -lt 240 ] || fail "no REPORTED LUNS DATA HAS CHANGED in 60 s"
+  dd if=/dev/sda of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null
+  sleep 0.25; i=$((i+1))
+done
+dmesg | grep 'LUN assignments' | sed 's/^/TGT-INFO /'
+iscsiadm -m session -R >/dev/null || fail "iscsiadm session rescan failed"
+i=0
+while [ ! -b /dev/sdb ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/sdb ] || fail "no /dev/sdb after the rescan"
+value new_size_512 $(cat /sys/block/sdb/size)
+value new_lun "$(basename $(readlink /sys/block/sdb/device) | sed 's/.*://')"
+dd if=/dev/urandom of=/tmp/blk bs=4096 count=16 2>/dev/null
+dd if=/tmp/blk of=/dev/sdb bs=4096 oflag=direct 2>/dev/null || fail "write to the new LUN failed"
+dd if=/dev/sdb of=/tmp/back bs=4096 count=16 iflag=direct 2>/dev/null
+cmp /tmp/blk /tmp/back || fail "the new LUN returned other data"
+ok
+"#,
+        login = login_script(&iqn(tag), PORT, "sda"),
+    );
+    let mut guest = Guest::boot(&ns, &script, dir.path());
+    guest.wait_for("TGT-ADD-LUN", BOOT_LIMIT);
+    rest(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{}/luns/2", iqn(tag)),
+        r#"{"deviceID":1001}"#,
+        &[200, 201],
+    );
+    wait_in_sync(api, &mut dp);
+    let v = guest.verdict(Duration::from_secs(180));
+    print_figures("case 4", &guest, &v);
+    expect_ok(&v, &guest, "a LUN added through REST, seen by the kernel");
+    assert_eq!(
+        v.values.get("new_size_512").map(String::as_str),
+        Some("262144"),
+        "the new LUN's size\n{}",
+        guest.report()
+    );
+    assert_eq!(
+        v.values.get("new_lun").map(String::as_str),
+        Some("2"),
+        "the new disk's LUN\n{}",
+        guest.report()
+    );
+}
+
+/// Case 6: two portals of one target, one session through each, dm-multipath (a
+/// round-robin table built with dmsetup) on top; one portal is removed through REST while
+/// fio writes, and fio finishes with 0 verify errors on the remaining path.
+#[test]
+fn multipath_survives_portal_removal() {
+    let _one = kernel_guest::serialize();
+    let tag = "case6";
+    let dir = TempDir::new("kernel-case6");
+    let ns = Netns::new();
+    let (mut dp, _cp, api) = start_managed(&ns, dir.path());
+    configure(api, dir.path(), tag, &[PORT, PORT + 1], &[]);
+    wait_in_sync(api, &mut dp);
+    let t = iqn(tag);
+    let script = format!(
+        r#"
+iscsiadm -m discovery -t sendtargets -p {HOST_ADDR}:{PORT} >/tmp/disc 2>&1 || {{ cat /tmp/disc; fail "discovery failed"; }}
+sed 's/^/TGT-DISCOVERY /' /tmp/disc
+[ $(grep -c " {t}$" /tmp/disc) -eq 2 ] || fail "discovery did not list both portals"
+# A failed path must fail its commands within seconds so dm-multipath retries them
+# on the other path instead of waiting out the default 120 s replacement timeout.
+iscsiadm -m node -T {t} -o update -n node.session.timeo.replacement_timeout -v 5 || fail "iscsiadm update"
+iscsiadm -m node -T {t} --login >/tmp/login 2>&1 || {{ cat /tmp/login; fail "login failed"; }}
+i=0
+while [ ! -b /dev/sdb ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/sdb ] || fail "no second path (sdb) after login"
+a=$(cat /sys/block/sda/device/wwid); b=$(cat /sys/block/sdb/device/wwid)
+[ "$a" = "$b" ] || fail "the two paths show different WWIDs: $a / $b"
+value wwid "$a"
+n=$(cat /sys/block/sda/size)
+dmsetup create --noudevsync mpath --table "0 $n multipath 0 0 1 1 round-robin 0 2 1 $(cat /sys/block/sda/dev) 100 $(cat /sys/block/sdb/dev) 100" || fail "dmsetup create"
+[ -b /dev/dm-0 ] || fail "no /dev/dm-0"
+dmsetup status mpath | sed 's/^/TGT-INFO before /'
+echo TGT-FIO-START
+fio --name=mpath --filename=/dev/dm-0 --direct=1 --ioengine=libaio --iodepth=8 \
+    --rw=randwrite --bs=4k --size=48m \
+    --verify=crc32c --do_verify=1 --verify_fatal=1 >/tmp/fio 2>&1
+rc=$?
+grep -E 'err=|WRITE:|READ:|verify' /tmp/fio | sed 's/^/TGT-FIO mpath /'
+dmsetup status mpath | sed 's/^/TGT-INFO after /'
+iscsiadm -m session 2>&1 | sed 's/^/TGT-INFO session /'
+[ $rc -eq 0 ] || {{ cat /tmp/fio; fail "fio on dm-multipath exited with $rc"; }}
+grep -q ' err= 0' /tmp/fio || {{ cat /tmp/fio; fail "fio on dm-multipath reported errors"; }}
+ok
+"#
+    );
+    let mut guest = Guest::boot(&ns, &script, dir.path());
+    guest.wait_for("TGT-FIO-START", BOOT_LIMIT);
+    let image = dir.path().join("disk-1000.img");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(&image)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .unwrap_or(0)
+        < 4 << 20
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fio wrote under 4 MiB in 120 s\n{}",
+            guest.report()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The second portal leaves the target's portal group, then the configuration.
+    rest(
+        api,
+        "PUT",
+        &format!("/api/v1/targets/{t}"),
+        r#"{"tpgts":{"1":[0]},"luns":{"1":1000}}"#,
+        &[200, 201],
+    );
+    rest(api, "DELETE", "/api/v1/portals/1", "", &[200, 204]);
+    wait_in_sync(api, &mut dp);
+    eprintln!("case 6: portal {HOST_ADDR}:{} removed during fio", PORT + 1);
+    let v = guest.verdict(Duration::from_secs(240));
+    print_figures("case 6", &guest, &v);
+    expect_ok(&v, &guest, "dm-multipath I/O across a portal removal");
+    assert!(dp.alive(), "data plane died; log:\n{}", dp.log_text());
 }
