@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check the project has, the same way on a laptop and in CI:
-# installs the independent initiators (libiscsi) and the reference target (tgt) when missing,
+# installs the independent initiators (libiscsi) and the reference target (tgt) when missing
+# (and iproute2 for the kernel-initiator test's network namespace),
 # then formatting, lints, the binaries, `cargo test --workspace` (unit, component and
 # system tests; the system tests drive the real binaries with libiscsi's tools), and a
 # deterministic run of every fuzz target.
@@ -11,6 +12,10 @@ need=()
 command -v iscsi-test-cu >/dev/null || need+=(libiscsi-bin)
 [[ -f /usr/include/iscsi/iscsi.h ]] || need+=(libiscsi-dev)
 command -v tgtd >/dev/null || need+=(tgt)
+# The kernel-initiator test creates a network namespace and unpacks Debian packages
+# (the guest and QEMU) with apt-get download and dpkg-deb; it needs ip and ldd.
+command -v ip >/dev/null || need+=(iproute2)
+command -v ldd >/dev/null || need+=(libc-bin)
 if ((${#need[@]})); then
   echo "installing ${need[*]}" >&2
   sudo=""

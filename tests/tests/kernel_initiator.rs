@@ -9,9 +9,9 @@
 //! writes, verified random I/O, and session recovery after the target dies (RFC 7143 §6.3
 //! connection reinstatement after a time-out).
 
-mod support;
 #[path = "support/kernel_guest.rs"]
 mod kernel_guest;
+mod support;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -181,7 +181,11 @@ ok
     let mut guest = Guest::boot(&ns, &script, dir.path());
     let v = guest.verdict(Duration::from_secs(240));
     print_figures("case 1", &guest, &v);
-    expect_ok(&v, &guest, "discovery, login and ext4 through the kernel initiator");
+    expect_ok(
+        &v,
+        &guest,
+        "discovery, login and ext4 through the kernel initiator",
+    );
     let get = |k: &str| v.values.get(k).map(String::as_str).unwrap_or("<missing>");
     let expect = [
         ("size_512", (size_bytes / 512).to_string()),
@@ -221,7 +225,11 @@ fn fio_crc32c_verify() {
     let mut guest = Guest::boot(&ns, &script, dir.path());
     let v = guest.verdict(Duration::from_secs(240));
     print_figures("case 2", &guest, &v);
-    expect_ok(&v, &guest, "fio crc32c verification through the kernel initiator");
+    expect_ok(
+        &v,
+        &guest,
+        "fio crc32c verification through the kernel initiator",
+    );
     assert!(dp.alive(), "data plane died; log:\n{}", dp.log_text());
 }
 
@@ -253,7 +261,10 @@ ok
     let image = dir.path().join("disk.img");
     let written = |min: u64| {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&image).map(|m| m.blocks() * 512).unwrap_or(0) >= min
+        std::fs::metadata(&image)
+            .map(|m| m.blocks() * 512)
+            .unwrap_or(0)
+            >= min
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     while !written(4 << 20) {
@@ -266,8 +277,8 @@ ok
     }
     let killed_at = Instant::now();
     drop(dp); // SIGKILL (Child::kill) and reap.
-    // The target stays down for a few seconds: the initiator must notice the dead
-    // connection and retry its login, not just resend on the old socket.
+              // The target stays down for a few seconds: the initiator must notice the dead
+              // connection and retry its login, not just resend on the old socket.
     std::thread::sleep(Duration::from_secs(3));
     let mut dp = start_dataplane(&ns, dir.path(), 1);
     eprintln!(
@@ -336,7 +347,10 @@ fn configure(api: SocketAddr, dir: &Path, tag: &str, ports: &[u16], more: &[u64]
         rest(api, "POST", "/api/v1/portals", &body, &[201]);
     }
     let ids: Vec<String> = (0..ports.len()).map(|i| i.to_string()).collect();
-    let body = format!(r#"{{"tpgts":{{"1":[{}]}},"luns":{{"1":1000}}}}"#, ids.join(","));
+    let body = format!(
+        r#"{{"tpgts":{{"1":[{}]}},"luns":{{"1":1000}}}}"#,
+        ids.join(",")
+    );
     rest(
         api,
         "PUT",

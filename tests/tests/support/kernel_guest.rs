@@ -252,12 +252,12 @@ impl GuestImage {
         ] {
             cpio.dir(d);
         }
-        cpio.file("init", INIT.replace("GUEST_ADDR", GUEST_ADDR).as_bytes(), 0o755);
         cpio.file(
-            "bin/busybox",
-            &read(&root.join("bin/busybox"))?,
+            "init",
+            INIT.replace("GUEST_ADDR", GUEST_ADDR).as_bytes(),
             0o755,
         );
+        cpio.file("bin/busybox", &read(&root.join("bin/busybox"))?, 0o755);
         cpio.file(
             "etc/iscsi/initiatorname.iscsi",
             b"InitiatorName=iqn.2026-12.org.example.kernel-guest:initiator\n",
@@ -421,13 +421,24 @@ fn ldd(bin: &Path, lib_path: &str) -> Result<Vec<(String, PathBuf)>, String> {
     for line in text.lines() {
         let line = line.trim();
         if line.contains("not found") {
-            return Err(format!("{}: {line} (add its package to PACKAGES)", bin.display()));
+            return Err(format!(
+                "{}: {line} (add its package to PACKAGES)",
+                bin.display()
+            ));
         }
         if let Some((name, rest)) = line.split_once(" => ") {
-            if let Some(path) = rest.split_whitespace().next().filter(|p| p.starts_with('/')) {
+            if let Some(path) = rest
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/'))
+            {
                 out.push((name.to_string(), PathBuf::from(path)));
             }
-        } else if let Some(path) = line.split_whitespace().next().filter(|p| p.starts_with('/')) {
+        } else if let Some(path) = line
+            .split_whitespace()
+            .next()
+            .filter(|p| p.starts_with('/'))
+        {
             let name = Path::new(path)
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -474,7 +485,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -639,8 +650,14 @@ impl Guest {
         let mut child = cmd.spawn().expect("spawn qemu-system-x86_64");
         let serial = Arc::new(Mutex::new(String::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -659,7 +676,7 @@ impl Guest {
                         let _ = writeln!(f, "{line}");
                     }
                     let mut s = serial.lock().unwrap_or_else(|p| p.into_inner());
-                    s.push_str(line.trim_end_matches('\r'));
+                    s.push_str(&strip_escapes(line.trim_end_matches('\r')));
                     s.push('\n');
                 }
             });
@@ -698,7 +715,10 @@ impl Guest {
             if let Some(l) = console.lines().find(|l| l.starts_with("TGT-CASE-FAIL")) {
                 // Let the dmesg dump arrive before reporting.
                 self.wait_end(Duration::from_secs(10));
-                panic!("guest failed while waiting for {marker}: {l}\n{}", self.report());
+                panic!(
+                    "guest failed while waiting for {marker}: {l}\n{}",
+                    self.report()
+                );
             }
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));
             assert!(
@@ -792,6 +812,28 @@ impl Guest {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `line` without terminal escape sequences (SeaBIOS clears the screen on the line the
+/// guest's first marker lands on).
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC c (reset) or ESC [ ... final letter.
+            if chars.next() == Some('[') {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for Guest {
