@@ -425,8 +425,9 @@ ok
 }
 
 /// Case 6: two portals of one target, one session through each, dm-multipath (a
-/// round-robin table built with dmsetup) on top; one portal is removed through REST while
-/// fio writes, and fio finishes with 0 verify errors on the remaining path.
+/// round-robin table built with dmsetup) on top; one portal is removed through REST and its
+/// connection cut while fio writes; dm-multipath fails that path and fio finishes with 0
+/// verify errors on the remaining one.
 #[test]
 fn multipath_survives_portal_removal() {
     let _one = kernel_guest::serialize();
@@ -466,6 +467,7 @@ dmsetup status mpath | sed 's/^/TGT-INFO after /'
 iscsiadm -m session 2>&1 | sed 's/^/TGT-INFO session /'
 [ $rc -eq 0 ] || {{ cat /tmp/fio; fail "fio on dm-multipath exited with $rc"; }}
 grep -q ' err= 0' /tmp/fio || {{ cat /tmp/fio; fail "fio on dm-multipath reported errors"; }}
+dmsetup status mpath | grep -q ' F ' || fail "no path failed: the removed portal's path stayed in use"
 ok
 "#
     );
@@ -495,6 +497,21 @@ ok
     );
     rest(api, "DELETE", "/api/v1/portals/1", "", &[200, 204]);
     wait_in_sync(api, &mut dp);
+    // The data plane keeps sessions already logged in through a removed portal (see
+    // docs/kernel-initiator.md), so the path's TCP connection is cut as well: its login
+    // retries are then refused and, after the 5 s replacement timeout, dm-multipath fails
+    // the path and sends its I/O down the other one.
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "ss", "-K", "-t", "sport", "=", ":3261",
+        ])
+        .output()
+        .expect("run ss -K in the namespace");
+    assert!(
+        out.status.success(),
+        "ss -K: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("case 6: portal {HOST_ADDR}:{} removed during fio", PORT + 1);
     let v = guest.verdict(Duration::from_secs(240));
     print_figures("case 6", &guest, &v);
