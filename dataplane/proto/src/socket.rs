@@ -9,6 +9,11 @@
 //! The data plane validates an [`Request::ApplyConfig`] again on receipt, because the
 //! socket is a trust boundary, and alone decides whether a change is allowed given live
 //! state; a refusal is a typed [`Refusal`] that the control plane maps to an HTTP status.
+//!
+//! Requests refuse unknown fields (a misspelt key must not be ignored), but the status,
+//! statistics and session views the data plane answers with do not: the control plane
+//! serves them as REST responses, and a client such as tgtctl must keep working when a
+//! newer server adds a field (docs/api-changes.md).
 
 // Wire and text codec: conversions that could truncate or lose a sign are `try_from`, never
 // `as` (STYLE.md, hot-path rules).
@@ -200,7 +205,7 @@ pub enum Refusal {
 /// Running state of the data plane.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Generation of the applied config (the startup config file is generation 1).
     pub generation: u64,
@@ -225,7 +230,7 @@ pub struct Status {
 /// One NUMA node as the data plane sees it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct NumaNodeStatus {
     /// Node id.
     pub id: u32,
@@ -239,7 +244,7 @@ pub struct NumaNodeStatus {
 /// One portal being listened on.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PortalStatus {
     /// The portal's id.
     pub id: u16,
@@ -251,7 +256,7 @@ pub struct PortalStatus {
 /// One target being served.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct TargetStatus {
     /// The target's iSCSI name.
     pub name: String,
@@ -262,7 +267,7 @@ pub struct TargetStatus {
 /// One logical unit being served.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct LunStatus {
     /// The LUN.
     pub lun: u16,
@@ -287,7 +292,7 @@ pub struct LunStatus {
 /// (fields named `..._in_flight`, `connections`, `sessions` and `buffers_...`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// Successful logins.
     pub logins_total: u64,
@@ -311,7 +316,7 @@ pub struct Stats {
 /// A latency histogram with fixed buckets.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct LatencyHistogram {
     /// Inclusive upper bounds of the buckets in nanoseconds, ascending. The last bucket
     /// has no bound (+Inf) and is not listed.
@@ -327,7 +332,7 @@ pub struct LatencyHistogram {
 /// Counters of the io_uring engine.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct UringStats {
     /// Submission queue entries (SQEs) placed in a ring: one per read, write, fsync or
     /// fallocate.
@@ -344,7 +349,7 @@ pub struct UringStats {
 /// Connections and sessions of one portal.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PortalStats {
     /// The portal's id.
     pub id: u16,
@@ -358,7 +363,7 @@ pub struct PortalStats {
 /// Buffers of one NUMA node's data buffer pool.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct NumaPoolStats {
     /// The NUMA node whose memory holds the pool (0 for the single pool with NUMA off).
     pub node: u32,
@@ -385,7 +390,7 @@ pub struct NumaPoolStats {
 /// I/O counters of one logical unit.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct LunStats {
     /// Target name.
     pub target: String,
@@ -420,7 +425,7 @@ pub struct LunStats {
 /// One logged-in session.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     /// Target Session Identifying Handle.
     pub tsih: u16,
@@ -440,7 +445,7 @@ pub struct SessionInfo {
 /// Session-wide login keys as negotiated (RFC 7143 §13).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SessionParams {
     /// `SessionType`: `Normal` or `Discovery`.
     pub session_type: String,
@@ -469,7 +474,7 @@ pub struct SessionParams {
 /// One connection of a session.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ConnectionInfo {
     /// Connection ID chosen by the initiator.
     pub cid: u16,
@@ -493,6 +498,15 @@ pub struct ConnectionInfo {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_views_accept_fields_a_newer_server_adds() {
+        let body = r#"{"generation":3,"uptimeMs":5,"portals":[],"targets":[],"sessionCount":0,
+            "connectionCount":0,"fieldFromTheFuture":{"x":1}}"#;
+        let parsed: super::Status = serde_json::from_str(body).expect("unknown field refused");
+        assert_eq!(parsed.generation, 3);
+        assert!(parsed.numa_nodes.is_empty());
+    }
+
     use super::*;
 
     #[test]
