@@ -6,7 +6,8 @@
 //! transport-agnostic); [`backend`] (block devices); [`lu`] (runs SCSI commands on a
 //! backend); [`conn`] (the only socket code of the protocol path); [`live`] (the config
 //! snapshot the fast path reads); [`control`] (run-time config changes and the control
-//! socket). `pdu`, `login`, `session`, `task` and `scsi` do no I/O.
+//! socket); [`lun`] (the SAM LUN field codec that `pdu` and `scsi` share). `pdu`, `login`,
+//! `session`, `task` and `scsi` do no I/O.
 
 pub mod backend;
 pub mod buf;
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod live;
 pub mod login;
 pub mod lu;
+pub mod lun;
 pub mod metrics;
 pub mod numa;
 pub mod pdu;
