@@ -24,11 +24,10 @@ use crate::buf::IoBuf;
 use crate::limits;
 use crate::live::{Shared, Snapshot, TargetEntry};
 use crate::login::{self, Login, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind};
-use crate::lu::{Nexus, ScsiResponse, TmFunction, TmResponse};
+use crate::lu::{Admission, Nexus, NexusAttentions, ScsiResponse, TmFunction, TmResponse};
 use crate::numa::{BufferPool, PoolBuf};
 use crate::pdu::{self, op, reject, Bhs, Framing, RawPdu, SerialNumber, BHS_LEN, RESERVED_TAG};
-use crate::scsi::ua::{Gate, LunsChanged};
-use crate::scsi::{status, Sense, SenseKey};
+use crate::scsi::Sense;
 use crate::session::window::{Admit, CmdWindow};
 use crate::session::KillSwitch;
 use crate::task::{DataOutError, WriteLimits, WriteState};
@@ -169,7 +168,7 @@ struct Conn {
     target_gen: u64,
     /// REPORTED LUNS DATA HAS CHANGED conditions of this connection's I_T nexus (one
     /// connection per session, so the connection is the nexus).
-    luns_changed: LunsChanged,
+    attentions: NexusAttentions,
     nexus: Option<Nexus>,
     session: Option<(u16, u64)>,
     kill: Option<KillSwitch>,
@@ -195,12 +194,6 @@ struct Conn {
 
 /// ITTs of failed or aborted commands remembered per connection (stray Data-Out is dropped).
 const DEAD_ITTS_MAX: usize = 16;
-
-/// The LUNs REPORT LUNS lists for `t`: its logical units plus LUN 0, which always answers
-/// (as the synthetic controller when no logical unit has that number).
-fn lun_inventory(t: &crate::lu::Target) -> impl Iterator<Item = u16> + '_ {
-    std::iter::once(0).chain(t.logical_units().map(|lu| lu.lun()))
-}
 
 /// WRITE (6/10/12/16) and WRITE AND VERIFY (10/12/16): the commands whose Data-Out goes to
 /// the backend whole, and so the only ones given a pool buffer for it. The others with
@@ -300,7 +293,7 @@ impl Conn {
             finished: Vec::with_capacity(usize::try_from(limits::CMD_WINDOW).unwrap_or(128)),
             target: None,
             target_gen: 0,
-            luns_changed: LunsChanged::default(),
+            attentions: NexusAttentions::default(),
             nexus: None,
             session: None,
             kill: None,
@@ -918,36 +911,15 @@ impl Conn {
             return;
         };
         if let Some(old) = &self.target {
-            // Targets untouched by the change keep their `lu::Target`, so most sessions of a
-            // data plane with many targets skip the comparison.
-            if !Arc::ptr_eq(&old.scsi, &new.scsi)
-                && self
-                    .luns_changed
-                    .inventory_changed(lun_inventory(&old.scsi), lun_inventory(&new.scsi))
+            if self
+                .attentions
+                .target_replaced(&old.scsi, &new.scsi, self.nexus.as_ref())
             {
                 debug!(
                     peer = %self.peer,
                     target = %self.neg.target_name,
                     "LUN inventory changed: REPORTED LUNS DATA HAS CHANGED pending"
                 );
-            }
-            // A LUN kept but served by a new logical unit (its storage changed): the nexus
-            // hears of what changed on that LUN (capacity, identity) at its next command there.
-            if let Some(nexus) = &self.nexus {
-                for old_lu in old.scsi.logical_units() {
-                    if let Some(new_lu) = new.scsi.logical_unit(old_lu.lun()) {
-                        if !Arc::ptr_eq(old_lu, new_lu) {
-                            new_lu.replaced(old_lu, nexus.id);
-                        }
-                    }
-                }
-                // LUN 0 always answers, as a disk or as the synthetic controller: a switch
-                // between the two changes its device type without changing the inventory.
-                match (old.scsi.logical_unit(0), new.scsi.logical_unit(0)) {
-                    (None, Some(lu)) => lu.took_lun0(nexus.id),
-                    (Some(_), None) => new.scsi.controller_took_lun0(nexus.id),
-                    _ => {}
-                }
             }
         }
         self.target = Some(new);
@@ -977,14 +949,14 @@ impl Conn {
             self.send_reject(reject::PROTOCOL_ERROR, &b.0);
             return Ok(());
         }
-        match self.luns_changed.gate(lun, cdb.as_slice()) {
-            Gate::Run => {}
-            Gate::Terminate(sense) => {
+        match self.attentions.admit(lun, cdb.as_slice()) {
+            Admission::Run => {}
+            Admission::Terminate(sense) => {
                 // Not run, so no data is taken in: any unsolicited Data-Out is dropped.
                 self.respond_check(itt, edtl, sense.encode());
                 return Ok(());
             }
-            Gate::SenseData { data, alloc_len } => {
+            Admission::Complete(resp) => {
                 // REQUEST SENSE answered here; it has no Data-Out, so nothing is pending.
                 let task = Task {
                     lun_raw,
@@ -998,12 +970,6 @@ impl Conn {
                     running: false,
                     aborted: false,
                     digest_bad: false,
-                };
-                let resp = ScsiResponse {
-                    status: status::GOOD,
-                    sense: Vec::new(),
-                    data_in: IoBuf::from(data),
-                    cdb_transfer_bytes: Some(alloc_len),
                 };
                 self.respond(itt, &task, resp);
                 return Ok(());
@@ -1109,11 +1075,7 @@ impl Conn {
         if task.digest_bad {
             let edtl = task.edtl;
             self.tasks.remove(&itt);
-            self.respond_check(
-                itt,
-                edtl,
-                Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode(),
-            );
+            self.respond_check(itt, edtl, Sense::protocol_service_crc_error().encode());
             return;
         }
         let (Some(target), Some(nexus)) = (self.target.clone(), self.nexus.clone()) else {
@@ -1177,11 +1139,7 @@ impl Conn {
                 // complete at ERL 0: end it with a protocol-error check condition.
                 let edtl = task.edtl;
                 self.tasks.remove(&itt);
-                self.respond_check(
-                    itt,
-                    edtl,
-                    Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode(),
-                );
+                self.respond_check(itt, edtl, Sense::data_phase_error().encode());
                 Ok(())
             }
             Err(e) => {
