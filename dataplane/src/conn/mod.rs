@@ -27,7 +27,7 @@ use crate::login::{self, Login, LoginContext, LoginRequest, LoginStep, Negotiate
 use crate::lu::{Admission, Nexus, NexusAttentions, ScsiResponse, TmFunction, TmResponse};
 use crate::numa::{BufferPool, PoolBuf};
 use crate::pdu::{self, op, reject, Bhs, Framing, RawPdu, SerialNumber, BHS_LEN, RESERVED_TAG};
-use crate::scsi::Sense;
+use crate::scsi::{opcodes, Sense};
 use crate::session::window::{Admit, CmdWindow};
 use crate::session::KillSwitch;
 use crate::task::{DataOutError, WriteLimits, WriteState};
@@ -194,15 +194,6 @@ struct Conn {
 
 /// ITTs of failed or aborted commands remembered per connection (stray Data-Out is dropped).
 const DEAD_ITTS_MAX: usize = 16;
-
-/// WRITE (6/10/12/16) and WRITE AND VERIFY (10/12/16): the commands whose Data-Out goes to
-/// the backend whole, and so the only ones given a pool buffer for it. The others with
-/// Data-Out (COMPARE AND WRITE, WRITE SAME, VERIFY, ORWRITE, UNMAP, MODE SELECT, PERSISTENT
-/// RESERVE OUT) take a second buffer inside the LU or only parse their data: a command
-/// never holds one pool buffer while it waits for another, which could deadlock the pool.
-fn pool_write(op0: u8) -> bool {
-    matches!(op0, 0x0A | 0x2A | 0xAA | 0x8A | 0x2E | 0xAE | 0x8E)
-}
 
 /// What login agreed, as the status views report it.
 fn session_details(neg: &Negotiated) -> crate::session::SessionDetails {
@@ -521,7 +512,7 @@ impl Conn {
         if !matches!(self.phase, Phase::Full)
             || b.opcode() != op::SCSI_CMD
             || b.flags() & 0x20 == 0
-            || !pool_write(b.0[32])
+            || !opcodes::takes_pool_data_out(b.0[32])
         {
             return None;
         }
@@ -597,11 +588,14 @@ impl Conn {
     /// than a pool buffer, the connection already holds `POOL_BUFFERS_PER_CONN_MAX` buffers
     /// for Data-Out, the pool is empty (a wait timed out, or the connection's own writes hold
     /// the buffers), or they were held back by CmdSN order. Other commands always get a
-    /// vector: see [`pool_write`].
+    /// vector: see `scsi::opcodes::OpEntry::pool_data_out`.
     fn data_out_buf(&mut self, lun: u16, edtl: usize, op0: u8) -> IoBuf {
         self.pool_bypass = false;
         let spare = self.spare.take();
-        let Some(pool) = self.lu_pool(lun).filter(|_| pool_write(op0)) else {
+        let Some(pool) = self
+            .lu_pool(lun)
+            .filter(|_| opcodes::takes_pool_data_out(op0))
+        else {
             return IoBuf::Vec(vec![0u8; edtl]);
         };
         let buf = if edtl > pool.buf_size_bytes()

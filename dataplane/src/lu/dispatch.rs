@@ -110,23 +110,16 @@ impl LogicalUnit {
                 opcode,
                 service_action,
                 alloc_len,
-            } => {
-                let ops: Vec<opcodes::OpEntry> = opcodes::DISK_OPS
-                    .iter()
-                    .chain(opcodes::PR_OPS)
-                    .copied()
-                    .collect();
-                opcodes::report(
-                    RsocRequest {
-                        rctd,
-                        options,
-                        opcode,
-                        service_action,
-                    },
-                    &ops,
-                )
-                .map(|d| truncate(d, alloc_len))
-            }
+            } => opcodes::report(
+                RsocRequest {
+                    rctd,
+                    options,
+                    opcode,
+                    service_action,
+                },
+                opcodes::OPS,
+            )
+            .map(|d| truncate(d, alloc_len)),
             Command::ModeSense {
                 ten,
                 dbd,

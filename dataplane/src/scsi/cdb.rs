@@ -278,7 +278,7 @@ fn bytchk(c: Cdb<'_>) -> Result<u8, Sense> {
 pub fn decode(cdb: &[u8]) -> Result<Command, Sense> {
     let opcode = *cdb.first().ok_or(Sense::invalid_opcode())?;
     let len = cdb_len(opcode).ok_or(Sense::invalid_opcode())?;
-    if !is_supported(opcode) {
+    if !super::opcodes::is_supported(opcode) {
         return Err(Sense::invalid_opcode());
     }
     if cdb.len() < len {
@@ -590,58 +590,6 @@ pub fn decode(cdb: &[u8]) -> Result<Command, Sense> {
         _ => return Err(Sense::invalid_opcode()),
     };
     Ok(cmd)
-}
-
-/// True for the operation codes `decode` understands.
-pub fn is_supported(opcode: u8) -> bool {
-    use op::*;
-    matches!(
-        opcode,
-        TEST_UNIT_READY
-            | REQUEST_SENSE
-            | READ_6
-            | WRITE_6
-            | INQUIRY
-            | MODE_SELECT_6
-            | RESERVE_6
-            | RELEASE_6
-            | MODE_SENSE_6
-            | START_STOP_UNIT
-            | PREVENT_ALLOW
-            | READ_CAPACITY_10
-            | READ_10
-            | WRITE_10
-            | WRITE_VERIFY_10
-            | VERIFY_10
-            | PREFETCH_10
-            | SYNC_CACHE_10
-            | READ_DEFECT_10
-            | WRITE_SAME_10
-            | UNMAP
-            | MODE_SELECT_10
-            | RESERVE_10
-            | RELEASE_10
-            | MODE_SENSE_10
-            | PR_IN
-            | PR_OUT
-            | READ_16
-            | COMPARE_AND_WRITE
-            | WRITE_16
-            | ORWRITE_16
-            | WRITE_VERIFY_16
-            | VERIFY_16
-            | PREFETCH_16
-            | SYNC_CACHE_16
-            | WRITE_SAME_16
-            | SERVICE_ACTION_IN_16
-            | REPORT_LUNS
-            | MAINTENANCE_IN
-            | READ_12
-            | WRITE_12
-            | WRITE_VERIFY_12
-            | VERIFY_12
-            | READ_DEFECT_12
-    )
 }
 
 impl Command {
