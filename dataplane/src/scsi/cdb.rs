@@ -6,6 +6,8 @@
 //! everything that needs LU state happen in the executor. `decode` never panics: every
 //! byte is read through [`Cdb::b`], and the length is checked before any field is read.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::sense::Sense;
 use super::{BlockCount, Lba};
 

@@ -5,6 +5,8 @@
 //! APTPL (persist through power loss), SPEC_I_PT and REGISTER AND MOVE are not supported.
 //! The state is in memory only.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::cdb::Command;
 use super::sense::Sense;
 use std::sync::Arc;

@@ -40,6 +40,8 @@
 //! A pending condition is a member of a set, so it is reported once however many changes
 //! happened before the next command.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::cdb::{self, op, Command};
 use super::sense::Sense;
 use std::collections::{BTreeSet, HashMap, VecDeque};
