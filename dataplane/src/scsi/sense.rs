@@ -61,8 +61,9 @@ pub struct Sense {
 pub const FIXED_SENSE_LEN: usize = 18;
 
 impl Sense {
-    /// A condition without information or field pointer.
-    pub const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
+    /// A condition without information or field pointer. Private: callers name the
+    /// condition with one of the constructors below.
+    const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
         Self {
             key,
             asc,
@@ -152,7 +153,7 @@ impl Sense {
     }
 
     /// UNIT ATTENTION with the given ASC/ASCQ.
-    pub const fn unit_attention(asc: u8, ascq: u8) -> Self {
+    const fn unit_attention(asc: u8, ascq: u8) -> Self {
         Self::new(SenseKey::UnitAttention, asc, ascq)
     }
 

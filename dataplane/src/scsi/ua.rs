@@ -178,7 +178,7 @@ pub fn replaced_lu_conditions(capacity: bool, identity: bool) -> Vec<Sense> {
 /// REPORTED LUNS DATA HAS CHANGED.
 pub const UA_REPORTED_LUNS_CHANGED: Sense = Sense::reported_luns_changed();
 
-/// What the transport does with a command, given its nexus's pending REPORTED LUNS DATA HAS
+/// What happens to a command as it arrives, given its nexus's pending REPORTED LUNS DATA HAS
 /// CHANGED conditions (see the module docs for the rules).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Gate {
@@ -198,8 +198,8 @@ pub enum Gate {
 
 /// The LUNs on which one I_T nexus has REPORTED LUNS DATA HAS CHANGED pending.
 ///
-/// Held by the nexus's connection, which owns its view of the inventory. It allocates only
-/// when an inventory change arrives, never per command.
+/// Held for the nexus by `crate::lu::NexusAttentions`, which feeds it the nexus's view of
+/// the inventory. It allocates only when an inventory change arrives, never per command.
 #[derive(Debug, Default)]
 pub struct LunsChanged {
     pending: BTreeSet<u16>,
@@ -288,11 +288,18 @@ mod tests {
     #[test]
     fn queue_is_bounded() {
         let mut u = UnitAttentions::default();
-        u.raise(1, Sense::unit_attention(0x2A, 0));
+        u.raise(1, UA_MODE_CHANGED);
         assert!(u.take(1).is_none());
         u.touch(1);
+        // Distinct conditions, so none is merged with one already queued.
         for i in 0..20u8 {
-            u.raise(1, Sense::unit_attention(0x2A, i));
+            u.raise(
+                1,
+                Sense {
+                    ascq: i,
+                    ..UA_MODE_CHANGED
+                },
+            );
         }
         let mut n = 0;
         while u.take(1).is_some() {
