@@ -5,12 +5,11 @@
 //! opcode derives from it: whether `cdb::decode` knows it, whether the transport takes a
 //! pool buffer for its Data-Out, the metrics class, and the REPORT SUPPORTED OPERATION
 //! CODES parameter data in the all-commands and one-command formats, with optional command
-//! timeouts descriptors (RCTD). Decoding a CDB's fields is `cdb::decode`, one arm per
-//! operation code of this table.
+//! timeouts descriptors (RCTD), and the decoder `cdb::decode` hands a CDB's fields to.
 
 #![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
-use super::cdb::{op, DataDir};
+use super::cdb::{self, op, DataDir, Decoder};
 use super::sense::Sense;
 
 /// Which of the logical unit's I/O classes a command is counted in (`crate::metrics`).
@@ -32,6 +31,8 @@ pub struct OpEntry {
     pub opcode: u8,
     /// Service action, for commands that have one.
     pub service_action: Option<u16>,
+    /// Decodes its CDB (every entry of one operation code names the same decoder).
+    pub decode: Decoder,
     /// The command's name in SPC-4 / SBC-3.
     pub name: &'static str,
     /// CDB usage data: byte 0 is the opcode, then a bitmap of the bits we look at.
@@ -62,9 +63,16 @@ impl OpEntry {
     }
 }
 
-const fn e(opcode: u8, name: &'static str, dir: DataDir, usage: &'static [u8]) -> OpEntry {
+const fn e(
+    opcode: u8,
+    decode: Decoder,
+    name: &'static str,
+    dir: DataDir,
+    usage: &'static [u8],
+) -> OpEntry {
     OpEntry {
         opcode,
+        decode,
         service_action: None,
         name,
         usage,
@@ -76,6 +84,7 @@ const fn e(opcode: u8, name: &'static str, dir: DataDir, usage: &'static [u8]) -
 
 const fn sa(
     opcode: u8,
+    decode: Decoder,
     service_action: u16,
     name: &'static str,
     dir: DataDir,
@@ -83,7 +92,7 @@ const fn sa(
 ) -> OpEntry {
     OpEntry {
         service_action: Some(service_action),
-        ..e(opcode, name, dir, usage)
+        ..e(opcode, decode, name, dir, usage)
     }
 }
 
@@ -92,73 +101,73 @@ const fn sa(
 /// lists them: the disk commands by operation code, then the PERSISTENT RESERVE IN/OUT
 /// service actions.
 pub const OPS: &[OpEntry] = &[
-    e(op::TEST_UNIT_READY, "TEST UNIT READY", DataDir::None, &[0x00, 0, 0, 0, 0, 0]),
-    e(op::REQUEST_SENSE, "REQUEST SENSE", DataDir::In, &[0x03, 0x01, 0, 0, 0xFF, 0]),
-    e(op::READ_6, "READ (6)", DataDir::In, &[0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0]).io(IoClass::Read),
-    e(op::WRITE_6, "WRITE (6)", DataDir::Out, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]).io(IoClass::Write).pooled(),
-    e(op::INQUIRY, "INQUIRY", DataDir::In, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]),
-    e(op::MODE_SELECT_6, "MODE SELECT (6)", DataDir::Out, &[0x15, 0x10, 0, 0, 0xFF, 0]),
-    e(op::RESERVE_6, "RESERVE (6)", DataDir::None, &[0x16, 0, 0, 0, 0, 0]),
-    e(op::RELEASE_6, "RELEASE (6)", DataDir::None, &[0x17, 0, 0, 0, 0, 0]),
-    e(op::MODE_SENSE_6, "MODE SENSE (6)", DataDir::In, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
-    e(op::START_STOP_UNIT, "START STOP UNIT", DataDir::None, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
-    e(op::PREVENT_ALLOW, "PREVENT ALLOW MEDIUM REMOVAL", DataDir::None, &[0x1E, 0, 0, 0, 0x03, 0]),
-    e(op::READ_CAPACITY_10, "READ CAPACITY (10)", DataDir::In, &[0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0]),
-    e(op::READ_10, "READ (10)", DataDir::In, &[0x28, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Read),
-    e(op::WRITE_10, "WRITE (10)", DataDir::Out, &[0x2A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write).pooled(),
-    e(op::WRITE_VERIFY_10, "WRITE AND VERIFY (10)", DataDir::Out, &[0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write).pooled(),
-    e(op::VERIFY_10, "VERIFY (10)", DataDir::Out, &[0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    e(op::PREFETCH_10, "PRE-FETCH (10)", DataDir::None, &[0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    e(op::SYNC_CACHE_10, "SYNCHRONIZE CACHE (10)", DataDir::None, &[0x35, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    e(op::READ_DEFECT_10, "READ DEFECT DATA (10)", DataDir::In, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    e(op::WRITE_SAME_10, "WRITE SAME (10)", DataDir::Out, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write),
-    e(op::UNMAP, "UNMAP", DataDir::Out, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
-    e(op::MODE_SELECT_10, "MODE SELECT (10)", DataDir::Out, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    e(op::RESERVE_10, "RESERVE (10)", DataDir::None, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    e(op::RELEASE_10, "RELEASE (10)", DataDir::None, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    e(op::MODE_SENSE_10, "MODE SENSE (10)", DataDir::In, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
-    e(op::READ_16, "READ (16)", DataDir::In, &[0x88, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
-    e(op::COMPARE_AND_WRITE, "COMPARE AND WRITE", DataDir::Out, &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0]).io(IoClass::Write),
-    e(op::WRITE_16, "WRITE (16)", DataDir::Out, &[0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
-    e(op::ORWRITE_16, "ORWRITE (16)", DataDir::Out, &[0x8B, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    e(op::WRITE_VERIFY_16, "WRITE AND VERIFY (16)", DataDir::Out, &[0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
-    e(op::VERIFY_16, "VERIFY (16)", DataDir::Out, &[0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    e(op::PREFETCH_16, "PRE-FETCH (16)", DataDir::None, &[0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    e(op::SYNC_CACHE_16, "SYNCHRONIZE CACHE (16)", DataDir::None, &[0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    e(op::WRITE_SAME_16, "WRITE SAME (16)", DataDir::Out, &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write),
-    sa(op::SERVICE_ACTION_IN_16, op::SA_READ_CAPACITY_16, "READ CAPACITY (16)", DataDir::In, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    sa(op::SERVICE_ACTION_IN_16, op::SA_GET_LBA_STATUS, "GET LBA STATUS", DataDir::In, &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    e(op::REPORT_LUNS, "REPORT LUNS", DataDir::In, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    sa(op::MAINTENANCE_IN, op::SA_REPORT_SUPPORTED_OPCODES, "REPORT SUPPORTED OPERATION CODES", DataDir::In, &[0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    e(op::READ_12, "READ (12)", DataDir::In, &[0xA8, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
-    e(op::WRITE_12, "WRITE (12)", DataDir::Out, &[0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
-    e(op::WRITE_VERIFY_12, "WRITE AND VERIFY (12)", DataDir::Out, &[0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
-    e(op::VERIFY_12, "VERIFY (12)", DataDir::Out, &[0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    e(op::READ_DEFECT_12, "READ DEFECT DATA (12)", DataDir::In, &[0xB7, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    sa(op::PR_IN, 0, "PERSISTENT RESERVE IN / READ KEYS", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    sa(op::PR_IN, 1, "PERSISTENT RESERVE IN / READ RESERVATION", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    sa(op::PR_IN, 2, "PERSISTENT RESERVE IN / REPORT CAPABILITIES", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    sa(op::PR_IN, 3, "PERSISTENT RESERVE IN / READ FULL STATUS", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    sa(op::PR_OUT, 0, "PERSISTENT RESERVE OUT / REGISTER", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
-    sa(op::PR_OUT, 1, "PERSISTENT RESERVE OUT / RESERVE", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
-    sa(op::PR_OUT, 2, "PERSISTENT RESERVE OUT / RELEASE", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
-    sa(op::PR_OUT, 3, "PERSISTENT RESERVE OUT / CLEAR", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
-    sa(op::PR_OUT, 4, "PERSISTENT RESERVE OUT / PREEMPT", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
-    sa(op::PR_OUT, 6, "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    e(op::TEST_UNIT_READY, cdb::decode_test_unit_ready, "TEST UNIT READY", DataDir::None, &[0x00, 0, 0, 0, 0, 0]),
+    e(op::REQUEST_SENSE, cdb::decode_request_sense, "REQUEST SENSE", DataDir::In, &[0x03, 0x01, 0, 0, 0xFF, 0]),
+    e(op::READ_6, cdb::decode_rw6, "READ (6)", DataDir::In, &[0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0]).io(IoClass::Read),
+    e(op::WRITE_6, cdb::decode_rw6, "WRITE (6)", DataDir::Out, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]).io(IoClass::Write).pooled(),
+    e(op::INQUIRY, cdb::decode_inquiry, "INQUIRY", DataDir::In, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]),
+    e(op::MODE_SELECT_6, cdb::decode_mode_select, "MODE SELECT (6)", DataDir::Out, &[0x15, 0x10, 0, 0, 0xFF, 0]),
+    e(op::RESERVE_6, cdb::decode_reserve_release, "RESERVE (6)", DataDir::None, &[0x16, 0, 0, 0, 0, 0]),
+    e(op::RELEASE_6, cdb::decode_reserve_release, "RELEASE (6)", DataDir::None, &[0x17, 0, 0, 0, 0, 0]),
+    e(op::MODE_SENSE_6, cdb::decode_mode_sense, "MODE SENSE (6)", DataDir::In, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
+    e(op::START_STOP_UNIT, cdb::decode_start_stop_unit, "START STOP UNIT", DataDir::None, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
+    e(op::PREVENT_ALLOW, cdb::decode_prevent_allow, "PREVENT ALLOW MEDIUM REMOVAL", DataDir::None, &[0x1E, 0, 0, 0, 0x03, 0]),
+    e(op::READ_CAPACITY_10, cdb::decode_read_capacity_10, "READ CAPACITY (10)", DataDir::In, &[0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0]),
+    e(op::READ_10, cdb::decode_read, "READ (10)", DataDir::In, &[0x28, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Read),
+    e(op::WRITE_10, cdb::decode_write, "WRITE (10)", DataDir::Out, &[0x2A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write).pooled(),
+    e(op::WRITE_VERIFY_10, cdb::decode_write, "WRITE AND VERIFY (10)", DataDir::Out, &[0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write).pooled(),
+    e(op::VERIFY_10, cdb::decode_verify, "VERIFY (10)", DataDir::Out, &[0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    e(op::PREFETCH_10, cdb::decode_prefetch_10, "PRE-FETCH (10)", DataDir::None, &[0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    e(op::SYNC_CACHE_10, cdb::decode_sync_cache_10, "SYNCHRONIZE CACHE (10)", DataDir::None, &[0x35, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    e(op::READ_DEFECT_10, cdb::decode_read_defect_10, "READ DEFECT DATA (10)", DataDir::In, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    e(op::WRITE_SAME_10, cdb::decode_write_same, "WRITE SAME (10)", DataDir::Out, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write),
+    e(op::UNMAP, cdb::decode_unmap, "UNMAP", DataDir::Out, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
+    e(op::MODE_SELECT_10, cdb::decode_mode_select, "MODE SELECT (10)", DataDir::Out, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    e(op::RESERVE_10, cdb::decode_reserve_release, "RESERVE (10)", DataDir::None, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    e(op::RELEASE_10, cdb::decode_reserve_release, "RELEASE (10)", DataDir::None, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    e(op::MODE_SENSE_10, cdb::decode_mode_sense, "MODE SENSE (10)", DataDir::In, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
+    e(op::READ_16, cdb::decode_read, "READ (16)", DataDir::In, &[0x88, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
+    e(op::COMPARE_AND_WRITE, cdb::decode_compare_and_write, "COMPARE AND WRITE", DataDir::Out, &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0]).io(IoClass::Write),
+    e(op::WRITE_16, cdb::decode_write, "WRITE (16)", DataDir::Out, &[0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
+    e(op::ORWRITE_16, cdb::decode_write, "ORWRITE (16)", DataDir::Out, &[0x8B, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    e(op::WRITE_VERIFY_16, cdb::decode_write, "WRITE AND VERIFY (16)", DataDir::Out, &[0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
+    e(op::VERIFY_16, cdb::decode_verify, "VERIFY (16)", DataDir::Out, &[0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    e(op::PREFETCH_16, cdb::decode_prefetch_16, "PRE-FETCH (16)", DataDir::None, &[0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    e(op::SYNC_CACHE_16, cdb::decode_sync_cache_16, "SYNCHRONIZE CACHE (16)", DataDir::None, &[0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    e(op::WRITE_SAME_16, cdb::decode_write_same, "WRITE SAME (16)", DataDir::Out, &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write),
+    sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_READ_CAPACITY_16, "READ CAPACITY (16)", DataDir::In, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_GET_LBA_STATUS, "GET LBA STATUS", DataDir::In, &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    e(op::REPORT_LUNS, cdb::decode_report_luns, "REPORT LUNS", DataDir::In, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::MAINTENANCE_IN, cdb::decode_maintenance_in, op::SA_REPORT_SUPPORTED_OPCODES, "REPORT SUPPORTED OPERATION CODES", DataDir::In, &[0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    e(op::READ_12, cdb::decode_read, "READ (12)", DataDir::In, &[0xA8, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
+    e(op::WRITE_12, cdb::decode_write, "WRITE (12)", DataDir::Out, &[0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
+    e(op::WRITE_VERIFY_12, cdb::decode_write, "WRITE AND VERIFY (12)", DataDir::Out, &[0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
+    e(op::VERIFY_12, cdb::decode_verify, "VERIFY (12)", DataDir::Out, &[0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    e(op::READ_DEFECT_12, cdb::decode_read_defect_12, "READ DEFECT DATA (12)", DataDir::In, &[0xB7, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::PR_IN, cdb::decode_pr_in, 0, "PERSISTENT RESERVE IN / READ KEYS", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::PR_IN, cdb::decode_pr_in, 1, "PERSISTENT RESERVE IN / READ RESERVATION", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::PR_IN, cdb::decode_pr_in, 2, "PERSISTENT RESERVE IN / REPORT CAPABILITIES", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::PR_IN, cdb::decode_pr_in, 3, "PERSISTENT RESERVE IN / READ FULL STATUS", DataDir::In, &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::PR_OUT, cdb::decode_pr_out, 0, "PERSISTENT RESERVE OUT / REGISTER", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    sa(op::PR_OUT, cdb::decode_pr_out, 1, "PERSISTENT RESERVE OUT / RESERVE", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    sa(op::PR_OUT, cdb::decode_pr_out, 2, "PERSISTENT RESERVE OUT / RELEASE", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    sa(op::PR_OUT, cdb::decode_pr_out, 3, "PERSISTENT RESERVE OUT / CLEAR", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    sa(op::PR_OUT, cdb::decode_pr_out, 4, "PERSISTENT RESERVE OUT / PREEMPT", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    sa(op::PR_OUT, cdb::decode_pr_out, 6, "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", DataDir::Out, &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
 ];
 
 /// What the fast path asks about an operation code, indexed by it: built from [`OPS`] at
 /// compile time so a lookup is one load.
 #[derive(Clone, Copy)]
 struct ByOpcode {
-    supported: bool,
+    decode: Option<Decoder>,
     pool_data_out: bool,
     class: IoClass,
 }
 
 const BY_OPCODE: [ByOpcode; 256] = {
     let mut t = [ByOpcode {
-        supported: false,
+        decode: None,
         pool_data_out: false,
         class: IoClass::Other,
     }; 256];
@@ -166,7 +175,7 @@ const BY_OPCODE: [ByOpcode; 256] = {
     while i < OPS.len() {
         let o = OPS[i];
         t[o.opcode as usize] = ByOpcode {
-            supported: true,
+            decode: Some(o.decode),
             pool_data_out: o.pool_data_out,
             class: o.class,
         };
@@ -175,9 +184,14 @@ const BY_OPCODE: [ByOpcode; 256] = {
     t
 };
 
+/// The decoder of an operation code in [`OPS`]; `None` for one we do not support.
+pub fn decoder(opcode: u8) -> Option<Decoder> {
+    BY_OPCODE[usize::from(opcode)].decode
+}
+
 /// True for the operation codes in [`OPS`] (the ones `cdb::decode` understands).
 pub fn is_supported(opcode: u8) -> bool {
-    BY_OPCODE[usize::from(opcode)].supported
+    decoder(opcode).is_some()
 }
 
 /// True when the Data-Out of a command with this operation code is received into a buffer
