@@ -6,8 +6,9 @@
 //! transport-agnostic); [`backend`] (block devices); [`lu`] (runs SCSI commands on a
 //! backend); [`conn`] (the only socket code of the protocol path); [`accept`] (a portal's
 //! accept loop); [`live`] (the config snapshot the fast path reads); [`control`] (every
-//! config change, through the one [`live::Writer`], and the control socket). `pdu`,
-//! `login`, `session`, `task` and `scsi` do no I/O.
+//! config change, through the one [`live::Writer`], and the control socket); [`lun`] (the
+//! SAM LUN field codec that `pdu` and `scsi` share). `pdu`, `login`, `session`, `task` and
+//! `scsi` do no I/O.
 
 pub mod accept;
 pub mod backend;
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod live;
 pub mod login;
 pub mod lu;
+pub mod lun;
 pub mod metrics;
 pub mod numa;
 pub mod pdu;

@@ -11,6 +11,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::scsi::opcodes::{self, IoClass};
+
 use tgt_proto::socket::{LatencyHistogram, LunStats, NumaPoolStats, UringStats};
 
 /// Shards per sharded counter. More than the worker threads a data plane runs on typical
@@ -213,24 +215,6 @@ pub struct LuCounters {
     shards: Sharded<LuShard>,
 }
 
-/// Which of the LU's command classes an opcode belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    /// READ 6/10/12/16.
-    Read,
-    /// WRITE 6/10/12/16, WRITE AND VERIFY 10/12/16, WRITE SAME 10/16, COMPARE AND WRITE.
-    Write,
-    Other,
-}
-
-fn class(opcode: u8) -> Class {
-    match opcode {
-        0x08 | 0x28 | 0xa8 | 0x88 => Class::Read,
-        0x0a | 0x2a | 0xaa | 0x8a | 0x2e | 0xae | 0x8e | 0x41 | 0x93 | 0x89 => Class::Write,
-        _ => Class::Other,
-    }
-}
-
 /// Marks one command as in flight in its logical unit until dropped.
 ///
 /// Dropping it, not completing the command, ends the command's time in flight: a command
@@ -276,20 +260,20 @@ impl LuCounters {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let s = self.shards.local();
         s.commands_total.fetch_add(1, Ordering::Relaxed);
-        match class(opcode) {
-            Class::Read => {
+        match opcodes::io_class(opcode) {
+            IoClass::Read => {
                 s.read_commands_total.fetch_add(1, Ordering::Relaxed);
                 s.read_bytes_total
                     .fetch_add(to_u64(data_in_bytes), Ordering::Relaxed);
                 s.read_latency.record(ns);
             }
-            Class::Write => {
+            IoClass::Write => {
                 s.write_commands_total.fetch_add(1, Ordering::Relaxed);
                 s.write_bytes_total
                     .fetch_add(to_u64(data_out_bytes), Ordering::Relaxed);
                 s.write_latency.record(ns);
             }
-            Class::Other => {}
+            IoClass::Other => {}
         }
         if status == crate::scsi::status::CHECK_CONDITION {
             s.check_conditions_total.fetch_add(1, Ordering::Relaxed);

@@ -16,11 +16,10 @@ use super::{inflight, Conn, Outcome};
 use crate::buf::IoBuf;
 use crate::limits;
 use crate::login::SessionKind;
-use crate::lu::ScsiResponse;
+use crate::lu::{Admission, ScsiResponse};
 use crate::pdu::request::{DataOut, ScsiCommand};
 use crate::pdu::{self, reject, rfc_default, RawPdu, Residual, RESERVED_TAG};
-use crate::scsi::ua::Gate;
-use crate::scsi::{status, Sense, SenseKey};
+use crate::scsi::Sense;
 use crate::task::{DataOutError, WriteLimits, WriteState};
 
 /// ITTs of failed or aborted commands remembered per connection (stray Data-Out is dropped).
@@ -131,14 +130,14 @@ impl Conn {
         if imm > 0 && (!write || !self.neg.immediate_data) {
             return Outcome::Reject(reject::PROTOCOL_ERROR);
         }
-        match self.bound.luns_changed.gate(lun, cdb.as_slice()) {
-            Gate::Run => {}
-            Gate::Terminate(sense) => {
+        match self.bound.attentions.admit(lun, cdb.as_slice()) {
+            Admission::Run => {}
+            Admission::Terminate(sense) => {
                 // Not run, so no data is taken in: any unsolicited Data-Out is dropped.
                 self.respond_check(itt, edtl, sense.encode());
                 return Outcome::Reply;
             }
-            Gate::SenseData { data, alloc_len } => {
+            Admission::Complete(resp) => {
                 // REQUEST SENSE answered here; it has no Data-Out, so nothing is pending.
                 let task = Task {
                     lun_raw,
@@ -152,12 +151,6 @@ impl Conn {
                     running: false,
                     aborted: false,
                     digest_bad: false,
-                };
-                let resp = ScsiResponse {
-                    status: status::GOOD,
-                    sense: Vec::new(),
-                    data_in: IoBuf::from(data),
-                    cdb_transfer_bytes: Some(alloc_len),
                 };
                 self.respond(itt, &task, resp);
                 return Outcome::Reply;
@@ -264,11 +257,7 @@ impl Conn {
         if task.digest_bad {
             let edtl = task.edtl;
             self.cmds.tasks.remove(&itt);
-            self.respond_check(
-                itt,
-                edtl,
-                Sense::new(SenseKey::AbortedCommand, 0x47, 0x05).encode(),
-            );
+            self.respond_check(itt, edtl, Sense::protocol_service_crc_error().encode());
             return;
         }
         let (Some(target), Some(nexus)) = (self.bound.target.clone(), self.bound.nexus.clone())
@@ -335,11 +324,7 @@ impl Conn {
                 // complete at ERL 0: end it with a protocol-error check condition.
                 let edtl = task.edtl;
                 self.cmds.tasks.remove(&itt);
-                self.respond_check(
-                    itt,
-                    edtl,
-                    Sense::new(SenseKey::AbortedCommand, 0x4b, 0x00).encode(),
-                );
+                self.respond_check(itt, edtl, Sense::data_phase_error().encode());
                 Outcome::Reply
             }
             Err(e) => {

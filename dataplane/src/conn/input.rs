@@ -14,6 +14,7 @@ use crate::buf::IoBuf;
 use crate::limits;
 use crate::numa::{BufferPool, PoolBuf};
 use crate::pdu::{self, op, request::ScsiCommand, RawPdu};
+use crate::scsi::opcodes;
 
 /// Pool buffers set aside for, or waited for by, the write command at the head of the input.
 #[derive(Default)]
@@ -24,15 +25,6 @@ pub(super) struct PoolWait {
     pub(super) wait: Option<(BufferPool, Instant)>,
     /// Set when that wait timed out: the next write command takes a heap buffer.
     pub(super) bypass: bool,
-}
-
-/// WRITE (6/10/12/16) and WRITE AND VERIFY (10/12/16): the commands whose Data-Out goes to
-/// the backend whole, and so the only ones given a pool buffer for it. The others with
-/// Data-Out (COMPARE AND WRITE, WRITE SAME, VERIFY, ORWRITE, UNMAP, MODE SELECT, PERSISTENT
-/// RESERVE OUT) take a second buffer inside the LU or only parse their data: a command
-/// never holds one pool buffer while it waits for another, which could deadlock the pool.
-fn pool_write(op0: u8) -> bool {
-    matches!(op0, 0x0A | 0x2A | 0xAA | 0x8A | 0x2E | 0xAE | 0x8E)
 }
 
 impl Conn {
@@ -100,7 +92,7 @@ impl Conn {
             return None;
         }
         let c = ScsiCommand::parse(&p.bhs);
-        if !c.write || !pool_write(c.opcode()) {
+        if !c.write || !opcodes::takes_pool_data_out(c.opcode()) {
             return None;
         }
         let edtl = usize::try_from(c.edtl).unwrap_or(usize::MAX);
@@ -177,11 +169,14 @@ impl Conn {
     /// than a pool buffer, the connection already holds `POOL_BUFFERS_PER_CONN_MAX` buffers
     /// for Data-Out, the pool is empty (a wait timed out, or the connection's own writes hold
     /// the buffers), or they were held back by CmdSN order. Other commands always get a
-    /// vector: see [`pool_write`].
+    /// vector: see `scsi::opcodes::OpEntry::pool_data_out`.
     pub(super) fn data_out_buf(&mut self, lun: u16, edtl: usize, c: &ScsiCommand) -> IoBuf {
         self.pool.bypass = false;
         let spare = self.pool.spare.take();
-        let Some(pool) = self.lu_pool(lun).filter(|_| pool_write(c.opcode())) else {
+        let Some(pool) = self
+            .lu_pool(lun)
+            .filter(|_| opcodes::takes_pool_data_out(c.opcode()))
+        else {
             return IoBuf::Vec(vec![0u8; edtl]);
         };
         let buf = if edtl > pool.buf_size_bytes()

@@ -7,8 +7,7 @@ use tracing::debug;
 
 use super::Conn;
 use crate::live::TargetEntry;
-use crate::lu::Nexus;
-use crate::scsi::ua::LunsChanged;
+use crate::lu::{Nexus, NexusAttentions};
 use crate::session::KillSwitch;
 
 /// The target, nexus and session entry of a connection in full feature phase.
@@ -20,18 +19,12 @@ pub(super) struct Bound {
     pub(super) target_gen: u64,
     /// REPORTED LUNS DATA HAS CHANGED conditions of this connection's I_T nexus (one
     /// connection per session, so the connection is the nexus).
-    pub(super) luns_changed: LunsChanged,
+    pub(super) attentions: NexusAttentions,
     pub(super) nexus: Option<Nexus>,
     /// TSIH and nexus id of the session-table entry.
     pub(super) session: Option<(u16, u64)>,
     /// Fires when the session is reinstated elsewhere or closed by the operator.
     pub(super) kill: Option<KillSwitch>,
-}
-
-/// The LUNs REPORT LUNS lists for `t`: its logical units plus LUN 0, which always answers
-/// (as the synthetic controller when no logical unit has that number).
-fn lun_inventory(t: &crate::lu::Target) -> impl Iterator<Item = u16> + '_ {
-    std::iter::once(0).chain(t.logical_units().map(|lu| lu.lun()))
 }
 
 impl Conn {
@@ -61,36 +54,15 @@ impl Conn {
             return;
         };
         if let Some(old) = &bound.target {
-            // Targets untouched by the change keep their `lu::Target`, so most sessions of a
-            // data plane with many targets skip the comparison.
-            if !Arc::ptr_eq(&old.scsi, &new.scsi)
-                && bound
-                    .luns_changed
-                    .inventory_changed(lun_inventory(&old.scsi), lun_inventory(&new.scsi))
+            if bound
+                .attentions
+                .target_replaced(&old.scsi, &new.scsi, bound.nexus.as_ref())
             {
                 debug!(
                     peer = %self.sock.peer,
                     target = %self.neg.target_name,
                     "LUN inventory changed: REPORTED LUNS DATA HAS CHANGED pending"
                 );
-            }
-            // A LUN kept but served by a new logical unit (its storage changed): the nexus
-            // hears of what changed on that LUN (capacity, identity) at its next command there.
-            if let Some(nexus) = &bound.nexus {
-                for old_lu in old.scsi.logical_units() {
-                    if let Some(new_lu) = new.scsi.logical_unit(old_lu.lun()) {
-                        if !Arc::ptr_eq(old_lu, new_lu) {
-                            new_lu.replaced(old_lu, nexus.id);
-                        }
-                    }
-                }
-                // LUN 0 always answers, as a disk or as the synthetic controller: a switch
-                // between the two changes its device type without changing the inventory.
-                match (old.scsi.logical_unit(0), new.scsi.logical_unit(0)) {
-                    (None, Some(lu)) => lu.took_lun0(nexus.id),
-                    (Some(_), None) => new.scsi.controller_took_lun0(nexus.id),
-                    _ => {}
-                }
             }
         }
         bound.target = Some(new);

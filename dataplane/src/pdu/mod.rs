@@ -266,26 +266,8 @@ impl Bhs {
     }
 }
 
-/// Decodes a SAM LUN field (single-level peripheral or flat addressing) into a LUN number;
-/// `None` for addressing methods we do not serve (they are reported as a missing LUN).
-pub fn decode_lun(raw: u64) -> Option<u16> {
-    let b = raw.to_be_bytes();
-    if b[2..].iter().any(|&x| x != 0) {
-        return None;
-    }
-    match b[0] >> 6 {
-        0 if b[0] == 0 => Some(u16::from(b[1])),
-        1 => Some((u16::from(b[0] & 0x3f) << 8) | u16::from(b[1])),
-        _ => None,
-    }
-}
-
-/// Encodes a LUN number the way REPORT LUNS does (SAM single level).
-pub fn encode_lun(lun: u16) -> u64 {
-    let [hi, lo] = lun.to_be_bytes();
-    let first = if lun < 256 { 0 } else { 0x40 | (hi & 0x3f) };
-    u64::from_be_bytes([first, lo, 0, 0, 0, 0, 0, 0])
-}
+/// The LUN field codec lives in `crate::lun`, below both `pdu` and `scsi`.
+pub use crate::lun::{decode as decode_lun, encode as encode_lun};
 
 /// One PDU as received, borrowing the receive buffer: header, extended CDB, data segment.
 #[derive(Debug)]
@@ -523,16 +505,6 @@ mod tests {
             decode(&h, &f),
             Err(PduError::DataSegmentTooLong { .. })
         ));
-    }
-
-    #[test]
-    fn lun_encoding_round_trips() {
-        for lun in [0u16, 1, 255, 256, 16383] {
-            assert_eq!(decode_lun(encode_lun(lun)), Some(lun));
-        }
-        assert_eq!(decode_lun(0x0001_0000_0000_0000), Some(1));
-        assert_eq!(decode_lun(0xc000_0000_0000_0000), None);
-        assert_eq!(decode_lun(0x0001_0001_0000_0000), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! everything that needs LU state happen in the executor. `decode` never panics: every
 //! byte is read through [`Cdb::b`], and the length is checked before any field is read.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::sense::Sense;
 use super::{BlockCount, Lba};
 
@@ -274,13 +276,12 @@ fn bytchk(c: Cdb<'_>) -> Result<u8, Sense> {
     Ok(v)
 }
 
-/// Decodes a CDB.
+/// Decodes a CDB: the checks every CDB gets (a known operation code, the length its group
+/// code gives, no NACA), then the decoder the opcode registry names for it.
 pub fn decode(cdb: &[u8]) -> Result<Command, Sense> {
     let opcode = *cdb.first().ok_or(Sense::invalid_opcode())?;
     let len = cdb_len(opcode).ok_or(Sense::invalid_opcode())?;
-    if !is_supported(opcode) {
-        return Err(Sense::invalid_opcode());
-    }
+    let decoder = super::opcodes::decoder(opcode).ok_or(Sense::invalid_opcode())?;
     if cdb.len() < len {
         return Err(Sense::invalid_field_in_cdb(0, None));
     }
@@ -290,358 +291,442 @@ pub fn decode(cdb: &[u8]) -> Result<Command, Sense> {
     if c.bit(control, 2) {
         return Err(invalid(u16::try_from(control).unwrap_or(15), 2));
     }
-    use op::*;
-    let lba32 = |c: Cdb<'_>| Lba(u64::from(c.be32(2)));
-    let cmd = match opcode {
-        TEST_UNIT_READY => Command::TestUnitReady,
-        REQUEST_SENSE => Command::RequestSense {
-            desc: c.bit(1, 0),
-            alloc_len: u32::from(c.b(4)),
-        },
-        INQUIRY => {
-            if c.bit(1, 1) {
-                // CmdDt is obsolete (SPC-3) and not supported.
-                return Err(invalid(1, 1));
-            }
-            let evpd = c.bit(1, 0);
-            let page = c.b(2);
-            if !evpd && page != 0 {
-                return Err(invalid(2, 7));
-            }
-            Command::Inquiry {
-                evpd,
-                page,
-                alloc_len: u32::from(c.be16(3)),
-            }
+    decoder(c, opcode)
+}
+
+/// The decoder of one operation code (or a family of them): the CDB, already checked for
+/// length and CONTROL, and its operation code.
+pub type Decoder = fn(Cdb<'_>, u8) -> Result<Command, Sense>;
+
+/// A 4-byte LBA at bytes 2..6 (the 10- and 12-byte CDBs).
+fn lba32(c: Cdb<'_>) -> Lba {
+    Lba(u64::from(c.be32(2)))
+}
+
+/// Decodes TEST UNIT READY.
+pub(super) fn decode_test_unit_ready(_c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::TestUnitReady)
+}
+
+/// Decodes REQUEST SENSE.
+pub(super) fn decode_request_sense(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::RequestSense {
+        desc: c.bit(1, 0),
+        alloc_len: u32::from(c.b(4)),
+    })
+}
+
+/// Decodes INQUIRY.
+pub(super) fn decode_inquiry(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        if c.bit(1, 1) {
+            // CmdDt is obsolete (SPC-3) and not supported.
+            return Err(invalid(1, 1));
         }
-        READ_6 | WRITE_6 => {
-            let lba = Lba((u64::from(c.b(1) & 0x1F) << 16) | u64::from(c.be16(2)));
-            // SBC-3 5.12: a TRANSFER LENGTH of zero means 256 blocks for the 6-byte CDBs.
-            let n = match c.b(4) {
-                0 => 256,
-                n => u64::from(n),
-            };
-            if opcode == READ_6 {
-                Command::Read {
-                    lba,
-                    blocks: BlockCount(n),
-                    dpo: false,
-                    fua: false,
-                }
-            } else {
-                Command::Write {
-                    kind: WriteKind::Plain,
-                    lba,
-                    blocks: BlockCount(n),
-                    dpo: false,
-                    fua: false,
-                }
-            }
+        let evpd = c.bit(1, 0);
+        let page = c.b(2);
+        if !evpd && page != 0 {
+            return Err(invalid(2, 7));
         }
-        READ_10 | READ_12 | READ_16 => {
-            no_protect(c)?;
-            let (lba, n) = match opcode {
-                READ_10 => (lba32(c), u64::from(c.be16(7))),
-                READ_12 => (lba32(c), u64::from(c.be32(6))),
-                _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
-            };
-            Command::Read {
-                lba,
-                blocks: BlockCount(n),
-                dpo: c.bit(1, 4),
-                fua: c.bit(1, 3),
-            }
+        Command::Inquiry {
+            evpd,
+            page,
+            alloc_len: u32::from(c.be16(3)),
         }
-        WRITE_10 | WRITE_12 | WRITE_16 | WRITE_VERIFY_10 | WRITE_VERIFY_12 | WRITE_VERIFY_16
-        | ORWRITE_16 => {
-            no_protect(c)?;
-            let (lba, n) = match opcode {
-                WRITE_10 | WRITE_VERIFY_10 => (lba32(c), u64::from(c.be16(7))),
-                WRITE_12 | WRITE_VERIFY_12 => (lba32(c), u64::from(c.be32(6))),
-                _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
-            };
-            let kind = match opcode {
-                WRITE_VERIFY_10 | WRITE_VERIFY_12 | WRITE_VERIFY_16 => {
-                    bytchk(c)?;
-                    WriteKind::Verify
-                }
-                ORWRITE_16 => WriteKind::Or,
-                _ => WriteKind::Plain,
-            };
-            // WRITE AND VERIFY has no FUA bit (bit 3 is reserved there); it is durable anyway.
-            let fua = kind != WriteKind::Verify && c.bit(1, 3);
-            Command::Write {
-                kind,
-                lba,
-                blocks: BlockCount(n),
-                dpo: c.bit(1, 4),
-                fua,
-            }
-        }
-        VERIFY_10 | VERIFY_12 | VERIFY_16 => {
-            no_protect(c)?;
-            let bytchk = bytchk(c)?;
-            let (lba, n) = match opcode {
-                VERIFY_10 => (lba32(c), u64::from(c.be16(7))),
-                VERIFY_12 => (lba32(c), u64::from(c.be32(6))),
-                _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
-            };
-            Command::Verify {
-                lba,
-                blocks: BlockCount(n),
-                bytchk,
-            }
-        }
-        COMPARE_AND_WRITE => {
-            no_protect(c)?;
-            Command::CompareAndWrite {
-                lba: Lba(c.be64(2)),
-                blocks: BlockCount(u64::from(c.b(13))),
-                fua: c.bit(1, 3),
-            }
-        }
-        WRITE_SAME_10 | WRITE_SAME_16 => {
-            no_protect(c)?;
-            if c.bit(1, 4) {
-                // ANCHOR: we report ANC_SUP=0 (SBC-3 5.45), so ANCHOR=1 is invalid.
-                return Err(invalid(1, 4));
-            }
-            let sixteen = opcode == WRITE_SAME_16;
-            let ndob = sixteen && c.bit(1, 0);
-            let unmap = c.bit(1, 3);
-            if !sixteen && c.bit(1, 0) {
-                // Bit 0 of WRITE SAME(10) is obsolete RELADR.
-                return Err(invalid(1, 0));
-            }
-            let (lba, n) = if sixteen {
-                (Lba(c.be64(2)), u64::from(c.be32(10)))
-            } else {
-                (lba32(c), u64::from(c.be16(7)))
-            };
-            Command::WriteSame {
-                lba,
-                blocks: BlockCount(n),
-                unmap,
-                ndob,
-                sixteen,
-            }
-        }
-        UNMAP => {
-            if c.bit(1, 0) {
-                // ANCHOR, not supported.
-                return Err(invalid(1, 0));
-            }
-            Command::Unmap {
-                param_len: u32::from(c.be16(7)),
-            }
-        }
-        SYNC_CACHE_10 => Command::SyncCache {
-            lba: lba32(c),
-            blocks: BlockCount(u64::from(c.be16(7))),
-        },
-        SYNC_CACHE_16 => Command::SyncCache {
-            lba: Lba(c.be64(2)),
-            blocks: BlockCount(u64::from(c.be32(10))),
-        },
-        PREFETCH_10 => Command::Prefetch {
-            lba: lba32(c),
-            blocks: BlockCount(u64::from(c.be16(7))),
-        },
-        PREFETCH_16 => Command::Prefetch {
-            lba: Lba(c.be64(2)),
-            blocks: BlockCount(u64::from(c.be32(10))),
-        },
-        READ_CAPACITY_10 => {
-            // SBC-3 5.15: with PMI=0 the LBA field must be zero.
-            if !c.bit(8, 0) && c.be32(2) != 0 {
-                return Err(invalid(2, 7));
-            }
-            Command::ReadCapacity10
-        }
-        SERVICE_ACTION_IN_16 => match u16::from(c.b(1) & 0x1F) {
-            SA_READ_CAPACITY_16 => Command::ReadCapacity16 {
-                alloc_len: c.be32(10),
-            },
-            SA_GET_LBA_STATUS => Command::GetLbaStatus {
-                lba: Lba(c.be64(2)),
-                alloc_len: c.be32(10),
-            },
-            _ => return Err(invalid(1, 4)),
-        },
-        MODE_SENSE_6 | MODE_SENSE_10 => {
-            let ten = opcode == MODE_SENSE_10;
-            Command::ModeSense {
-                ten,
-                dbd: c.bit(1, 3),
-                llbaa: ten && c.bit(1, 4),
-                pc: c.b(2) >> 6,
-                page: c.b(2) & 0x3F,
-                subpage: c.b(3),
-                alloc_len: if ten {
-                    u32::from(c.be16(7))
-                } else {
-                    u32::from(c.b(4))
-                },
-            }
-        }
-        MODE_SELECT_6 | MODE_SELECT_10 => {
-            let ten = opcode == MODE_SELECT_10;
-            Command::ModeSelect {
-                ten,
-                pf: c.bit(1, 4),
-                sp: c.bit(1, 0),
-                param_len: if ten {
-                    u32::from(c.be16(7))
-                } else {
-                    u32::from(c.b(4))
-                },
-            }
-        }
-        START_STOP_UNIT => Command::StartStopUnit {
-            immed: c.bit(1, 0),
-            power_condition: c.b(4) >> 4,
-            loej: c.bit(4, 1),
-            start: c.bit(4, 0),
-        },
-        PREVENT_ALLOW => Command::PreventAllow {
-            prevent: c.b(4) & 0x03,
-        },
-        REPORT_LUNS => {
-            let alloc_len = c.be32(6);
-            // SPC-4 6.33: an allocation length below 16 is invalid.
-            if alloc_len < 16 {
-                return Err(invalid(6, 7));
-            }
-            Command::ReportLuns {
-                select: c.b(2),
-                alloc_len,
-            }
-        }
-        MAINTENANCE_IN => match u16::from(c.b(1) & 0x1F) {
-            SA_REPORT_SUPPORTED_OPCODES => {
-                let options = c.b(2) & 0x07;
-                if options > 3 {
-                    return Err(invalid(2, 2));
-                }
-                Command::ReportSupportedOpcodes {
-                    rctd: c.bit(2, 7),
-                    options,
-                    opcode: c.b(3),
-                    service_action: c.be16(4),
-                    alloc_len: c.be32(6),
-                }
-            }
-            _ => return Err(invalid(1, 4)),
-        },
-        READ_DEFECT_10 => Command::ReadDefectData {
-            twelve: false,
-            plist: c.bit(2, 4),
-            glist: c.bit(2, 3),
-            format: c.b(2) & 0x07,
-            alloc_len: u32::from(c.be16(7)),
-        },
-        READ_DEFECT_12 => Command::ReadDefectData {
-            twelve: true,
-            plist: c.bit(1, 4),
-            glist: c.bit(1, 3),
-            format: c.b(1) & 0x07,
-            alloc_len: c.be32(6),
-        },
-        RESERVE_6 | RESERVE_10 | RELEASE_6 | RELEASE_10 => {
-            // Third-party and extent reservations are not supported (SPC-2 7.21).
-            if opcode == RESERVE_10 || opcode == RELEASE_10 {
-                if c.bit(1, 4) {
-                    return Err(invalid(1, 4));
-                }
-                if c.bit(1, 1) {
-                    return Err(invalid(1, 1));
-                }
-            } else if c.b(1) & 0x1F != 0 {
-                return Err(invalid(1, 0));
-            }
-            if opcode == RESERVE_6 || opcode == RESERVE_10 {
-                Command::Reserve
-            } else {
-                Command::Release
-            }
-        }
-        PR_IN => {
-            let sa = c.b(1) & 0x1F;
-            if sa > 3 {
-                return Err(invalid(1, 4));
-            }
-            Command::PrIn {
-                service_action: sa,
-                alloc_len: u32::from(c.be16(7)),
-            }
-        }
-        PR_OUT => {
-            let sa = c.b(1) & 0x1F;
-            if sa > 7 {
-                return Err(invalid(1, 4));
-            }
-            Command::PrOut {
-                service_action: sa,
-                scope: c.b(2) >> 4,
-                pr_type: c.b(2) & 0x0F,
-                param_len: c.be32(5),
-            }
-        }
-        _ => return Err(Sense::invalid_opcode()),
     };
     Ok(cmd)
 }
 
-/// True for the operation codes `decode` understands.
-pub fn is_supported(opcode: u8) -> bool {
+/// Decodes READ 6 / WRITE 6.
+pub(super) fn decode_rw6(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
     use op::*;
-    matches!(
-        opcode,
-        TEST_UNIT_READY
-            | REQUEST_SENSE
-            | READ_6
-            | WRITE_6
-            | INQUIRY
-            | MODE_SELECT_6
-            | RESERVE_6
-            | RELEASE_6
-            | MODE_SENSE_6
-            | START_STOP_UNIT
-            | PREVENT_ALLOW
-            | READ_CAPACITY_10
-            | READ_10
-            | WRITE_10
-            | WRITE_VERIFY_10
-            | VERIFY_10
-            | PREFETCH_10
-            | SYNC_CACHE_10
-            | READ_DEFECT_10
-            | WRITE_SAME_10
-            | UNMAP
-            | MODE_SELECT_10
-            | RESERVE_10
-            | RELEASE_10
-            | MODE_SENSE_10
-            | PR_IN
-            | PR_OUT
-            | READ_16
-            | COMPARE_AND_WRITE
-            | WRITE_16
-            | ORWRITE_16
-            | WRITE_VERIFY_16
-            | VERIFY_16
-            | PREFETCH_16
-            | SYNC_CACHE_16
-            | WRITE_SAME_16
-            | SERVICE_ACTION_IN_16
-            | REPORT_LUNS
-            | MAINTENANCE_IN
-            | READ_12
-            | WRITE_12
-            | WRITE_VERIFY_12
-            | VERIFY_12
-            | READ_DEFECT_12
-    )
+    let cmd = {
+        let lba = Lba((u64::from(c.b(1) & 0x1F) << 16) | u64::from(c.be16(2)));
+        // SBC-3 5.12: a TRANSFER LENGTH of zero means 256 blocks for the 6-byte CDBs.
+        let n = match c.b(4) {
+            0 => 256,
+            n => u64::from(n),
+        };
+        if opcode == READ_6 {
+            Command::Read {
+                lba,
+                blocks: BlockCount(n),
+                dpo: false,
+                fua: false,
+            }
+        } else {
+            Command::Write {
+                kind: WriteKind::Plain,
+                lba,
+                blocks: BlockCount(n),
+                dpo: false,
+                fua: false,
+            }
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes READ 10 / READ 12 / READ 16.
+pub(super) fn decode_read(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        no_protect(c)?;
+        let (lba, n) = match opcode {
+            READ_10 => (lba32(c), u64::from(c.be16(7))),
+            READ_12 => (lba32(c), u64::from(c.be32(6))),
+            _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
+        };
+        Command::Read {
+            lba,
+            blocks: BlockCount(n),
+            dpo: c.bit(1, 4),
+            fua: c.bit(1, 3),
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes WRITE (10/12/16), WRITE AND VERIFY (10/12/16) and ORWRITE (16).
+pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        no_protect(c)?;
+        let (lba, n) = match opcode {
+            WRITE_10 | WRITE_VERIFY_10 => (lba32(c), u64::from(c.be16(7))),
+            WRITE_12 | WRITE_VERIFY_12 => (lba32(c), u64::from(c.be32(6))),
+            _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
+        };
+        let kind = match opcode {
+            WRITE_VERIFY_10 | WRITE_VERIFY_12 | WRITE_VERIFY_16 => {
+                bytchk(c)?;
+                WriteKind::Verify
+            }
+            ORWRITE_16 => WriteKind::Or,
+            _ => WriteKind::Plain,
+        };
+        // WRITE AND VERIFY has no FUA bit (bit 3 is reserved there); it is durable anyway.
+        let fua = kind != WriteKind::Verify && c.bit(1, 3);
+        Command::Write {
+            kind,
+            lba,
+            blocks: BlockCount(n),
+            dpo: c.bit(1, 4),
+            fua,
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes VERIFY 10 / VERIFY 12 / VERIFY 16.
+pub(super) fn decode_verify(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        no_protect(c)?;
+        let bytchk = bytchk(c)?;
+        let (lba, n) = match opcode {
+            VERIFY_10 => (lba32(c), u64::from(c.be16(7))),
+            VERIFY_12 => (lba32(c), u64::from(c.be32(6))),
+            _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
+        };
+        Command::Verify {
+            lba,
+            blocks: BlockCount(n),
+            bytchk,
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes COMPARE AND WRITE.
+pub(super) fn decode_compare_and_write(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        no_protect(c)?;
+        Command::CompareAndWrite {
+            lba: Lba(c.be64(2)),
+            blocks: BlockCount(u64::from(c.b(13))),
+            fua: c.bit(1, 3),
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes WRITE SAME 10 / WRITE SAME 16.
+pub(super) fn decode_write_same(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        no_protect(c)?;
+        if c.bit(1, 4) {
+            // ANCHOR: we report ANC_SUP=0 (SBC-3 5.45), so ANCHOR=1 is invalid.
+            return Err(invalid(1, 4));
+        }
+        let sixteen = opcode == WRITE_SAME_16;
+        let ndob = sixteen && c.bit(1, 0);
+        let unmap = c.bit(1, 3);
+        if !sixteen && c.bit(1, 0) {
+            // Bit 0 of WRITE SAME(10) is obsolete RELADR.
+            return Err(invalid(1, 0));
+        }
+        let (lba, n) = if sixteen {
+            (Lba(c.be64(2)), u64::from(c.be32(10)))
+        } else {
+            (lba32(c), u64::from(c.be16(7)))
+        };
+        Command::WriteSame {
+            lba,
+            blocks: BlockCount(n),
+            unmap,
+            ndob,
+            sixteen,
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes UNMAP.
+pub(super) fn decode_unmap(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        if c.bit(1, 0) {
+            // ANCHOR, not supported.
+            return Err(invalid(1, 0));
+        }
+        Command::Unmap {
+            param_len: u32::from(c.be16(7)),
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes SYNC CACHE 10.
+pub(super) fn decode_sync_cache_10(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::SyncCache {
+        lba: lba32(c),
+        blocks: BlockCount(u64::from(c.be16(7))),
+    })
+}
+
+/// Decodes SYNC CACHE 16.
+pub(super) fn decode_sync_cache_16(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::SyncCache {
+        lba: Lba(c.be64(2)),
+        blocks: BlockCount(u64::from(c.be32(10))),
+    })
+}
+
+/// Decodes PREFETCH 10.
+pub(super) fn decode_prefetch_10(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::Prefetch {
+        lba: lba32(c),
+        blocks: BlockCount(u64::from(c.be16(7))),
+    })
+}
+
+/// Decodes PREFETCH 16.
+pub(super) fn decode_prefetch_16(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::Prefetch {
+        lba: Lba(c.be64(2)),
+        blocks: BlockCount(u64::from(c.be32(10))),
+    })
+}
+
+/// Decodes READ CAPACITY 10.
+pub(super) fn decode_read_capacity_10(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        // SBC-3 5.15: with PMI=0 the LBA field must be zero.
+        if !c.bit(8, 0) && c.be32(2) != 0 {
+            return Err(invalid(2, 7));
+        }
+        Command::ReadCapacity10
+    };
+    Ok(cmd)
+}
+
+/// Decodes SERVICE ACTION IN 16.
+pub(super) fn decode_service_action_in_16(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    Ok(match u16::from(c.b(1) & 0x1F) {
+        SA_READ_CAPACITY_16 => Command::ReadCapacity16 {
+            alloc_len: c.be32(10),
+        },
+        SA_GET_LBA_STATUS => Command::GetLbaStatus {
+            lba: Lba(c.be64(2)),
+            alloc_len: c.be32(10),
+        },
+        _ => return Err(invalid(1, 4)),
+    })
+}
+
+/// Decodes MODE SENSE 6 / MODE SENSE 10.
+pub(super) fn decode_mode_sense(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        let ten = opcode == MODE_SENSE_10;
+        Command::ModeSense {
+            ten,
+            dbd: c.bit(1, 3),
+            llbaa: ten && c.bit(1, 4),
+            pc: c.b(2) >> 6,
+            page: c.b(2) & 0x3F,
+            subpage: c.b(3),
+            alloc_len: if ten {
+                u32::from(c.be16(7))
+            } else {
+                u32::from(c.b(4))
+            },
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes MODE SELECT 6 / MODE SELECT 10.
+pub(super) fn decode_mode_select(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        let ten = opcode == MODE_SELECT_10;
+        Command::ModeSelect {
+            ten,
+            pf: c.bit(1, 4),
+            sp: c.bit(1, 0),
+            param_len: if ten {
+                u32::from(c.be16(7))
+            } else {
+                u32::from(c.b(4))
+            },
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes START STOP UNIT.
+pub(super) fn decode_start_stop_unit(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::StartStopUnit {
+        immed: c.bit(1, 0),
+        power_condition: c.b(4) >> 4,
+        loej: c.bit(4, 1),
+        start: c.bit(4, 0),
+    })
+}
+
+/// Decodes PREVENT ALLOW.
+pub(super) fn decode_prevent_allow(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::PreventAllow {
+        prevent: c.b(4) & 0x03,
+    })
+}
+
+/// Decodes REPORT LUNS.
+pub(super) fn decode_report_luns(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        let alloc_len = c.be32(6);
+        // SPC-4 6.33: an allocation length below 16 is invalid.
+        if alloc_len < 16 {
+            return Err(invalid(6, 7));
+        }
+        Command::ReportLuns {
+            select: c.b(2),
+            alloc_len,
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes MAINTENANCE IN.
+pub(super) fn decode_maintenance_in(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    Ok(match u16::from(c.b(1) & 0x1F) {
+        SA_REPORT_SUPPORTED_OPCODES => {
+            let options = c.b(2) & 0x07;
+            if options > 3 {
+                return Err(invalid(2, 2));
+            }
+            Command::ReportSupportedOpcodes {
+                rctd: c.bit(2, 7),
+                options,
+                opcode: c.b(3),
+                service_action: c.be16(4),
+                alloc_len: c.be32(6),
+            }
+        }
+        _ => return Err(invalid(1, 4)),
+    })
+}
+
+/// Decodes READ DEFECT 10.
+pub(super) fn decode_read_defect_10(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::ReadDefectData {
+        twelve: false,
+        plist: c.bit(2, 4),
+        glist: c.bit(2, 3),
+        format: c.b(2) & 0x07,
+        alloc_len: u32::from(c.be16(7)),
+    })
+}
+
+/// Decodes READ DEFECT 12.
+pub(super) fn decode_read_defect_12(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    Ok(Command::ReadDefectData {
+        twelve: true,
+        plist: c.bit(1, 4),
+        glist: c.bit(1, 3),
+        format: c.b(1) & 0x07,
+        alloc_len: c.be32(6),
+    })
+}
+
+/// Decodes RESERVE 6 / RESERVE 10 / RELEASE 6 / RELEASE 10.
+pub(super) fn decode_reserve_release(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
+    use op::*;
+    let cmd = {
+        // Third-party and extent reservations are not supported (SPC-2 7.21).
+        if opcode == RESERVE_10 || opcode == RELEASE_10 {
+            if c.bit(1, 4) {
+                return Err(invalid(1, 4));
+            }
+            if c.bit(1, 1) {
+                return Err(invalid(1, 1));
+            }
+        } else if c.b(1) & 0x1F != 0 {
+            return Err(invalid(1, 0));
+        }
+        if opcode == RESERVE_6 || opcode == RESERVE_10 {
+            Command::Reserve
+        } else {
+            Command::Release
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes PR IN.
+pub(super) fn decode_pr_in(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        let sa = c.b(1) & 0x1F;
+        if sa > 3 {
+            return Err(invalid(1, 4));
+        }
+        Command::PrIn {
+            service_action: sa,
+            alloc_len: u32::from(c.be16(7)),
+        }
+    };
+    Ok(cmd)
+}
+
+/// Decodes PR OUT.
+pub(super) fn decode_pr_out(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let cmd = {
+        let sa = c.b(1) & 0x1F;
+        if sa > 7 {
+            return Err(invalid(1, 4));
+        }
+        Command::PrOut {
+            service_action: sa,
+            scope: c.b(2) >> 4,
+            pr_type: c.b(2) & 0x0F,
+            param_len: c.be32(5),
+        }
+    };
+    Ok(cmd)
 }
 
 impl Command {

@@ -5,6 +5,8 @@
 //! Identifiers are derived from the target name and device id with FNV-1a, so they are
 //! stable across restarts and differ between LUs; nothing here reads the clock or disk.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::sense::Sense;
 
 /// Vendor identification, 8 ASCII bytes (SPC-4 6.6.2).

@@ -2,6 +2,8 @@
 //! parsing for the Caching (08h), Control (0Ah) and Informational Exceptions Control (1Ch)
 //! pages. Only WCE in the Caching page is changeable; saving is not supported.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::sense::Sense;
 
 /// Caching mode page code.

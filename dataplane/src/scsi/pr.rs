@@ -5,6 +5,8 @@
 //! APTPL (persist through power loss), SPEC_I_PT and REGISTER AND MOVE are not supported.
 //! The state is in memory only.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::cdb::Command;
 use super::sense::Sense;
 use std::sync::Arc;
@@ -56,8 +58,8 @@ pub struct Requester<'a> {
 /// with the sessions that must see a unit attention.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PrOutcome {
-    /// GOOD; raise `(asc, ascq)` for each listed session.
-    Done(Vec<(u64, (u8, u8))>),
+    /// GOOD; raise the unit attention for each listed session.
+    Done(Vec<(u64, Sense)>),
     /// RESERVATION CONFLICT status.
     Conflict,
 }
@@ -226,11 +228,7 @@ impl PersistentReservations {
                     (None, 0) => {}
                     (None, k) => {
                         if self.regs.len() >= PR_REGISTRATIONS_MAX {
-                            return Err(Sense::new(
-                                super::sense::SenseKey::IllegalRequest,
-                                0x55,
-                                0x04,
-                            ));
+                            return Err(Sense::insufficient_registration_resources());
                         }
                         self.regs.push(Registration {
                             port: Arc::clone(port),
@@ -289,7 +287,7 @@ impl PersistentReservations {
         }
     }
 
-    fn unregister(&mut self, port: &str, uas: &mut Vec<(u64, (u8, u8))>) {
+    fn unregister(&mut self, port: &str, uas: &mut Vec<(u64, Sense)>) {
         let was_holder = self.res.as_ref().is_some_and(|r| &*r.holder == port);
         self.regs.retain(|r| &*r.port != port);
         if let Some(res) = &self.res {
@@ -343,12 +341,7 @@ impl PersistentReservations {
             return Ok(PrOutcome::Done(Vec::new()));
         }
         if r.pr_type != pr_type {
-            // 26h/04h INVALID RELEASE OF PERSISTENT RESERVATION.
-            return Err(Sense::new(
-                super::sense::SenseKey::IllegalRequest,
-                0x26,
-                0x04,
-            ));
+            return Err(Sense::invalid_release_of_persistent_reservation());
         }
         let notify = !matches!(
             r.pr_type,
@@ -395,7 +388,7 @@ impl PersistentReservations {
                 pr_type,
             });
         } else {
-            let victims: Vec<(u64, (u8, u8))> = self
+            let victims: Vec<(u64, Sense)> = self
                 .regs
                 .iter()
                 .filter(|r| r.key == sark && r.port != *who.port)

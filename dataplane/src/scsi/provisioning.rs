@@ -1,6 +1,8 @@
 //! Logical block provisioning (SBC-3 4.7): UNMAP parameter list parsing (SBC-3 5.28) and
 //! GET LBA STATUS parameter data (SBC-3 5.6).
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::sense::Sense;
 use super::{BlockCount, Lba};
 

@@ -1,6 +1,8 @@
 //! Reservations: SPC-2 RESERVE/RELEASE (SPC-2 7.21, 7.15) held by one I_T nexus, and the
 //! conflict rules that decide which commands another nexus may still run.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::cdb::Command;
 
 /// Reservation state of one logical unit.

@@ -1,8 +1,10 @@
-//! Sense data (SPC-4 4.5): fixed-format (response code 70h) encoding, the sense key /
-//! additional sense code vocabulary we use, and the single mapping from backend error kinds
-//! to sense (house rule: no other module decides what a backend failure looks like to SCSI).
+//! Sense data (SPC-4 4.5): fixed-format (response code 70h) encoding and the sense key /
+//! additional sense code vocabulary we use (SPC-4 Annex D), one named constructor per
+//! condition the target raises. No other module spells an ASC/ASCQ pair: callers name the
+//! condition. What a backend failure looks like to SCSI is decided in `crate::lu::medium`,
+//! from these constructors, because this layer knows nothing of backends.
 
-use crate::backend::ErrorKind;
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 /// SPC-4 4.5.6 sense keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +61,9 @@ pub struct Sense {
 pub const FIXED_SENSE_LEN: usize = 18;
 
 impl Sense {
-    /// A condition without information or field pointer.
-    pub const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
+    /// A condition without information or field pointer. Private: callers name the
+    /// condition with one of the constructors below.
+    const fn new(key: SenseKey, asc: u8, ascq: u8) -> Self {
         Self {
             key,
             asc,
@@ -150,24 +153,95 @@ impl Sense {
     }
 
     /// UNIT ATTENTION with the given ASC/ASCQ.
-    pub const fn unit_attention(asc: u8, ascq: u8) -> Self {
+    const fn unit_attention(asc: u8, ascq: u8) -> Self {
         Self::new(SenseKey::UnitAttention, asc, ascq)
     }
 
-    /// The sense for a backend failure. `writing` picks WRITE ERROR over UNRECOVERED READ
-    /// ERROR for medium failures.
-    pub fn from_backend(kind: ErrorKind, writing: bool) -> Self {
-        match kind {
-            ErrorKind::Io if writing => Self::new(SenseKey::MediumError, 0x0C, 0x00),
-            ErrorKind::Io => Self::new(SenseKey::MediumError, 0x11, 0x00),
-            ErrorKind::NoSpace => Self::new(SenseKey::DataProtect, 0x27, 0x07),
-            ErrorKind::OutOfRange => Self::lba_out_of_range(),
-            ErrorKind::ReadOnly => Self::write_protected(),
-            ErrorKind::NotReady => Self::not_ready(),
-            // The backend cannot do it, the command itself was fine: report a target failure
-            // rather than blaming the CDB.
-            ErrorKind::Unsupported => Self::new(SenseKey::HardwareError, 0x44, 0x00),
-        }
+    /// NO SENSE 00h/00h: what REQUEST SENSE returns when nothing is pending.
+    pub const fn no_sense() -> Self {
+        Self::new(SenseKey::NoSense, 0x00, 0x00)
+    }
+
+    /// MEDIUM ERROR 0Ch/00h WRITE ERROR.
+    pub const fn write_error() -> Self {
+        Self::new(SenseKey::MediumError, 0x0C, 0x00)
+    }
+
+    /// MEDIUM ERROR 11h/00h UNRECOVERED READ ERROR.
+    pub const fn unrecovered_read_error() -> Self {
+        Self::new(SenseKey::MediumError, 0x11, 0x00)
+    }
+
+    /// DATA PROTECT 27h/07h SPACE ALLOCATION FAILED WRITE PROTECT (SBC-3 4.7.3.7: a thin
+    /// provisioned unit ran out of space).
+    pub const fn space_allocation_failed() -> Self {
+        Self::new(SenseKey::DataProtect, 0x27, 0x07)
+    }
+
+    /// HARDWARE ERROR 44h/00h INTERNAL TARGET FAILURE.
+    pub const fn internal_target_failure() -> Self {
+        Self::new(SenseKey::HardwareError, 0x44, 0x00)
+    }
+
+    /// ABORTED COMMAND 47h/05h PROTOCOL SERVICE CRC ERROR (RFC 7143 §7.8: a data digest
+    /// error ends the command at ERL 0).
+    pub const fn protocol_service_crc_error() -> Self {
+        Self::new(SenseKey::AbortedCommand, 0x47, 0x05)
+    }
+
+    /// ABORTED COMMAND 4Bh/00h DATA PHASE ERROR (the Data-Out sequence ended short).
+    pub const fn data_phase_error() -> Self {
+        Self::new(SenseKey::AbortedCommand, 0x4B, 0x00)
+    }
+
+    /// ILLEGAL REQUEST 55h/04h INSUFFICIENT REGISTRATION RESOURCES (SPC-4 5.12.7).
+    pub const fn insufficient_registration_resources() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x55, 0x04)
+    }
+
+    /// ILLEGAL REQUEST 26h/04h INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4 5.12.11.2).
+    pub const fn invalid_release_of_persistent_reservation() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x04)
+    }
+
+    /// UNIT ATTENTION 29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
+    pub const fn reset_occurred() -> Self {
+        Self::unit_attention(0x29, 0x00)
+    }
+
+    /// UNIT ATTENTION 2Ah/01h MODE PARAMETERS CHANGED.
+    pub const fn mode_parameters_changed() -> Self {
+        Self::unit_attention(0x2A, 0x01)
+    }
+
+    /// UNIT ATTENTION 2Ah/03h RESERVATIONS PREEMPTED.
+    pub const fn reservations_preempted() -> Self {
+        Self::unit_attention(0x2A, 0x03)
+    }
+
+    /// UNIT ATTENTION 2Ah/04h RESERVATIONS RELEASED.
+    pub const fn reservations_released() -> Self {
+        Self::unit_attention(0x2A, 0x04)
+    }
+
+    /// UNIT ATTENTION 2Ah/05h REGISTRATIONS PREEMPTED.
+    pub const fn registrations_preempted() -> Self {
+        Self::unit_attention(0x2A, 0x05)
+    }
+
+    /// UNIT ATTENTION 2Ah/09h CAPACITY DATA HAS CHANGED (SBC-3 4.11).
+    pub const fn capacity_data_changed() -> Self {
+        Self::unit_attention(0x2A, 0x09)
+    }
+
+    /// UNIT ATTENTION 3Fh/03h INQUIRY DATA HAS CHANGED (SPC-4 6.6).
+    pub const fn inquiry_data_changed() -> Self {
+        Self::unit_attention(0x3F, 0x03)
+    }
+
+    /// UNIT ATTENTION 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED (SPC-4 6.33).
+    pub const fn reported_luns_changed() -> Self {
+        Self::unit_attention(0x3F, 0x0E)
     }
 
     /// Fixed-format sense data, 18 bytes (SPC-4 4.5.3).
@@ -225,24 +299,10 @@ mod tests {
     }
 
     #[test]
-    fn maps_backend_kinds() {
-        let cases = [
-            (ErrorKind::Io, false, SenseKey::MediumError, 0x11, 0x00),
-            (ErrorKind::Io, true, SenseKey::MediumError, 0x0C, 0x00),
-            (ErrorKind::NoSpace, true, SenseKey::DataProtect, 0x27, 0x07),
-            (
-                ErrorKind::OutOfRange,
-                false,
-                SenseKey::IllegalRequest,
-                0x21,
-                0x00,
-            ),
-            (ErrorKind::ReadOnly, true, SenseKey::DataProtect, 0x27, 0x00),
-            (ErrorKind::NotReady, false, SenseKey::NotReady, 0x04, 0x00),
-        ];
-        for (kind, w, key, asc, ascq) in cases {
-            let s = Sense::from_backend(kind, w);
-            assert_eq!((s.key, s.asc, s.ascq), (key, asc, ascq), "{kind:?}");
-        }
+    fn no_sense_is_the_empty_fixed_format() {
+        let mut want = vec![0u8; FIXED_SENSE_LEN];
+        want[0] = 0x70;
+        want[7] = 10;
+        assert_eq!(Sense::no_sense().encode(), want);
     }
 }

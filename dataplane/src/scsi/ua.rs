@@ -40,6 +40,8 @@
 //! A pending condition is a member of a set, so it is reported once however many changes
 //! happened before the next command.
 
+#![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 use super::cdb::{self, op, Command};
 use super::sense::Sense;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -49,22 +51,46 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 /// bounded TUR loop (libiscsi gives up after a handful).
 pub const UA_QUEUE_MAX: usize = 3;
 
-/// 29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (libiscsi's tests accept this one
-/// after resets).
-pub const UA_RESET: (u8, u8) = (0x29, 0x00);
-/// 2Ah/01h MODE PARAMETERS CHANGED.
-pub const UA_MODE_CHANGED: (u8, u8) = (0x2A, 0x01);
-/// 2Ah/03h RESERVATIONS PREEMPTED.
-pub const UA_RESERVATIONS_PREEMPTED: (u8, u8) = (0x2A, 0x03);
-/// 2Ah/04h RESERVATIONS RELEASED.
-pub const UA_RESERVATIONS_RELEASED: (u8, u8) = (0x2A, 0x04);
-/// 2Ah/05h REGISTRATIONS PREEMPTED.
-pub const UA_REGISTRATIONS_PREEMPTED: (u8, u8) = (0x2A, 0x05);
+/// POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (libiscsi's tests accept this one after
+/// resets).
+pub const UA_RESET: Sense = Sense::reset_occurred();
+/// MODE PARAMETERS CHANGED.
+pub const UA_MODE_CHANGED: Sense = Sense::mode_parameters_changed();
+/// RESERVATIONS PREEMPTED.
+pub const UA_RESERVATIONS_PREEMPTED: Sense = Sense::reservations_preempted();
+/// RESERVATIONS RELEASED.
+pub const UA_RESERVATIONS_RELEASED: Sense = Sense::reservations_released();
+/// REGISTRATIONS PREEMPTED.
+pub const UA_REGISTRATIONS_PREEMPTED: Sense = Sense::registrations_preempted();
+
+/// How SAM-5 5.14 treats a command when a unit attention is pending for its nexus: the one
+/// rule both gates below follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// INQUIRY neither reports nor clears it (SAM-5 5.14 a).
+    Inquiry,
+    /// REPORT LUNS does not report it; it clears REPORTED LUNS DATA HAS CHANGED (5.14 b).
+    ReportLuns,
+    /// REQUEST SENSE returns it as parameter data with GOOD status (5.14 e).
+    RequestSense,
+    /// Any other command ends in CHECK CONDITION with it, before it is otherwise processed.
+    Report,
+}
+
+/// The rule for the command whose CDB starts with `opcode`.
+pub fn rule(opcode: u8) -> Rule {
+    match opcode {
+        op::INQUIRY => Rule::Inquiry,
+        op::REPORT_LUNS => Rule::ReportLuns,
+        op::REQUEST_SENSE => Rule::RequestSense,
+        _ => Rule::Report,
+    }
+}
 
 /// Pending unit attentions of one logical unit, keyed by nexus id.
 #[derive(Debug, Default)]
 pub struct UnitAttentions {
-    pending: HashMap<u64, VecDeque<(u8, u8)>>,
+    pending: HashMap<u64, VecDeque<Sense>>,
 }
 
 impl UnitAttentions {
@@ -73,7 +99,7 @@ impl UnitAttentions {
         self.pending.entry(nexus).or_default();
     }
 
-    fn push(q: &mut VecDeque<(u8, u8)>, c: (u8, u8)) {
+    fn push(q: &mut VecDeque<Sense>, c: Sense) {
         if q.contains(&c) {
             return;
         }
@@ -85,14 +111,14 @@ impl UnitAttentions {
 
     /// Raises a condition for one nexus, if it is known (a nexus that is gone or has not
     /// used this LU yet gets nothing).
-    pub fn raise(&mut self, nexus: u64, c: (u8, u8)) {
+    pub fn raise(&mut self, nexus: u64, c: Sense) {
         if let Some(q) = self.pending.get_mut(&nexus) {
             Self::push(q, c);
         }
     }
 
     /// Raises a condition for every known nexus except `except`.
-    pub fn raise_others(&mut self, except: Option<u64>, c: (u8, u8)) {
+    pub fn raise_others(&mut self, except: Option<u64>, c: Sense) {
         for (id, q) in self.pending.iter_mut() {
             if Some(*id) != except {
                 Self::push(q, c);
@@ -100,15 +126,26 @@ impl UnitAttentions {
         }
     }
 
+    /// The gate every command to the logical unit passes before it is decoded: makes the
+    /// nexus known, and returns the oldest pending condition when the command must report it
+    /// instead of running ([`Rule::Report`]). REQUEST SENSE takes it with [`Self::take`]
+    /// once its CDB is known to be valid.
+    pub fn gate(&mut self, nexus: u64, opcode: u8) -> Option<Sense> {
+        self.touch(nexus);
+        match rule(opcode) {
+            Rule::Report => self.take(nexus),
+            Rule::Inquiry | Rule::ReportLuns | Rule::RequestSense => None,
+        }
+    }
+
     /// Takes the oldest condition for a nexus.
     pub fn take(&mut self, nexus: u64) -> Option<Sense> {
-        let (asc, ascq) = self.pending.get_mut(&nexus)?.pop_front()?;
-        Some(Sense::unit_attention(asc, ascq))
+        self.pending.get_mut(&nexus)?.pop_front()
     }
 
     /// Raises a condition for one nexus whether or not it used this LU yet (a new logical
     /// unit standing in for one the nexus used under the same LUN).
-    pub fn raise_new(&mut self, nexus: u64, c: (u8, u8)) {
+    pub fn raise_new(&mut self, nexus: u64, c: Sense) {
         Self::push(self.pending.entry(nexus).or_default(), c);
     }
 
@@ -118,16 +155,16 @@ impl UnitAttentions {
     }
 }
 
-/// 2Ah/09h CAPACITY DATA HAS CHANGED (SBC-3 4.11: the capacity READ CAPACITY reports).
-pub const UA_CAPACITY_CHANGED: (u8, u8) = (0x2A, 0x09);
-/// 3Fh/03h INQUIRY DATA HAS CHANGED (SPC-4 6.6: standard INQUIRY or VPD data differ).
-pub const UA_INQUIRY_CHANGED: (u8, u8) = (0x3F, 0x03);
+/// CAPACITY DATA HAS CHANGED (SBC-3 4.11: the capacity READ CAPACITY reports).
+pub const UA_CAPACITY_CHANGED: Sense = Sense::capacity_data_changed();
+/// INQUIRY DATA HAS CHANGED (SPC-4 6.6: standard INQUIRY or VPD data differ).
+pub const UA_INQUIRY_CHANGED: Sense = Sense::inquiry_data_changed();
 
 /// The conditions to establish for a nexus when the logical unit behind one of its LUNs was
 /// replaced by another (a storage's settings changed) with `capacity` and `identity` each
 /// telling whether that part differs. None when the replacement looks the same to an
 /// initiator.
-pub fn replaced_lu_conditions(capacity: bool, identity: bool) -> Vec<(u8, u8)> {
+pub fn replaced_lu_conditions(capacity: bool, identity: bool) -> Vec<Sense> {
     let mut v = Vec::new();
     if identity {
         v.push(UA_INQUIRY_CHANGED);
@@ -138,10 +175,10 @@ pub fn replaced_lu_conditions(capacity: bool, identity: bool) -> Vec<(u8, u8)> {
     v
 }
 
-/// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED.
-pub const UA_REPORTED_LUNS_CHANGED: (u8, u8) = (0x3F, 0x0E);
+/// REPORTED LUNS DATA HAS CHANGED.
+pub const UA_REPORTED_LUNS_CHANGED: Sense = Sense::reported_luns_changed();
 
-/// What the transport does with a command, given its nexus's pending REPORTED LUNS DATA HAS
+/// What happens to a command as it arrives, given its nexus's pending REPORTED LUNS DATA HAS
 /// CHANGED conditions (see the module docs for the rules).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Gate {
@@ -161,8 +198,8 @@ pub enum Gate {
 
 /// The LUNs on which one I_T nexus has REPORTED LUNS DATA HAS CHANGED pending.
 ///
-/// Held by the nexus's connection, which owns its view of the inventory. It allocates only
-/// when an inventory change arrives, never per command.
+/// Held for the nexus by `crate::lu::NexusAttentions`, which feeds it the nexus's view of
+/// the inventory. It allocates only when an inventory change arrives, never per command.
 #[derive(Debug, Default)]
 pub struct LunsChanged {
     pending: BTreeSet<u16>,
@@ -195,9 +232,9 @@ impl LunsChanged {
         if self.pending.is_empty() {
             return Gate::Run;
         }
-        match cdb.first().copied().unwrap_or(0xFF) {
-            op::INQUIRY => Gate::Run,
-            op::REPORT_LUNS => {
+        match rule(cdb.first().copied().unwrap_or(0xFF)) {
+            Rule::Inquiry => Gate::Run,
+            Rule::ReportLuns => {
                 // SELECT REPORT values we answer (`luns::report_luns`); anything else, or a
                 // short allocation length, ends in CHECK CONDITION with no inventory sent.
                 if matches!(
@@ -211,23 +248,19 @@ impl LunsChanged {
                 }
                 Gate::Run
             }
-            op::REQUEST_SENSE => match cdb::decode(cdb) {
+            Rule::RequestSense => match cdb::decode(cdb) {
                 Ok(Command::RequestSense {
                     desc: false,
                     alloc_len,
                 }) if self.pending.remove(&lun) => {
-                    let (asc, ascq) = UA_REPORTED_LUNS_CHANGED;
-                    let mut data = Sense::unit_attention(asc, ascq).encode();
+                    let mut data = UA_REPORTED_LUNS_CHANGED.encode();
                     data.truncate(usize::try_from(alloc_len).unwrap_or(usize::MAX));
                     Gate::SenseData { data, alloc_len }
                 }
                 _ => Gate::Run,
             },
-            _ if self.pending.remove(&lun) => {
-                let (asc, ascq) = UA_REPORTED_LUNS_CHANGED;
-                Gate::Terminate(Sense::unit_attention(asc, ascq))
-            }
-            _ => Gate::Run,
+            Rule::Report if self.pending.remove(&lun) => Gate::Terminate(UA_REPORTED_LUNS_CHANGED),
+            Rule::Report => Gate::Run,
         }
     }
 }
@@ -255,11 +288,18 @@ mod tests {
     #[test]
     fn queue_is_bounded() {
         let mut u = UnitAttentions::default();
-        u.raise(1, (0x2A, 0));
+        u.raise(1, UA_MODE_CHANGED);
         assert!(u.take(1).is_none());
         u.touch(1);
+        // Distinct conditions, so none is merged with one already queued.
         for i in 0..20u8 {
-            u.raise(1, (0x2A, i));
+            u.raise(
+                1,
+                Sense {
+                    ascq: i,
+                    ..UA_MODE_CHANGED
+                },
+            );
         }
         let mut n = 0;
         while u.take(1).is_some() {
@@ -322,8 +362,7 @@ mod tests {
                             Ua
                         }
                         Gate::SenseData { data, alloc_len } => {
-                            let (asc, ascq) = UA_REPORTED_LUNS_CHANGED;
-                            let full = Sense::unit_attention(asc, ascq).encode();
+                            let full = UA_REPORTED_LUNS_CHANGED.encode();
                             assert!(is_luns_changed_ua(&full));
                             let n = full.len().min(usize::try_from(alloc_len).unwrap());
                             assert_eq!(data, full[..n], "{name}: step {i}");

@@ -1,0 +1,895 @@
+//! Behaviour of logical units and the target, driven through `Target::execute` as the
+//! transport drives it: CDBs in, status, sense and data out.
+
+use super::*;
+use crate::backend::fault::{FaultHandle, FaultInner};
+use crate::backend::Backend;
+use crate::backend::{FaultBackend, FaultEffect, FaultOp, FaultRule, MemoryBackend};
+
+const BS: u32 = 512;
+const BLOCKS: u64 = 2048;
+
+fn cfg(lun: u16) -> LuConfig {
+    LuConfig {
+        device_id: 7,
+        path: PathBuf::from("/nonexistent"),
+        online: true,
+        read_only: false,
+        block_size: BS,
+        create_size_bytes: None,
+        target_name: "iqn.2024-01.test:tgt".into(),
+        engine: Engine::File,
+        thin: true,
+        pool: None,
+        lun,
+    }
+}
+
+fn mem_target() -> Target {
+    let lu = LogicalUnit::with_backend(
+        &cfg(0),
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))])
+}
+
+#[tokio::test]
+async fn pool_buffers_carry_reads_and_writes_within_the_optimal_transfer_length() {
+    let pool = BufferPool::unbound(2, 8192, 4096).unwrap();
+    let mut c = cfg(0);
+    c.pool = Some(pool.clone());
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+    let n = nexus(1);
+    // OPTIMAL TRANSFER LENGTH is one 8 KiB buffer: 16 blocks.
+    let r = run(&t, &n, &[0x12, 1, 0xB0, 0, 64, 0], &[]).await;
+    assert_eq!(&r.data_in[12..16], &16u32.to_be_bytes());
+    let data: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(run(&t, &n, &c10(0x2A, 0, 8, 16), &data).await.status, 0);
+    let r = run(&t, &n, &c10(0x28, 0, 8, 16), &[]).await;
+    assert_eq!(r.status, 0);
+    assert!(matches!(r.data_in, IoBuf::Pool(_)), "{:?}", r.data_in);
+    assert_eq!(r.data_in, data);
+    // The response holds one buffer; dropping it gives it back.
+    assert_eq!(pool.stats().in_use, 1);
+    drop(r);
+    assert_eq!(pool.stats().in_use, 0);
+    // A longer transfer is served from the heap, and counted.
+    let r = run(&t, &n, &c10(0x28, 0, 0, 24), &[]).await;
+    assert_eq!(r.status, 0);
+    assert!(matches!(r.data_in, IoBuf::Vec(_)));
+    assert_eq!(&r.data_in[8 * 512..], &data[..]);
+    assert_eq!(pool.stats().heap_total, 1);
+    // A buffer too small for two blocks is a configuration error, not a panic.
+    let mut c = cfg(0);
+    c.block_size = 4096;
+    c.pool = Some(BufferPool::unbound(1, 4096, 4096).unwrap());
+    assert!(LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(1 << 20, false).unwrap()),
+    )
+    .is_err());
+}
+
+#[tokio::test]
+async fn a_replacement_lu_tells_each_nexus_what_changed_once() {
+    let old = LogicalUnit::with_backend(
+        &cfg(0),
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let same = LogicalUnit::with_backend(
+        &cfg(0),
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let n = nexus(1);
+    same.replaced(&old, n.id);
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(same))]);
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0, "nothing to tell");
+
+    let mut c = cfg(0);
+    c.device_id += 1;
+    let bigger = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(2 * BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    bigger.replaced(&old, n.id);
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(bigger))]);
+    assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x3F, 0x03));
+    assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x2A, 0x09));
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    // Another nexus was not told.
+    assert_eq!(run(&t, &nexus(2), &[0; 6], &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn lun0_switching_between_disk_and_controller_is_inquiry_data_changed() {
+    let n = nexus(1);
+    // LUN 0 becomes the synthetic controller (the target only has LUN 5).
+    let lu = LogicalUnit::with_backend(
+        &cfg(5),
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(5, Arc::new(lu))]);
+    t.controller_took_lun0(n.id);
+    assert_eq!(
+        asc(&t.execute(0, &n, &[0; 6], &[], 0).await),
+        (6, 0x3F, 0x03)
+    );
+    assert_eq!(t.execute(0, &n, &[0; 6], &[], 0).await.status, 0);
+    // And a disk takes LUN 0 back.
+    let disk = LogicalUnit::with_backend(
+        &cfg(0),
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    disk.took_lun0(n.id);
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(disk))]);
+    assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x3F, 0x03));
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+}
+
+/// Data-Out as if the transport had handed a pool buffer over (it no longer does for
+/// these commands, but a command holding a buffer must never wait forever for another).
+fn pool_data(pool: &BufferPool, bytes: &[u8]) -> IoBuf {
+    let mut b = pool.try_get().expect("pool buffer for data-out");
+    b.set_len(bytes.len()).unwrap();
+    b.copy_from_slice(bytes);
+    IoBuf::Pool(b)
+}
+
+fn pooled_target(pool: &BufferPool) -> Target {
+    let mut c = cfg(0);
+    c.pool = Some(pool.clone());
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))])
+}
+
+#[tokio::test]
+async fn commands_holding_the_only_pool_buffer_never_wait_forever_for_another() {
+    let within = std::time::Duration::from_secs(5);
+    let n = nexus(1);
+    // WRITE SAME (10) of 4 blocks of 0xFF.
+    let pool = BufferPool::unbound(1, 8192, 4096).unwrap();
+    let t = pooled_target(&pool);
+    let out = pool_data(&pool, &[0xFF; 512]);
+    let cdb = [0x41, 0, 0, 0, 0, 0, 0, 0, 4, 0];
+    let r = tokio::time::timeout(within, t.execute(0, &n, &cdb, out, 0)).await;
+    assert_eq!(r.expect("WRITE SAME finishes").status, 0);
+    // COMPARE AND WRITE of one block at LBA 8 (zeros against zeros).
+    let mut caw = vec![0u8; 16];
+    caw[0] = 0x89;
+    caw[9] = 8;
+    caw[13] = 1;
+    let out = pool_data(&pool, &[0u8; 1024]);
+    let r = tokio::time::timeout(within, t.execute(0, &n, &caw, out, 0)).await;
+    assert_eq!(r.expect("COMPARE AND WRITE finishes").status, 0);
+    // VERIFY (10) BYTCHK=1 of 2 zero blocks at LBA 16.
+    let cdb = [0x2F, 0x02, 0, 0, 0, 16, 0, 0, 2, 0];
+    let out = pool_data(&pool, &[0u8; 1024]);
+    let r = tokio::time::timeout(within, t.execute(0, &n, &cdb, out, 0)).await;
+    assert_eq!(r.expect("VERIFY finishes").status, 0);
+    assert!(pool.stats().heap_total >= 3, "{:?}", pool.stats());
+    assert_eq!(pool.stats().in_use, 0);
+}
+
+#[tokio::test]
+async fn two_compare_and_writes_on_a_two_buffer_pool_both_finish() {
+    let pool = BufferPool::unbound(2, 8192, 4096).unwrap();
+    let t = Arc::new(pooled_target(&pool));
+    let mut caw = vec![0u8; 16];
+    caw[0] = 0x89;
+    caw[13] = 1;
+    let (a, b) = (
+        pool_data(&pool, &[0u8; 1024]),
+        pool_data(&pool, &[0u8; 1024]),
+    );
+    let (t1, t2, c1, c2) = (Arc::clone(&t), Arc::clone(&t), caw.clone(), caw);
+    let j1 = tokio::spawn(async move { t1.execute(0, &nexus(1), &c1, a, 0).await.status });
+    let j2 = tokio::spawn(async move { t2.execute(0, &nexus(2), &c2, b, 0).await.status });
+    let both = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        (j1.await.unwrap(), j2.await.unwrap())
+    })
+    .await
+    .expect("the two CAWs finish");
+    assert_eq!(both, (0, 0));
+}
+
+fn fault_target() -> (Target, FaultHandle) {
+    let fb = FaultBackend::new(FaultInner::Memory(
+        MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap(),
+    ));
+    let h = fb.handle();
+    let lu = LogicalUnit::with_backend(&cfg(0), Backend::Fault(fb)).unwrap();
+    (
+        Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]),
+        h,
+    )
+}
+
+fn nexus(id: u64) -> Nexus {
+    Nexus {
+        id,
+        initiator_port: Arc::from(format!("iqn.init{id},i,0x000000000001")),
+    }
+}
+
+fn c10(op: u8, b1: u8, lba: u32, len: u16) -> Vec<u8> {
+    let mut v = vec![0u8; 10];
+    v[0] = op;
+    v[1] = b1;
+    v[2..6].copy_from_slice(&lba.to_be_bytes());
+    v[7..9].copy_from_slice(&len.to_be_bytes());
+    v
+}
+
+fn c16(op: u8, b1: u8, lba: u64, len: u32) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = op;
+    v[1] = b1;
+    v[2..10].copy_from_slice(&lba.to_be_bytes());
+    v[10..14].copy_from_slice(&len.to_be_bytes());
+    v
+}
+
+fn asc(r: &ScsiResponse) -> (u8, u8, u8) {
+    assert_eq!(r.status, status::CHECK_CONDITION, "{r:?}");
+    (r.sense[2] & 0x0F, r.sense[12], r.sense[13])
+}
+
+async fn run(t: &Target, n: &Nexus, cdb: &[u8], out: &[u8]) -> ScsiResponse {
+    t.execute(0, n, cdb, out, 1 << 20).await
+}
+
+#[tokio::test]
+async fn tur_inquiry_and_capacity() {
+    let t = mem_target();
+    let n = nexus(1);
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    let r = run(&t, &n, &[0x12, 0, 0, 0, 255, 0], &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data_in.len(), 74);
+    assert_eq!(r.cdb_transfer_bytes, Some(255));
+    let r = run(&t, &n, &[0x12, 0, 0, 0, 10, 0], &[]).await;
+    assert_eq!(r.data_in.len(), 10);
+    assert_eq!(
+        asc(&run(&t, &n, &[0x12, 0, 0x80, 0, 255, 0], &[]).await),
+        (5, 0x24, 0)
+    );
+    let r = run(&t, &n, &c10(0x25, 0, 0, 0), &[]).await;
+    assert_eq!(r.data_in, [0, 0, 0x07, 0xFF, 0, 0, 2, 0]);
+    let r = run(&t, &n, &c16(0x9E, 0x10, 0, 32), &[]).await;
+    assert_eq!(&r.data_in[0..8], &(BLOCKS - 1).to_be_bytes());
+    assert_eq!(r.data_in[14] & 0xC0, 0xC0);
+    let r = run(&t, &n, &c16(0x9E, 0x10, 0, 5), &[]).await;
+    assert_eq!(r.data_in.len(), 5);
+}
+
+#[tokio::test]
+async fn write_read_round_trip_and_range_checks() {
+    let t = mem_target();
+    let n = nexus(1);
+    let data: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
+    let r = run(&t, &n, &c10(0x2A, 0x08, 10, 2), &data).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(r.cdb_transfer_bytes, Some(1024));
+    let r = run(&t, &n, &c10(0x28, 0, 10, 2), &[]).await;
+    assert_eq!(r.data_in, data);
+    let r = run(&t, &n, &c16(0x88, 0, 10, 2), &[]).await;
+    assert_eq!(r.data_in, data);
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x28, 0, 2047, 2), &[]).await),
+        (5, 0x21, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &c16(0x88, 0, u64::MAX, 1), &[]).await),
+        (5, 0x21, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x28, 0, 2049, 0), &[]).await),
+        (5, 0x21, 0)
+    );
+    let r = run(&t, &n, &c10(0x28, 0, 0, 0), &[]).await;
+    assert_eq!((r.status, r.data_in.len()), (0, 0));
+    // READ(6) with transfer length 0 reads 256 blocks.
+    let r = run(&t, &n, &[0x08, 0, 0, 0, 0, 0], &[]).await;
+    assert_eq!(r.data_in.len(), 256 * 512);
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x28, 0x20, 0, 1), &[]).await),
+        (5, 0x24, 0)
+    );
+}
+
+#[tokio::test]
+async fn short_data_out_writes_only_whole_blocks_received() {
+    let t = mem_target();
+    let n = nexus(1);
+    assert_eq!(
+        run(&t, &n, &c10(0x2A, 0, 0, 2), &[b'a'; 1024]).await.status,
+        0
+    );
+    assert_eq!(
+        run(&t, &n, &c10(0x2A, 0, 0, 2), &[b'b'; 512]).await.status,
+        0
+    );
+    let r = run(&t, &n, &c10(0x28, 0, 0, 2), &[]).await;
+    assert!(r.data_in[..512].iter().all(|&x| x == b'b'));
+    assert!(r.data_in[512..].iter().all(|&x| x == b'a'));
+}
+
+#[tokio::test]
+async fn verify_and_compare_and_write_miscompare() {
+    let t = mem_target();
+    let n = nexus(1);
+    let data = vec![0x5Au8; 1024];
+    run(&t, &n, &c10(0x2A, 0, 4, 2), &data).await;
+    assert_eq!(run(&t, &n, &c10(0x2F, 0x02, 4, 2), &data).await.status, 0);
+    let mut bad = data.clone();
+    bad[700] ^= 1;
+    let r = run(&t, &n, &c10(0x2F, 0x02, 4, 2), &bad).await;
+    assert_eq!(asc(&r), (0x0E, 0x1D, 0));
+    assert_eq!(&r.sense[3..7], &700u32.to_be_bytes());
+    assert_eq!(run(&t, &n, &c10(0x2F, 0, 4, 2), &bad).await.status, 0);
+    // COMPARE AND WRITE: compare 1 block, then write.
+    let mut caw = vec![0u8; 16];
+    caw[0] = 0x89;
+    caw[2..10].copy_from_slice(&4u64.to_be_bytes());
+    caw[13] = 1;
+    let mut payload = vec![0x5Au8; 512];
+    payload.extend_from_slice(&[0x11u8; 512]);
+    assert_eq!(run(&t, &n, &caw, &payload).await.status, 0);
+    let r = run(&t, &n, &c10(0x28, 0, 4, 1), &[]).await;
+    assert!(r.data_in.iter().all(|&x| x == 0x11));
+    let r = run(&t, &n, &caw, &payload).await;
+    assert_eq!(asc(&r), (0x0E, 0x1D, 0));
+    assert_eq!(asc(&run(&t, &n, &caw, &payload[..512]).await), (5, 0x24, 0));
+}
+
+#[tokio::test]
+async fn orwrite_ors_data() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &c10(0x2A, 0, 0, 1), &[0xA5; 512]).await;
+    assert_eq!(
+        run(&t, &n, &c16(0x8B, 0, 0, 1), &[0x5A; 512]).await.status,
+        0
+    );
+    let r = run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await;
+    assert!(r.data_in.iter().all(|&x| x == 0xFF));
+}
+
+#[tokio::test]
+async fn write_same_unmap_and_lba_status() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &c10(0x2A, 0, 0, 64), &vec![0xFF; 64 * 512]).await;
+    let r = run(&t, &n, &c10(0x41, 0, 0, 8), &[7u8; 512]).await;
+    assert_eq!(r.status, 0);
+    let r = run(&t, &n, &c10(0x28, 0, 0, 9), &[]).await;
+    assert!(r.data_in[..8 * 512].iter().all(|&x| x == 7));
+    assert!(r.data_in[8 * 512..].iter().all(|&x| x == 0xFF));
+    // UNMAP bit with a zero block deallocates 8..16 (one memory page).
+    assert_eq!(
+        run(&t, &n, &c10(0x41, 0x08, 8, 8), &[0u8; 512])
+            .await
+            .status,
+        0
+    );
+    let r = run(&t, &n, &c16(0x9E, 0x12, 8, 64), &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(&r.data_in[8..16], &8u64.to_be_bytes());
+    assert_eq!(r.data_in[8 + 12], 1);
+    let r = run(&t, &n, &c10(0x28, 0, 8, 8), &[]).await;
+    assert!(r.data_in.iter().all(|&x| x == 0));
+    // Wrong data-out size, ANCHOR, protection, beyond the end.
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x41, 0, 0, 1), &[0u8; 256]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x41, 0x10, 0, 1), &[0u8; 512]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x41, 0, 2048, 1), &[0u8; 512]).await),
+        (5, 0x21, 0)
+    );
+    // Zero blocks = to the end of the medium.
+    assert_eq!(
+        run(&t, &n, &c10(0x41, 0x08, 2040, 0), &[0u8; 512])
+            .await
+            .status,
+        0
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &c16(0x9E, 0x12, 2048, 24), &[]).await),
+        (5, 0x21, 0)
+    );
+}
+
+#[tokio::test]
+async fn unmap_command() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &c10(0x2A, 0, 0, 16), &vec![1u8; 16 * 512]).await;
+    let mut list = vec![0u8; 8];
+    list[0..2].copy_from_slice(&22u16.to_be_bytes());
+    list[2..4].copy_from_slice(&16u16.to_be_bytes());
+    list.extend_from_slice(&0u64.to_be_bytes());
+    list.extend_from_slice(&16u32.to_be_bytes());
+    list.extend_from_slice(&[0; 4]);
+    let cdb = c10(0x42, 0, 0, 24);
+    assert_eq!(run(&t, &n, &cdb, &list).await.status, 0);
+    let r = run(&t, &n, &c10(0x28, 0, 0, 16), &[]).await;
+    assert!(r.data_in.iter().all(|&x| x == 0));
+    assert_eq!(run(&t, &n, &c10(0x42, 0, 0, 0), &[]).await.status, 0);
+    list[8..16].copy_from_slice(&2040u64.to_be_bytes());
+    assert_eq!(asc(&run(&t, &n, &cdb, &list).await), (5, 0x21, 0));
+}
+
+#[tokio::test]
+async fn without_thin_provisioning_unmap_is_not_offered_and_lbpme_is_clear() {
+    let mut c = cfg(0);
+    c.thin = false;
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+    let n = nexus(1);
+    let rc16 = run(
+        &t,
+        &n,
+        &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+        &[],
+    )
+    .await;
+    assert_eq!(rc16.status, 0);
+    assert_eq!(rc16.data_in[14] & 0xc0, 0, "LBPME and LBPRZ clear");
+    let mut list = vec![0u8; 8];
+    list[0..2].copy_from_slice(&22u16.to_be_bytes());
+    list[2..4].copy_from_slice(&16u16.to_be_bytes());
+    list.extend_from_slice(&0u64.to_be_bytes());
+    list.extend_from_slice(&16u32.to_be_bytes());
+    list.extend_from_slice(&[0; 4]);
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x42, 0, 0, 24), &list).await),
+        (5, 0x20, 0)
+    );
+    // WRITE SAME with UNMAP still writes the block (deallocation is only a hint).
+    let mut ws = c10(0x41, 0x08, 0, 4);
+    ws[7..9].copy_from_slice(&4u16.to_be_bytes());
+    assert_eq!(run(&t, &n, &ws, &[7u8; 512]).await.status, 0);
+    let r = run(&t, &n, &c10(0x28, 0, 0, 4), &[]).await;
+    assert!(r.data_in.iter().all(|&x| x == 7));
+}
+
+#[tokio::test]
+async fn eio_enospc_and_short_write_map_to_sense() {
+    let (t, h) = fault_target();
+    let n = nexus(1);
+    h.add(FaultRule {
+        op: FaultOp::Read,
+        start: 512 * 100,
+        end: 512 * 101,
+        effect: FaultEffect::Eio,
+    });
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 99, 1), &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x28, 0, 99, 2), &[]).await),
+        (3, 0x11, 0)
+    );
+    h.clear();
+    h.add(FaultRule {
+        op: FaultOp::Write,
+        start: 512 * 10,
+        end: 512 * 11,
+        effect: FaultEffect::Short,
+    });
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x2A, 0, 8, 4), &[3u8; 2048]).await),
+        (3, 0x0C, 0)
+    );
+    h.clear();
+    h.add(FaultRule {
+        op: FaultOp::Write,
+        start: 0,
+        end: 1 << 30,
+        effect: FaultEffect::NoSpace,
+    });
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x2A, 0, 0, 1), &[3u8; 512]).await),
+        (7, 0x27, 0x07)
+    );
+    h.clear();
+    h.add(FaultRule {
+        op: FaultOp::Flush,
+        start: 0,
+        end: 0,
+        effect: FaultEffect::Eio,
+    });
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x35, 0, 0, 0), &[]).await),
+        (3, 0x0C, 0)
+    );
+}
+
+#[tokio::test]
+async fn mode_sense_select_and_unit_attention_for_other_nexus() {
+    let t = mem_target();
+    let (a, b) = (nexus(1), nexus(2));
+    run(&t, &a, &[0; 6], &[]).await;
+    run(&t, &b, &[0; 6], &[]).await;
+    let r = run(&t, &a, &[0x1A, 0x08, 0x08, 0, 255, 0], &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data_in[4], 0x08);
+    assert_eq!(r.data_in[6] & 0x04, 0x04);
+    let mut sel = r.data_in.to_vec();
+    sel[0] = 0;
+    sel[6] &= !0x04;
+    let cdb = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &a, &cdb, &sel).await.status, 0);
+    let r = run(&t, &a, &[0x1A, 0x08, 0x08, 0, 255, 0], &[]).await;
+    assert_eq!(r.data_in[6] & 0x04, 0);
+    // Nexus b sees MODE PARAMETERS CHANGED once; INQUIRY does not consume it.
+    assert_eq!(run(&t, &b, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+    assert_eq!(asc(&run(&t, &b, &[0; 6], &[]).await), (6, 0x2A, 0x01));
+    assert_eq!(run(&t, &b, &[0; 6], &[]).await.status, 0);
+    // Saved values are not supported.
+    assert_eq!(
+        asc(&run(&t, &a, &[0x1A, 0, 0xFF, 0, 255, 0], &[]).await),
+        (5, 0x39, 0)
+    );
+    // Writes still work with WCE=0 (flushed before GOOD).
+    assert_eq!(
+        run(&t, &a, &c10(0x2A, 0, 0, 1), &[1u8; 512]).await.status,
+        0
+    );
+}
+
+#[tokio::test]
+async fn lun_reset_raises_ua_and_request_sense_returns_it() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &[0; 6], &[]).await;
+    assert_eq!(
+        t.task_management(TmFunction::LogicalUnitReset, 0, &n),
+        TmResponse::Complete
+    );
+    let r = run(&t, &n, &[0x03, 0, 0, 0, 18, 0], &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!((r.data_in[2], r.data_in[12]), (6, 0x29));
+    let r = run(&t, &n, &[0x03, 0, 0, 0, 18, 0], &[]).await;
+    assert_eq!((r.data_in[2], r.data_in[12]), (0, 0));
+    assert_eq!(
+        t.task_management(TmFunction::LogicalUnitReset, 9, &n),
+        TmResponse::LunDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn reserve6_conflicts_and_is_released_on_nexus_loss() {
+    let t = mem_target();
+    let (a, b) = (nexus(1), nexus(2));
+    assert_eq!(run(&t, &a, &[0x16, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &b, &[0x16, 0, 0, 0, 0, 0], &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    assert_eq!(run(&t, &b, &[0x17, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &b, &[0x1A, 0, 0x3F, 0, 255, 0], &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    assert_eq!(run(&t, &b, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+    t.nexus_gone(&a);
+    assert_eq!(run(&t, &b, &[0x16, 0, 0, 0, 0, 0], &[]).await.status, 0);
+}
+
+fn prout(sa: u8, pr_type: u8, rk: u64, sark: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut cdb = vec![0u8; 10];
+    cdb[0] = 0x5F;
+    cdb[1] = sa;
+    cdb[2] = pr_type;
+    cdb[8] = 24;
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&rk.to_be_bytes());
+    p[8..16].copy_from_slice(&sark.to_be_bytes());
+    (cdb, p)
+}
+
+#[tokio::test]
+async fn persistent_reservation_exclusive_access_blocks_other_nexus() {
+    let t = mem_target();
+    let (a, b) = (nexus(1), nexus(2));
+    let (c, p) = prout(0, 0, 0, 0xA);
+    assert_eq!(run(&t, &a, &c, &p).await.status, 0);
+    let (c, p) = prout(0, 0, 0, 0xB);
+    assert_eq!(run(&t, &b, &c, &p).await.status, 0);
+    let (c, p) = prout(1, 3, 0xA, 0);
+    assert_eq!(run(&t, &a, &c, &p).await.status, 0);
+    assert_eq!(run(&t, &a, &c10(0x28, 0, 1, 1), &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &b, &c10(0x28, 0, 1, 1), &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    assert_eq!(
+        run(&t, &b, &[0x16, 0, 0, 0, 0, 0], &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    // READ KEYS from the other nexus is allowed and lists both keys.
+    let r = run(&t, &b, &[0x5E, 0, 0, 0, 0, 0, 0, 0x40, 0, 0], &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(&r.data_in[4..8], &16u32.to_be_bytes());
+    // Preempt by b removes a's registration and takes the reservation; a gets a UA.
+    let (c, p) = prout(4, 3, 0xB, 0xA);
+    assert_eq!(run(&t, &b, &c, &p).await.status, 0);
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (6, 0x2A, 0x05));
+    assert_eq!(
+        run(&t, &a, &c10(0x28, 0, 1, 1), &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    let (c, p) = prout(3, 0, 0xB, 0);
+    assert_eq!(run(&t, &b, &c, &p).await.status, 0);
+    assert_eq!(run(&t, &a, &c10(0x28, 0, 1, 1), &[]).await.status, 0);
+    // PR IN service actions above 3 are invalid fields, not invalid opcodes.
+    assert_eq!(
+        asc(&run(&t, &a, &[0x5E, 4, 0, 0, 0, 0, 0, 0x40, 0, 0], &[]).await),
+        (5, 0x24, 0)
+    );
+}
+
+#[tokio::test]
+async fn lun_addressing_and_missing_luns() {
+    let lu = LogicalUnit::with_backend(
+        &cfg(300),
+        Backend::Memory(MemoryBackend::new(1 << 20, false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.x", vec![(300, Arc::new(lu))]);
+    let n = nexus(1);
+    assert!(t.lun_exists(0) && t.lun_exists(300) && !t.lun_exists(5));
+    let mut rl = vec![0u8; 12];
+    rl[0] = 0xA0;
+    rl[9] = 64;
+    let r = t.execute(5, &n, &rl, &[], 64).await;
+    assert_eq!(&r.data_in[0..4], &16u32.to_be_bytes());
+    assert_eq!(&r.data_in[8..10], &[0, 0]);
+    assert_eq!(&r.data_in[16..18], &[0x41, 0x2C]);
+    let r = t.execute(0, &n, &[0x12, 0, 0, 0, 96, 0], &[], 96).await;
+    assert_eq!(r.data_in[0], 0x0C);
+    let r = t.execute(0, &n, &c10(0x28, 0, 0, 1), &[], 512).await;
+    assert_eq!(asc(&r), (5, 0x20, 0));
+    let r = t.execute(5, &n, &[0x12, 0, 0, 0, 96, 0], &[], 96).await;
+    assert_eq!(r.data_in[0], 0x7F);
+    assert_eq!(asc(&t.execute(5, &n, &[0; 6], &[], 0).await), (5, 0x25, 0));
+    rl[9] = 8;
+    assert_eq!(asc(&t.execute(0, &n, &rl, &[], 8).await), (5, 0x24, 0));
+}
+
+#[tokio::test]
+async fn offline_and_read_only_lus() {
+    let mut c = cfg(0);
+    c.online = false;
+    let lu = LogicalUnit::open(&c).unwrap();
+    let t = Target::new("iqn.x", vec![(0, Arc::new(lu))]);
+    let n = nexus(1);
+    assert_eq!(
+        t.execute(0, &n, &[0x12, 0, 0, 0, 96, 0], &[], 96)
+            .await
+            .status,
+        0
+    );
+    assert_eq!(asc(&t.execute(0, &n, &[0; 6], &[], 0).await), (2, 0x3A, 0));
+    assert_eq!(
+        asc(&t.execute(0, &n, &c10(0x28, 0, 0, 1), &[], 512).await),
+        (2, 0x3A, 0)
+    );
+    let mut c = cfg(0);
+    c.read_only = true;
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(1 << 20, true).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.x", vec![(0, Arc::new(lu))]);
+    assert_eq!(
+        asc(&t.execute(0, &n, &c10(0x2A, 0, 0, 1), &[0; 512], 0).await),
+        (7, 0x27, 0)
+    );
+    let r = t
+        .execute(0, &n, &[0x1A, 0, 0x3F, 0, 255, 0], &[], 255)
+        .await;
+    assert_eq!(r.data_in[2] & 0x80, 0x80);
+}
+
+#[tokio::test]
+async fn report_supported_opcodes_and_misc() {
+    let t = mem_target();
+    let n = nexus(1);
+    let mut c = vec![0u8; 12];
+    c[0] = 0xA3;
+    c[1] = 0x0C;
+    c[6..10].copy_from_slice(&4096u32.to_be_bytes());
+    let r = run(&t, &n, &c, &[]).await;
+    assert_eq!(r.status, 0);
+    assert!(r.data_in.len() > 100);
+    assert_eq!(run(&t, &n, &[0x1B, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &c10(0x34, 0, 0, 1), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &c16(0x91, 0, 0, 0), &[]).await.status, 0);
+    let r = run(&t, &n, &c10(0x37, 0, 0, 32), &[]).await;
+    assert_eq!((r.status, r.data_in.len()), (0, 4));
+    assert_eq!(
+        asc(&run(
+            &t,
+            &n,
+            &[0xC0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[]
+        )
+        .await),
+        (5, 0x20, 0)
+    );
+}
+
+#[tokio::test]
+async fn file_backed_lu_punches_and_reports_deallocated() {
+    let mut p = std::env::temp_dir();
+    p.push(format!("tgt-lu-test-{}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    let mut c = cfg(0);
+    c.path = p.clone();
+    c.create_size_bytes = Some(4 << 20);
+    let lu = LogicalUnit::open(&c).unwrap();
+    let t = Target::new("iqn.x", vec![(0, Arc::new(lu))]);
+    let n = nexus(1);
+    let r = t
+        .execute(0, &n, &c10(0x2A, 0, 0, 2048), &vec![0xEE; 1 << 20], 0)
+        .await;
+    assert_eq!(r.status, 0);
+    assert_eq!(
+        t.execute(0, &n, &c10(0x35, 0, 0, 0), &[], 0).await.status,
+        0
+    );
+    assert_eq!(
+        t.execute(0, &n, &c10(0x41, 0x08, 256, 256), &[0u8; 512], 0)
+            .await
+            .status,
+        0
+    );
+    let r = t
+        .execute(0, &n, &c10(0x28, 0, 256, 256), &[], 1 << 20)
+        .await;
+    assert!(r.data_in.iter().all(|&x| x == 0));
+    let r = t.execute(0, &n, &c16(0x9E, 0x12, 256, 64), &[], 64).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(&r.data_in[8..16], &256u64.to_be_bytes());
+    let _ = std::fs::remove_file(&p);
+}
+
+#[tokio::test]
+async fn execute_times_reads_and_writes_and_counts_every_command() {
+    let t = mem_target();
+    let n = nexus(1);
+    assert_eq!(
+        run(&t, &n, &c10(0x2A, 0, 0, 2), &[0x5A; 1024]).await.status,
+        0
+    );
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 2), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &c16(0x88, 0, 4, 1), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    let lu = t.logical_unit(0).unwrap();
+    let s = lu.counters().stats("t", 0);
+    assert_eq!(s.commands_total, 4);
+    assert_eq!(s.commands_in_flight, 0);
+    assert_eq!(s.read_latency.counts.iter().sum::<u64>(), 2);
+    assert_eq!(s.write_latency.counts.iter().sum::<u64>(), 1);
+    assert_eq!((s.read_bytes_total, s.write_bytes_total), (1536, 1024));
+}
+
+#[tokio::test]
+async fn a_dropped_command_leaves_the_in_flight_gauge_uncounted() {
+    let t = mem_target();
+    let n = nexus(1);
+    let lu = Arc::clone(t.logical_unit(0).unwrap());
+    // COMPARE AND WRITE of one block waits for the read-modify-write lock held here.
+    let held = lu.rmw.lock().await;
+    let mut caw = vec![0u8; 16];
+    caw[0] = 0x89;
+    caw[13] = 1;
+    let mut fut = Box::pin(run(&t, &n, &caw, &[0u8; 1024]));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::future::Future::poll(fut.as_mut(), &mut cx).is_pending());
+    assert_eq!(lu.counters().in_flight(), 1);
+    drop(fut);
+    drop(held);
+    let s = lu.counters().stats("t", 0);
+    assert_eq!(s.commands_in_flight, 0);
+    assert_eq!(s.commands_total, 0, "an aborted command did not complete");
+    assert_eq!(s.write_latency.counts.iter().sum::<u64>(), 0);
+}
+
+#[test]
+fn backend_error_kinds_map_to_their_sense() {
+    use super::medium::backend_sense;
+    use crate::backend::ErrorKind;
+    use crate::scsi::SenseKey;
+    let cases = [
+        (ErrorKind::Io, false, SenseKey::MediumError, 0x11, 0x00),
+        (ErrorKind::Io, true, SenseKey::MediumError, 0x0C, 0x00),
+        (ErrorKind::NoSpace, true, SenseKey::DataProtect, 0x27, 0x07),
+        (
+            ErrorKind::OutOfRange,
+            false,
+            SenseKey::IllegalRequest,
+            0x21,
+            0x00,
+        ),
+        (ErrorKind::ReadOnly, true, SenseKey::DataProtect, 0x27, 0x00),
+        (ErrorKind::NotReady, false, SenseKey::NotReady, 0x04, 0x00),
+        (
+            ErrorKind::Unsupported,
+            false,
+            SenseKey::HardwareError,
+            0x44,
+            0x00,
+        ),
+    ];
+    for (kind, writing, key, asc, ascq) in cases {
+        let s = backend_sense(kind, writing);
+        assert_eq!((s.key, s.asc, s.ascq), (key, asc, ascq), "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_lun0_controller_needs_no_medium_and_follows_the_unit_attention_rules() {
+    let lu = LogicalUnit::with_backend(
+        &cfg(5),
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(5, Arc::new(lu))]);
+    let n = nexus(1);
+    // TEST UNIT READY is GOOD and REQUEST SENSE is NO SENSE: there is no medium to miss.
+    assert_eq!(t.execute(0, &n, &[0; 6], &[], 0).await.status, 0);
+    let r = t.execute(0, &n, &[0x03, 0, 0, 0, 18, 0], &[], 18).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data_in, Sense::no_sense().encode());
+    assert_eq!(r.cdb_transfer_bytes, Some(18));
+    // A reset is reported on the next command that is not INQUIRY, REPORT LUNS or
+    // REQUEST SENSE, once.
+    t.task_management(TmFunction::TargetWarmReset, 0, &n);
+    let r = t.execute(0, &n, &[0x12, 0, 0, 0, 36, 0], &[], 36).await;
+    assert_eq!((r.status, r.data_in[0]), (0, 0x0C));
+    assert_eq!(r.cdb_transfer_bytes, Some(36));
+    assert_eq!(
+        asc(&t.execute(0, &n, &[0; 6], &[], 0).await),
+        (6, 0x29, 0x00)
+    );
+    assert_eq!(t.execute(0, &n, &[0; 6], &[], 0).await.status, 0);
+    // REQUEST SENSE returns a pending condition as data; descriptor format is refused and
+    // leaves it pending.
+    t.task_management(TmFunction::TargetWarmReset, 0, &n);
+    let r = t.execute(0, &n, &[0x03, 1, 0, 0, 18, 0], &[], 18).await;
+    assert_eq!(asc(&r), (5, 0x24, 0x00));
+    let r = t.execute(0, &n, &[0x03, 0, 0, 0, 18, 0], &[], 18).await;
+    assert_eq!(r.status, 0);
+    assert_eq!((r.data_in[2], r.data_in[12]), (6, 0x29));
+    // Medium and mode commands are not offered, whatever their CDB says.
+    let r = t.execute(0, &n, &[0x1A, 0, 0x3F, 0, 96, 0], &[], 96).await;
+    assert_eq!(asc(&r), (5, 0x20, 0x00));
+    assert_eq!(r.cdb_transfer_bytes, Some(96));
+}
