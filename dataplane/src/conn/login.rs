@@ -76,15 +76,7 @@ impl Conn {
             return Outcome::Drop(End::Protocol("non-login PDU during login"));
         };
         let req = LoginRequest {
-            transit: l.transit,
-            cont: l.cont,
-            csg: l.csg,
-            nsg: l.nsg,
-            version_max: l.version_max,
-            version_min: l.version_min,
-            isid: l.isid,
-            tsih: l.tsih,
-            cid: l.cid,
+            header: l,
             data: p.data,
         };
         let snap = self.shared.current();

@@ -57,27 +57,12 @@ pub trait LoginContext {
     fn portal_tpgt(&self) -> u16;
 }
 
-/// Fields of one Login Request that the state machine reads.
+/// One Login Request as the state machine reads it: the typed header view and the
+/// data segment (its text keys).
 #[derive(Clone, Debug)]
 pub struct LoginRequest<'a> {
-    /// T bit.
-    pub transit: bool,
-    /// C bit.
-    pub cont: bool,
-    /// Current stage.
-    pub csg: u8,
-    /// Next stage (meaningful with T).
-    pub nsg: u8,
-    /// Version-max.
-    pub version_max: u8,
-    /// Version-min.
-    pub version_min: u8,
-    /// ISID.
-    pub isid: [u8; 6],
-    /// TSIH (0 for a new session).
-    pub tsih: u16,
-    /// Connection ID.
-    pub cid: u16,
+    /// The header fields (T, C, CSG, NSG, versions, ISID, TSIH, CID, ...).
+    pub header: crate::pdu::request::LoginRequest,
     /// The data segment.
     pub data: &'a [u8],
 }
@@ -130,7 +115,7 @@ impl Default for Login {
 
 fn fail(req: &LoginRequest<'_>, status: (u8, u8)) -> LoginStep {
     LoginStep::Fail(LoginReply {
-        csg: req.csg,
+        csg: req.header.csg,
         status,
         ..LoginReply::default()
     })
@@ -161,35 +146,40 @@ impl Login {
         if self.pdus > limits::TEXT_PDUS_MAX {
             return fail(req, status::INITIATOR_ERROR);
         }
-        if req.version_min > 0 {
+        if req.header.version_min > 0 {
             return fail(req, status::UNSUPPORTED_VERSION);
         }
         if !self.started {
-            self.neg.isid = req.isid;
-            self.neg.tsih = req.tsih;
-            self.neg.cid = req.cid;
-        } else if req.isid != self.neg.isid || req.tsih != self.neg.tsih || req.cid != self.neg.cid
+            self.neg.isid = req.header.isid;
+            self.neg.tsih = req.header.tsih;
+            self.neg.cid = req.header.cid;
+        } else if req.header.isid != self.neg.isid
+            || req.header.tsih != self.neg.tsih
+            || req.header.cid != self.neg.cid
         {
             return fail(req, status::INITIATOR_ERROR);
         }
         // Stage rules (RFC 7143 §6.3): stages only move forward; NSG 2 does not exist.
-        if req.csg == 2 || req.csg == stage::FULL_FEATURE || req.csg < self.stage {
+        if req.header.csg == 2
+            || req.header.csg == stage::FULL_FEATURE
+            || req.header.csg < self.stage
+        {
             return fail(req, status::INITIATOR_ERROR);
         }
-        if req.transit && (req.nsg <= req.csg || req.nsg == 2) {
+        if req.header.transit && (req.header.nsg <= req.header.csg || req.header.nsg == 2) {
             return fail(req, status::INITIATOR_ERROR);
         }
         if self.pending.len() + req.data.len() > limits::TEXT_BYTES_MAX {
             return fail(req, status::INITIATOR_ERROR);
         }
         self.pending.extend_from_slice(req.data);
-        if req.cont {
+        if req.header.cont {
             // More text follows: acknowledge with an empty response (RFC 7143 §11.12.2).
-            if req.transit {
+            if req.header.transit {
                 return fail(req, status::INITIATOR_ERROR);
             }
             return LoginStep::Reply(LoginReply {
-                csg: req.csg,
+                csg: req.header.csg,
                 ..LoginReply::default()
             });
         }
@@ -197,7 +187,7 @@ impl Login {
             Ok(p) => p,
             Err(_) => return fail(req, status::INITIATOR_ERROR),
         };
-        self.stage = req.csg;
+        self.stage = req.header.csg;
         let mut out = Vec::new();
         if let Err(st) = self.neg.apply(&pairs, !self.started, &mut out) {
             return fail(req, st);
@@ -212,8 +202,8 @@ impl Login {
             self.sent_tpgt = true;
             text::push(&mut out, "TargetPortalGroupTag", &self.neg.tpgt.to_string());
         }
-        let entering = req.transit && req.nsg == stage::FULL_FEATURE;
-        if !self.sent_mrdsl && (req.csg == stage::OPERATIONAL || entering) {
+        let entering = req.header.transit && req.header.nsg == stage::FULL_FEATURE;
+        if !self.sent_mrdsl && (req.header.csg == stage::OPERATIONAL || entering) {
             self.sent_mrdsl = true;
             text::push(
                 &mut out,
@@ -222,15 +212,19 @@ impl Login {
             );
         }
         let reply = LoginReply {
-            transit: req.transit,
+            transit: req.header.transit,
             cont: false,
-            csg: req.csg,
-            nsg: if req.transit { req.nsg } else { 0 },
+            csg: req.header.csg,
+            nsg: if req.header.transit {
+                req.header.nsg
+            } else {
+                0
+            },
             status: (0, 0),
             text: out,
         };
-        if req.transit {
-            self.stage = req.nsg;
+        if req.header.transit {
+            self.stage = req.header.nsg;
         }
         if entering {
             self.neg.finish();

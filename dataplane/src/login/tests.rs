@@ -15,15 +15,20 @@ impl LoginContext for Ctx {
 
 fn req(csg: u8, nsg: u8, transit: bool, data: &[u8]) -> LoginRequest<'_> {
     LoginRequest {
-        transit,
-        cont: false,
-        csg,
-        nsg,
-        version_max: 0,
-        version_min: 0,
-        isid: [0x80, 0, 0, 0, 0, 1],
-        tsih: 0,
-        cid: 0,
+        header: crate::pdu::request::LoginRequest {
+            transit,
+            cont: false,
+            csg,
+            nsg,
+            version_max: 0,
+            version_min: 0,
+            isid: [0x80, 0, 0, 0, 0, 1],
+            tsih: 0,
+            itt: 0,
+            cid: 0,
+            cmd_sn: 0,
+            exp_stat_sn: 0,
+        },
         data,
     }
 }
@@ -111,7 +116,7 @@ fn discovery_session_needs_no_target() {
 fn continued_text_is_joined() {
     let mut l = Login::new();
     let mut first = req(0, 1, false, b"InitiatorName=iqn.2026-01.org.ex");
-    first.cont = true;
+    first.header.cont = true;
     assert!(matches!(l.step(&first, &Ctx), LoginStep::Reply(_)));
     let rest = b"ample:i\0TargetName=iqn.2026-01.org.example:t1\0AuthMethod=None\0";
     let LoginStep::Reply(r) = l.step(&req(0, 1, true, rest), &Ctx) else {
@@ -134,7 +139,7 @@ fn refuses_stage_going_backwards_and_bad_version() {
     ));
     let mut l = Login::new();
     let mut r = req(0, 1, true, LEADING);
-    r.version_min = 1;
+    r.header.version_min = 1;
     assert!(matches!(l.step(&r, &Ctx), LoginStep::Fail(_)));
     let mut l = Login::new();
     assert!(matches!(
@@ -150,7 +155,7 @@ fn text_over_the_limit_fails_login() {
     let mut outcome = None;
     for _ in 0..(limits::TEXT_BYTES_MAX / chunk.len() + 2) {
         let mut r = req(0, 1, false, &chunk);
-        r.cont = true;
+        r.header.cont = true;
         match l.step(&r, &Ctx) {
             LoginStep::Reply(_) => {}
             other => {
