@@ -75,6 +75,33 @@ pub(super) struct Task {
     digest_bad: bool,
 }
 
+impl Task {
+    /// A command just admitted: no Data-Out yet, not handed to the LU.
+    fn new(
+        lun_raw: u64,
+        lun: u16,
+        cdb: Cdb,
+        edtl: u32,
+        read: bool,
+        write: bool,
+        digest_bad: bool,
+    ) -> Self {
+        Self {
+            lun_raw,
+            lun,
+            cdb,
+            edtl,
+            read,
+            write,
+            data: IoBuf::empty(),
+            ws: None,
+            running: false,
+            aborted: false,
+            digest_bad,
+        }
+    }
+}
+
 /// A finished SCSI command.
 pub(super) struct Done {
     itt: u32,
@@ -139,19 +166,7 @@ impl Conn {
             }
             Admission::Complete(resp) => {
                 // REQUEST SENSE answered here; it has no Data-Out, so nothing is pending.
-                let task = Task {
-                    lun_raw,
-                    lun,
-                    cdb: Cdb::default(),
-                    edtl,
-                    read,
-                    write,
-                    data: IoBuf::empty(),
-                    ws: None,
-                    running: false,
-                    aborted: false,
-                    digest_bad: false,
-                };
+                let task = Task::new(lun_raw, lun, Cdb::default(), edtl, read, write, false);
                 self.respond(itt, &task, resp);
                 return Outcome::Reply;
             }
@@ -165,19 +180,7 @@ impl Conn {
             self.respond_check(itt, edtl, Sense::invalid_field_in_cdb(0, None).encode());
             return Outcome::Reply;
         }
-        let mut task = Task {
-            lun_raw,
-            lun,
-            cdb,
-            edtl,
-            read,
-            write,
-            data: IoBuf::empty(),
-            ws: None,
-            running: false,
-            aborted: false,
-            digest_bad: p.data_digest_bad,
-        };
+        let mut task = Task::new(lun_raw, lun, cdb, edtl, read, write, p.data_digest_bad);
         if write && edtl > 0 {
             let ws = match WriteState::new(edtl, imm, c.final_bit, &self.cmds.write_limits) {
                 Ok(ws) => ws,
