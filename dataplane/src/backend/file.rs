@@ -443,51 +443,55 @@ impl FileBackend {
 
     /// fallocate(PUNCH_HOLE | KEEP_SIZE): the range reads as zeroes afterwards.
     pub async fn punch_hole(&self, offset: u64, len: u64) -> Result<(), BackendError> {
-        self.check_writable("punch hole")?;
-        check_range(offset, len, self.size_bytes, "punch hole")?;
-        if len == 0 {
-            return Ok(());
-        }
-        let file = Arc::clone(&self.file);
-        blocking(move || {
-            match Self::fallocate(
-                &file,
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                len,
-            ) {
-                // File systems without hole punching still give the zeroes SCSI promised.
-                Err(e) if e.kind == ErrorKind::Unsupported => write_zero_chunks(&file, offset, len),
-                r => r,
-            }
-        })
+        // File systems without hole punching still give the zeroes SCSI promised.
+        self.zero_range(
+            "punch hole",
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            false,
+            offset,
+            len,
+        )
         .await
     }
 
     /// fallocate(ZERO_RANGE | KEEP_SIZE), falling back to writing zeroes.
     pub async fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), BackendError> {
-        self.check_writable("write zeroes")?;
-        check_range(offset, len, self.size_bytes, "write zeroes")?;
+        self.zero_range(
+            "write zeroes",
+            libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+            true,
+            offset,
+            len,
+        )
+        .await
+    }
+
+    /// fallocate `mode` over the range, writing zeroes where the file system does not
+    /// support it (or, with `fallback_on_einval`, rejects the mode with EINVAL).
+    async fn zero_range(
+        &self,
+        what: &'static str,
+        mode: libc::c_int,
+        fallback_on_einval: bool,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), BackendError> {
+        self.check_writable(what)?;
+        check_range(offset, len, self.size_bytes, what)?;
         if len == 0 {
             return Ok(());
         }
         let file = Arc::clone(&self.file);
-        blocking(move || {
-            match Self::fallocate(
-                &file,
-                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                len,
-            ) {
-                Err(e)
-                    if e.kind == ErrorKind::Unsupported
-                        || e.source.as_ref().and_then(|s| s.raw_os_error())
-                            == Some(libc::EINVAL) =>
-                {
-                    write_zero_chunks(&file, offset, len)
-                }
-                r => r,
+        blocking(move || match Self::fallocate(&file, mode, offset, len) {
+            Err(e)
+                if e.kind == ErrorKind::Unsupported
+                    || (fallback_on_einval
+                        && e.source.as_ref().and_then(|s| s.raw_os_error())
+                            == Some(libc::EINVAL)) =>
+            {
+                write_zero_chunks(&file, offset, len)
             }
+            r => r,
         })
         .await
     }
