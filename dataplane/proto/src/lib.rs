@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod cidr;
 mod config;
 mod cpu_list;
 mod name;
@@ -40,6 +41,7 @@ mod refs;
 pub mod socket;
 mod validate;
 
+pub use cidr::{Cidr, CidrError};
 pub use config::{
     BackendType, Config, Performance, Portal, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
     CPU_INDEX_MAX, IO_URING_QUEUE_DEPTH_DEFAULT, IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT,
