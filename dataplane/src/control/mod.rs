@@ -380,6 +380,8 @@ impl Controller {
         drop(old);
         self.live.install(Snapshot {
             targets,
+            access: BTreeMap::new(),
+            discovery_chap: None,
             generation,
         });
         st.lus = p.lus;
