@@ -63,6 +63,40 @@ impl TargetAccess {
     }
 }
 
+impl TargetAccess {
+    /// The live form of a validated target's access rules.
+    pub fn from_valid(a: &tgt_proto::ValidAccess) -> Self {
+        Self {
+            initiators: a.initiators().map(<[String]>::to_vec),
+            networks: a.networks().map(<[tgt_proto::Cidr]>::to_vec),
+            chap: a.chap().map(|c| Arc::new(chap_policy(c))),
+        }
+    }
+}
+
+/// The login state machine's form of validated CHAP credentials.
+pub fn chap_policy(c: &tgt_proto::ValidChap) -> ChapPolicy {
+    use crate::login::ChapAlgorithm;
+    use tgt_proto::ChapAlgorithmName as N;
+    ChapPolicy {
+        username: c.username().to_string(),
+        secret: c.secret().as_bytes().to_vec(),
+        mutual: c
+            .mutual()
+            .map(|(n, s)| (n.to_string(), s.as_bytes().to_vec())),
+        algorithms: c
+            .algorithms()
+            .iter()
+            .map(|a| match a {
+                N::Md5 => ChapAlgorithm::Md5,
+                N::Sha1 => ChapAlgorithm::Sha1,
+                N::Sha256 => ChapAlgorithm::Sha256,
+                N::Sha3_256 => ChapAlgorithm::Sha3_256,
+            })
+            .collect(),
+    }
+}
+
 /// Everything a connection needs to know about the configuration, at one generation.
 #[derive(Default)]
 pub struct Snapshot {
