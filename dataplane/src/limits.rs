@@ -69,3 +69,26 @@ const _: () = assert!(RECV_DATA_SEGMENT_BYTES <= BURST_LEN_BYTES_MAX);
 const _: () = assert!(BURST_LEN_BYTES_MAX <= TRANSFER_BYTES_MAX);
 const _: () = assert!(RECV_DATA_SEGMENT_BYTES >= 512 && RECV_DATA_SEGMENT_BYTES < (1 << 24));
 const _: () = assert!(CMD_WINDOW >= 1 && CMD_WINDOW < (1 << 30));
+
+/// Bytes of the CHAP challenge we send. RFC 7143 §12.1.3 asks for at least 16 so that a
+/// recorded response is useless; 32 matches the longest digest we offer (SHA-256,
+/// SHA3-256), so the challenge carries as much entropy as the response can hold.
+pub const CHAP_CHALLENGE_BYTES: usize = 32;
+
+/// Fewest bytes we accept in an initiator's mutual-CHAP challenge: the same floor of 16 that
+/// RFC 7143 §12.1.3 sets for ours, so a short challenge cannot make our answer guessable.
+pub const CHAP_CHALLENGE_PEER_BYTES_MIN: usize = 16;
+
+/// Most bytes in an initiator's CHAP challenge: RFC 7143 §12.1.3 caps binary challenges at
+/// 1024 bytes.
+pub const CHAP_CHALLENGE_PEER_BYTES_MAX: usize = 1024;
+
+/// Longest CHAP_N we compare: the iSCSI text value limit of 255 bytes (RFC 7143 §6.1).
+pub const CHAP_NAME_BYTES_MAX: usize = 255;
+
+/// Entries of a CHAP_A list we look at; open-iscsi offers four, so more is noise.
+pub const CHAP_ALGORITHMS_OFFERED_MAX: usize = 16;
+
+const _: () = assert!(CHAP_CHALLENGE_BYTES >= 16);
+const _: () = assert!(CHAP_CHALLENGE_PEER_BYTES_MIN >= 16);
+const _: () = assert!(CHAP_CHALLENGE_PEER_BYTES_MAX * 2 + 2 <= TEXT_BYTES_MAX);

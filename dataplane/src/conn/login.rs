@@ -6,6 +6,7 @@
 //! this file owns what needs the connection: the session table (TSIH, reinstatement),
 //! the target the session binds to, and the framing switch after the final response.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -13,17 +14,20 @@ use tracing::{info, warn};
 use super::{Conn, End, Outcome, Phase};
 use crate::limits;
 use crate::live::Snapshot;
-use crate::login::{self, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind};
+use crate::login::{
+    self, ChapPolicy, ChapRandom, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind,
+};
 use crate::lu::Nexus;
 use crate::pdu::{request, Framing, RawPdu, Request, SerialNumber};
 use crate::session::window::CmdWindow;
 use crate::task::WriteLimits;
 
 /// What the login state machine may ask about the configuration: the targets of this
-/// connection's portal.
+/// connection's portal and who may log in to them from this connection's source address.
 struct Ctx<'a> {
     snap: &'a Snapshot,
     portal_id: u16,
+    source: IpAddr,
 }
 
 impl LoginContext for Ctx<'_> {
@@ -37,6 +41,45 @@ impl LoginContext for Ctx<'_> {
     fn portal_tpgt(&self) -> u16 {
         1
     }
+    fn initiator_allowed(&self, target: &str, initiator: &str) -> bool {
+        self.snap
+            .access
+            .get(target)
+            .is_none_or(|a| a.allows(initiator, self.source))
+    }
+    fn chap_policy(&self, kind: SessionKind, target: &str) -> Option<Arc<ChapPolicy>> {
+        match kind {
+            SessionKind::Discovery => self.snap.discovery_chap.clone(),
+            SessionKind::Normal => self.snap.access.get(target)?.chap.clone(),
+        }
+    }
+}
+
+/// Draws a fresh CHAP identifier and challenge from the OS CSPRNG (getrandom(2)), one per
+/// login, as RFC 7143 §12.1.3 requires. `None` if the kernel refuses: the login then cannot
+/// use CHAP, which fails closed.
+pub(super) fn chap_random() -> Option<ChapRandom> {
+    let mut buf = [0u8; limits::CHAP_CHALLENGE_BYTES + 1];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a live, writable buffer of `rest.len()` bytes for the whole call;
+        // getrandom writes at most that many bytes into it.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) if n > 0 => filled += n,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => {
+                warn!(error = %std::io::Error::last_os_error(), "getrandom failed; CHAP unavailable");
+                return None;
+            }
+        }
+    }
+    let (identifier, challenge) = buf.split_first()?;
+    Some(ChapRandom {
+        identifier: *identifier,
+        challenge: challenge.try_into().ok()?,
+    })
 }
 
 /// What login agreed, as the status views report it.
@@ -93,6 +136,7 @@ impl Conn {
             &Ctx {
                 snap: &snap,
                 portal_id: self.portal_id,
+                source: self.sock.peer.ip(),
             },
         );
         match step {
@@ -189,5 +233,19 @@ impl Conn {
         self.phase = Phase::Full;
         self.reset_keepalive();
         Outcome::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chap_random;
+
+    #[test]
+    fn every_login_gets_a_fresh_challenge() {
+        let a = chap_random().expect("getrandom works on the test machine");
+        let b = chap_random().expect("getrandom works on the test machine");
+        // 256 random bits colliding is not a flake we need to allow for.
+        assert_ne!(a.challenge, b.challenge);
+        assert_ne!(a.challenge, [0; crate::limits::CHAP_CHALLENGE_BYTES]);
     }
 }
