@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::login::throttle::Throttle;
 use crate::login::ChapPolicy;
 use crate::lu;
 use crate::metrics::Counters;
@@ -138,6 +139,8 @@ pub struct Shared {
     connections: Arc<AtomicUsize>,
     /// Data-plane-wide counters.
     counters: Counters,
+    /// Failed logins per source address and the lockouts they caused.
+    login_throttle: Mutex<Throttle>,
     /// The data buffer pools, one per NUMA node (one unbound pool with NUMA off), built
     /// from the first config applied and kept for the process's life: their memory is
     /// mapped, bound and touched once, and logical units hold handles into them.
@@ -232,6 +235,7 @@ impl Shared {
             bound: Mutex::default(),
             connections: Arc::default(),
             counters: Counters::default(),
+            login_throttle: Mutex::new(Throttle::default()),
             pools: OnceLock::new(),
             portal_gauges: Mutex::default(),
             settings,
@@ -258,6 +262,15 @@ impl Shared {
     /// The live sessions.
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
+    }
+
+    /// Failed-login counts and lockouts by source address; locked briefly, once per login.
+    pub fn login_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // A panic while holding the lock cannot leave the table half-updated in a way
+        // that matters (counts only), so a poisoned lock is used as is.
+        self.login_throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Data-plane-wide counters.

@@ -194,6 +194,17 @@ impl Config {
 }
 
 impl Target {
+    /// Whether any initiator that reaches a portal may log in: no CHAP and no initiator
+    /// ACL (neither names nor networks). Shown in status and metrics so that an open
+    /// target is never silent.
+    pub fn is_open(&self) -> bool {
+        self.auth.as_ref().and_then(|a| a.chap.as_ref()).is_none()
+            && self
+                .acl
+                .as_ref()
+                .is_none_or(|a| a.initiators.is_none() && a.networks.is_none())
+    }
+
     /// Removes the target's CHAP secrets, for REST answers: secrets are write-only.
     pub fn redact_secrets(&mut self) {
         if let Some(c) = self.auth.as_mut().and_then(|a| a.chap.as_mut()) {

@@ -8,12 +8,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::{Conn, End, Outcome, Phase};
 use crate::limits;
 use crate::live::Snapshot;
+use crate::login::throttle::Verdict;
 use crate::login::{
     self, ChapPolicy, ChapRandom, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind,
 };
@@ -130,6 +132,20 @@ impl Conn {
         if first {
             self.sn.window = CmdWindow::new(l.cmd_sn);
             self.sn.stat_sn = SerialNumber(l.exp_stat_sn);
+            let source = self.sock.peer.ip();
+            let verdict = self.shared.login_throttle().check(source, Instant::now());
+            if let Verdict::Refuse(left) = verdict {
+                let counters = self.shared.counters();
+                crate::metrics::inc(&counters.login_throttled_total);
+                info!(peer = %self.sock.peer, lockout_left_secs = left.as_secs(), "login refused: source locked out after repeated failed logins");
+                let r = login::LoginReply {
+                    csg: l.csg,
+                    status: login::status::SERVICE_UNAVAILABLE,
+                    ..login::LoginReply::default()
+                };
+                self.send_login_reply(l.itt, &l.isid, l.tsih, &r);
+                return Outcome::Drop(End::LoginFailed);
+            }
         }
         let step = login.step(
             &req,
@@ -146,10 +162,37 @@ impl Conn {
             }
             LoginStep::Fail(r) => {
                 info!(peer = %self.sock.peer, class = r.status.0, detail = r.status.1, "login refused");
+                self.count_refusal(r.status);
                 self.send_login_reply(l.itt, &l.isid, l.tsih, &r);
                 Outcome::Drop(End::LoginFailed)
             }
             LoginStep::Enter(r, neg) => self.enter_full_feature(&l, r, *neg, &snap),
+        }
+    }
+
+    /// Counts a refused login by its reason, and against its source's failure budget when
+    /// it is one an attacker learns from (a wrong secret or a refused initiator name).
+    fn count_refusal(&self, status: (u8, u8)) {
+        let counters = self.shared.counters();
+        let counter = match status {
+            login::status::AUTH_FAILURE => &counters.login_authentication_failures_total,
+            login::status::AUTHORIZATION_FAILURE => &counters.login_authorization_failures_total,
+            _ => return,
+        };
+        crate::metrics::inc(counter);
+        let locked = self
+            .shared
+            .login_throttle()
+            .record_failure(self.sock.peer.ip(), Instant::now());
+        if locked {
+            crate::metrics::inc(&counters.login_lockouts_total);
+            warn!(
+                peer = %self.sock.peer,
+                failures = limits::LOGIN_FAILURES_PER_SOURCE_MAX,
+                window_secs = limits::LOGIN_FAILURE_WINDOW.as_secs(),
+                lockout_secs = limits::LOGIN_LOCKOUT.as_secs(),
+                "source locked out after repeated failed logins"
+            );
         }
     }
 

@@ -487,6 +487,16 @@ impl Controller {
         Stats {
             logins_total: get(&c.logins_total),
             login_failures_total: get(&c.login_failures_total),
+            login_authentication_failures_total: get(&c.login_authentication_failures_total),
+            login_authorization_failures_total: get(&c.login_authorization_failures_total),
+            login_throttled_total: get(&c.login_throttled_total),
+            login_lockouts_total: get(&c.login_lockouts_total),
+            login_locked_sources: u64::try_from(
+                self.shared()
+                    .login_throttle()
+                    .locked_sources(std::time::Instant::now()),
+            )
+            .unwrap_or(u64::MAX),
             digest_errors_total: get(&c.digest_errors_total),
             luns: st
                 .lus

@@ -10,6 +10,7 @@
 
 pub mod chap;
 pub mod negotiate;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -43,6 +44,9 @@ pub mod status {
     pub const INVALID_DURING_LOGIN: (u8, u8) = (2, 0x0b);
     /// Target error (class 3).
     pub const TARGET_ERROR: (u8, u8) = (3, 0x00);
+    /// Service unavailable: here, a source locked out after too many failed logins
+    /// ([`super::throttle`]).
+    pub const SERVICE_UNAVAILABLE: (u8, u8) = (3, 0x01);
     /// Out of resources.
     pub const OUT_OF_RESOURCES: (u8, u8) = (3, 0x02);
 }
