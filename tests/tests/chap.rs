@@ -115,3 +115,285 @@ fn acl_refuses_other_initiators_and_hides_the_target_from_them() {
         "SendTargets shows the target to a refused initiator:\n{hidden}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The project's own initiator, whose CHAP is written independently of the target's
+// (tests/src/initiator/chap.rs), drives what libiscsi cannot: every algorithm, each
+// encoding, and hostile responses.
+
+use std::sync::{Arc, Mutex};
+
+use tgt_system_tests::initiator::chap::{hex, ChapChallenge, ChapOptions};
+use tgt_system_tests::initiator::{Error, Session, SessionOptions};
+
+const USER: &str = "alice";
+
+/// A target requiring CHAP (`alice`/[`SECRET`], mutual `array`/[`TARGET_SECRET`]) that
+/// accepts `algorithms` (JSON list; empty: the default, all four), without an ACL.
+fn own_chap_target(tag: &str, algorithms: &str) -> Dataplane {
+    let algs = if algorithms.is_empty() {
+        String::new()
+    } else {
+        format!(r#","algorithms":{algorithms}"#)
+    };
+    Dataplane::start_with(
+        tag,
+        DataplaneOptions {
+            extra_target_json: format!(
+                r#""auth":{{"chap":{{"username":"{USER}","secret":"{SECRET}","mutualUsername":"array","mutualSecret":"{TARGET_SECRET}"{algs}}}}}"#
+            ),
+            ..DataplaneOptions::default()
+        },
+    )
+}
+
+fn own_login(dp: &Dataplane, chap: ChapOptions) -> Result<Session, Error> {
+    Session::login(
+        dp.portal,
+        &SessionOptions {
+            target_name: Some(dp.iqn.clone()),
+            chap: Some(chap),
+            ..SessionOptions::default()
+        },
+    )
+}
+
+/// Logs in with `chap`, reads LUN 1's capacity to prove the session works, logs out.
+fn works(dp: &Dataplane, chap: ChapOptions) -> Result<(), Error> {
+    let s = own_login(dp, chap)?;
+    let cap = s.read_capacity16(1)?;
+    assert!(cap.blocks > 0);
+    s.logout()
+}
+
+fn is_auth_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Login {
+            class: 2,
+            detail: 1
+        }
+    )
+}
+
+/// Records the algorithm the target chose, without changing the response.
+fn recording(chap: ChapOptions, seen: &Arc<Mutex<Vec<u8>>>) -> ChapOptions {
+    let seen = seen.clone();
+    ChapOptions {
+        tamper: Some(Arc::new(
+            move |c: &ChapChallenge, _: &mut Vec<(String, String)>| {
+                seen.lock().unwrap().push(c.algorithm);
+            },
+        )),
+        ..chap
+    }
+}
+
+#[test]
+fn own_initiator_negotiates_every_algorithm_and_the_strongest_common_one() {
+    let dp = own_chap_target("chap-own-algs", "");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for (offer, chosen) in [
+        (vec![5], 5),
+        (vec![6], 6),
+        (vec![7], 7),
+        (vec![8], 8),
+        (vec![5, 7], 7),
+        (vec![5, 6, 7, 8], 8),
+        (vec![6, 5], 6),
+    ] {
+        for base64 in [false, true] {
+            let chap = ChapOptions {
+                algorithms: offer.clone(),
+                base64,
+                ..ChapOptions::new(USER, SECRET)
+            };
+            works(&dp, recording(chap, &seen))
+                .unwrap_or_else(|e| panic!("offer {offer:?} base64={base64}: {e}"));
+            assert_eq!(
+                seen.lock().unwrap().pop(),
+                Some(chosen),
+                "offer {offer:?}: the target must choose the strongest common algorithm"
+            );
+        }
+    }
+    // Mutual CHAP with every algorithm: the target proves it knows its own secret.
+    for alg in [5, 6, 7, 8] {
+        let chap = ChapOptions {
+            algorithms: vec![alg],
+            mutual: Some(("array".into(), TARGET_SECRET.as_bytes().to_vec())),
+            ..ChapOptions::new(USER, SECRET)
+        };
+        works(&dp, chap).unwrap_or_else(|e| panic!("mutual CHAP_A={alg}: {e}"));
+    }
+    // A target answering with the wrong mutual secret is caught by the initiator.
+    let chap = ChapOptions {
+        mutual: Some(("array".into(), b"some-other-secret".to_vec())),
+        ..ChapOptions::new(USER, SECRET)
+    };
+    match own_login(&dp, chap) {
+        Err(Error::Protocol(m)) => assert!(m.contains("mutual"), "{m}"),
+        other => panic!(
+            "a target without our target secret passed: {:?}",
+            other.err()
+        ),
+    }
+}
+
+#[test]
+fn a_target_refusing_md5_fails_an_md5_only_initiator() {
+    let dp = own_chap_target("chap-own-nomd5", r#"["sha256","sha3-256"]"#);
+    let only_md5 = ChapOptions {
+        algorithms: vec![5],
+        ..ChapOptions::new(USER, SECRET)
+    };
+    let e = own_login(&dp, only_md5)
+        .err()
+        .expect("MD5-only login passed");
+    assert!(is_auth_failure(&e), "want 0201, got {e}");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let both = ChapOptions {
+        algorithms: vec![5, 7],
+        ..ChapOptions::new(USER, SECRET)
+    };
+    works(&dp, recording(both, &seen)).expect("MD5 and SHA-256 offered");
+    assert_eq!(seen.lock().unwrap().pop(), Some(7));
+}
+
+/// Replaces (or with `None`, removes) `key` in a response message.
+fn set(keys: &mut Vec<(String, String)>, key: &str, value: Option<String>) {
+    keys.retain(|(k, _)| k != key);
+    if let Some(v) = value {
+        keys.push((key.to_string(), v));
+    }
+}
+
+type Attack = (
+    &'static str,
+    bool,
+    fn(&ChapChallenge, &mut Vec<(String, String)>),
+);
+
+/// Each attack: its name, whether it is mutual, and how it reshapes a correct response.
+const ATTACKS: &[Attack] = &[
+    (
+        "reflected challenge: our own CHAP_C sent back as the initiator's",
+        true,
+        |c, k| {
+            set(k, "CHAP_I", Some(c.identifier.to_string()));
+            set(k, "CHAP_C", Some(hex(&c.challenge)));
+        },
+    ),
+    ("short initiator challenge (8 bytes)", true, |_, k| {
+        set(k, "CHAP_C", Some(hex(&[7; 8])))
+    }),
+    ("empty initiator challenge", true, |_, k| {
+        set(k, "CHAP_C", Some("0x".into()))
+    }),
+    ("initiator challenge over 1024 bytes", true, |_, k| {
+        set(k, "CHAP_C", Some(hex(&[1; 1100])))
+    }),
+    ("CHAP_I out of range", true, |_, k| {
+        set(k, "CHAP_I", Some("256".into()))
+    }),
+    ("CHAP_R with an odd number of hex digits", false, |_, k| {
+        set(k, "CHAP_R", Some("0x123".into()))
+    }),
+    ("CHAP_R not hex", false, |_, k| {
+        set(k, "CHAP_R", Some("0xzz11".into()))
+    }),
+    ("CHAP_R without a 0x/0b prefix", false, |_, k| {
+        set(k, "CHAP_R", Some("00112233445566778899aabbccddeeff".into()))
+    }),
+    ("CHAP_R of the wrong length", false, |_, k| {
+        set(k, "CHAP_R", Some(hex(&[0; 15])))
+    }),
+    ("CHAP_R missing", false, |_, k| set(k, "CHAP_R", None)),
+    ("CHAP_N missing", false, |_, k| set(k, "CHAP_N", None)),
+    ("CHAP_N of another user", false, |_, k| {
+        set(k, "CHAP_N", Some("mallory".into()))
+    }),
+    (
+        "CHAP_R replaying the response to another challenge",
+        false,
+        |_, k| set(k, "CHAP_R", Some(hex(&[0x5a; 32]))),
+    ),
+];
+
+#[test]
+fn hostile_chap_responses_are_refused_with_0201_and_the_target_stays_up() {
+    // The source's failure budget (ten) is smaller than the attack list, so the attacks
+    // are spread over data planes: each gets a fresh budget.
+    for (round, attacks) in ATTACKS.chunks(6).enumerate() {
+        let dp = own_chap_target(&format!("chap-own-hostile-{round}"), r#"["sha256"]"#);
+        for (name, mutual, tamper) in attacks {
+            let tamper = *tamper;
+            let chap = ChapOptions {
+                mutual: mutual.then(|| ("array".to_string(), TARGET_SECRET.as_bytes().to_vec())),
+                tamper: Some(Arc::new(
+                    move |c: &ChapChallenge, k: &mut Vec<(String, String)>| tamper(c, k),
+                )),
+                ..ChapOptions::new(USER, SECRET)
+            };
+            match own_login(&dp, chap) {
+                Err(e) if is_auth_failure(&e) => {}
+                Err(e) => panic!("{name}: want Login Response 0201, got {e}"),
+                Ok(_) => panic!("{name}: the target accepted it"),
+            }
+        }
+        works(&dp, ChapOptions::new(USER, SECRET))
+            .unwrap_or_else(|e| panic!("a good login after the attacks failed: {e}"));
+        let log = dp.daemon.log_text();
+        assert!(
+            !log.contains(SECRET) && !log.contains(TARGET_SECRET),
+            "{log}"
+        );
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
+#[test]
+fn guessing_secrets_locks_the_source_out_even_for_the_right_secret() {
+    let dp = own_chap_target("chap-own-brute", "");
+    let mut failures = 0;
+    let refused = loop {
+        let guess = format!("guess-{failures:04}-of-secret");
+        match own_login(&dp, ChapOptions::new(USER, &guess)) {
+            Err(e) if is_auth_failure(&e) => failures += 1,
+            Err(e) => break e,
+            Ok(_) => panic!("guess {guess} logged in"),
+        }
+        assert!(failures <= 50, "50 wrong secrets and no lockout");
+    };
+    assert!(
+        matches!(
+            refused,
+            Error::Login {
+                class: 3,
+                detail: 1
+            }
+        ),
+        "after {failures} failures: want 0301 (service unavailable), got {refused}"
+    );
+    assert_eq!(
+        failures, 10,
+        "lockout after the named bound of ten failures"
+    );
+    // While locked out, even the right secret is refused: the lockout answers before
+    // looking at any key, so it tells a guesser nothing.
+    let e = own_login(&dp, ChapOptions::new(USER, SECRET))
+        .err()
+        .expect("the right secret passed during the lockout");
+    assert!(
+        matches!(
+            e,
+            Error::Login {
+                class: 3,
+                detail: 1
+            }
+        ),
+        "{e}"
+    );
+    let log = dp.daemon.log_text();
+    assert!(log.contains("source locked out"), "{log}");
+}

@@ -1,5 +1,6 @@
 //! The login phase (RFC 7143 §6 and §11.12–11.13) as the initiator runs it: SecurityNegotiation
-//! with `AuthMethod=None`, then LoginOperationalNegotiation, then FullFeaturePhase.
+//! with `AuthMethod=None`, or with CHAP ([`super::chap`]) when [`SessionOptions::chap`] is
+//! set, then LoginOperationalNegotiation, then FullFeaturePhase.
 //!
 //! Negotiation results are computed from both offers by the rules of RFC 7143 §13 (minimum
 //! for burst lengths, OR for InitialR2T, AND for ImmediateData, list choice for digests), and an
@@ -8,6 +9,7 @@
 
 use std::io::{Read, Write};
 
+use super::chap::{self, ChapOptions};
 use super::pdu::{read_pdu, write_pdu, Bhs, Body, Digests, LoginRequest, Stage};
 use super::text;
 use super::Error;
@@ -49,6 +51,8 @@ pub struct SessionOptions {
     /// for the command). On by default; a knob for judging targets that follow RFC 3720, which
     /// also counted R2Ts.
     pub check_exp_data_sn: bool,
+    /// Authenticate with CHAP instead of `AuthMethod=None`.
+    pub chap: Option<ChapOptions>,
 }
 
 impl Default for SessionOptions {
@@ -66,6 +70,7 @@ impl Default for SessionOptions {
             outstanding_r2t_max: 1,
             command_timeout: std::time::Duration::from_secs(30),
             check_exp_data_sn: true,
+            chap: None,
         }
     }
 }
@@ -334,20 +339,30 @@ pub fn login<S: Read + Write>(
             }
             None => v.push(pair("SessionType", "Discovery")),
         }
-        v.push(pair("AuthMethod", "None"));
+        // With CHAP we offer only CHAP, so a target cannot talk us down to no authentication.
+        v.push(pair(
+            "AuthMethod",
+            if o.chap.is_some() { "CHAP" } else { "None" },
+        ));
         v
     };
+    let mut chap_step = o.chap.as_ref().map(|_| chap::Step::Offered);
     let mut offered: Vec<String> = pending.iter().map(|(k, _)| k.clone()).collect();
     for _ in 0..LOGIN_ROUNDS_MAX {
         let nsg = match stage {
             Stage::Security => Stage::Operational,
             _ => Stage::FullFeature,
         };
+        // During CHAP we ask to move on only with our response (RFC 7143 §12.1.3).
+        let transit = match &chap_step {
+            Some(chap::Step::Offered | chap::Step::SentAlgorithms) => stage != Stage::Security,
+            _ => true,
+        };
         let req = LoginRequest {
-            transit: true,
+            transit,
             cont: false,
             csg: stage,
-            nsg,
+            nsg: if transit { nsg } else { stage },
             version_max: 0,
             version_min: 0,
             isid,
@@ -433,7 +448,17 @@ pub fn login<S: Read + Write>(
                 resp.csg
             )));
         }
-        for (k, v) in text::decode(&payload)? {
+        let keys = text::decode(&payload)?;
+        if let (Some(step), Some(c), Stage::Security) = (&mut chap_step, &o.chap, stage) {
+            pending.extend(chap::advance(c, step, &keys)?);
+        }
+        for (k, v) in keys {
+            if k == "AuthMethod" || k.starts_with("CHAP_") {
+                if o.chap.is_some() {
+                    answers.pairs.push((k, v));
+                    continue;
+                }
+            }
             if k == "AuthMethod" && v != "None" {
                 return Err(Error::Protocol(format!(
                     "target chose AuthMethod={v}, but we offered only None"
@@ -448,6 +473,13 @@ pub fn login<S: Read + Write>(
             answers.pairs.push((k, v));
         }
         if resp.transit {
+            if stage == Stage::Security
+                && chap_step.as_ref().is_some_and(|s| *s != chap::Step::Done)
+            {
+                return Err(Error::Protocol(
+                    "target left the security stage before CHAP completed".into(),
+                ));
+            }
             match (stage, resp.nsg) {
                 (Stage::Security, Stage::Operational) => {
                     stage = Stage::Operational;

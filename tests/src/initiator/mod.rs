@@ -14,6 +14,7 @@
 //! as [`Error::Protocol`]. After such a violation the session is dead: every waiting and
 //! future command fails with the same error.
 
+pub mod chap;
 pub mod crc32c;
 pub mod login;
 pub mod pdu;
