@@ -453,11 +453,9 @@ pub fn login<S: Read + Write>(
             pending.extend(chap::advance(c, step, &keys)?);
         }
         for (k, v) in keys {
-            if k == "AuthMethod" || k.starts_with("CHAP_") {
-                if o.chap.is_some() {
-                    answers.pairs.push((k, v));
-                    continue;
-                }
+            if (k == "AuthMethod" || k.starts_with("CHAP_")) && o.chap.is_some() {
+                answers.pairs.push((k, v));
+                continue;
             }
             if k == "AuthMethod" && v != "None" {
                 return Err(Error::Protocol(format!(
