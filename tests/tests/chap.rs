@@ -182,7 +182,7 @@ fn recording(chap: ChapOptions, seen: &Arc<Mutex<Vec<u8>>>) -> ChapOptions {
     ChapOptions {
         tamper: Some(Arc::new(
             move |c: &ChapChallenge, _: &mut Vec<(String, String)>| {
-                seen.lock().unwrap().push(c.algorithm);
+                seen.lock().expect("not poisoned").push(c.algorithm);
             },
         )),
         ..chap
@@ -211,7 +211,7 @@ fn own_initiator_negotiates_every_algorithm_and_the_strongest_common_one() {
             works(&dp, recording(chap, &seen))
                 .unwrap_or_else(|e| panic!("offer {offer:?} base64={base64}: {e}"));
             assert_eq!(
-                seen.lock().unwrap().pop(),
+                seen.lock().expect("not poisoned").pop(),
                 Some(chosen),
                 "offer {offer:?}: the target must choose the strongest common algorithm"
             );
@@ -257,7 +257,7 @@ fn a_target_refusing_md5_fails_an_md5_only_initiator() {
         ..ChapOptions::new(USER, SECRET)
     };
     works(&dp, recording(both, &seen)).expect("MD5 and SHA-256 offered");
-    assert_eq!(seen.lock().unwrap().pop(), Some(7));
+    assert_eq!(seen.lock().expect("not poisoned").pop(), Some(7));
 }
 
 /// Replaces (or with `None`, removes) `key` in a response message.
