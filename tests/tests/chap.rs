@@ -397,3 +397,184 @@ fn guessing_secrets_locks_the_source_out_even_for_the_right_secret() {
     let log = dp.daemon.log_text();
     assert!(log.contains("source locked out"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------
+// libiscsi over authenticated sessions, discovery CHAP, and rotation.
+
+use tgt_system_tests::conformance::{AllowList, CuRun, ALLOW_LIST_PATH};
+
+/// Tests of `iscsi-test-cu --test=ALL` that must really run over a CHAP session: the count
+/// of the single-portal run before multipath and the SCSI-completeness features (173),
+/// so that authentication cannot quietly turn tests into skips.
+const CHAP_RAN_FOR_REAL_MIN: usize = 173;
+
+#[test]
+fn iscsi_test_cu_all_passes_over_a_chap_session() {
+    require_tool("iscsi-test-cu");
+    let allowed_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(ALLOW_LIST_PATH);
+    let allowed = std::fs::read_to_string(&allowed_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| AllowList::parse(&t))
+        .unwrap_or_else(|e| panic!("{}: {e}", allowed_path.display()));
+    let mut dp = own_chap_target("chap-cu-all", "");
+    let dir = support::TempDir::new("chap-cu");
+    let out = run_with_timeout(
+        Command::new("iscsi-test-cu")
+            .current_dir(dir.path())
+            .args(["-d", "-x", "--test=ALL"])
+            .args(["-i", "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"])
+            .args([
+                "-I",
+                "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2",
+            ])
+            .arg(format!(
+                "iscsi://{USER}%{SECRET}@{}/{}/1",
+                dp.portal, dp.iqn
+            )),
+        Duration::from_secs(900),
+    );
+    let output = text(&out);
+    let xml = std::fs::read_to_string(dir.path().join("CUnitAutomated-Results.xml"))
+        .unwrap_or_else(|_| panic!("iscsi-test-cu wrote no results:\n{output}"));
+    let run = CuRun::parse(&xml, &output)
+        .unwrap_or_else(|e| panic!("iscsi-test-cu results unreadable: {e}\n{output}"));
+    assert!(dp.daemon.alive(), "{}", dp.daemon.log_text());
+    eprintln!(
+        "iscsi-test-cu ALL over CHAP: {}/{} passed, {} ran for real",
+        run.passed(),
+        run.total(),
+        run.ran_for_real()
+    );
+    let problems = run.problems(&allowed, CHAP_RAN_FOR_REAL_MIN);
+    assert!(problems.is_empty(), "over CHAP:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn discovery_chap_guards_send_targets() {
+    require_tool("iscsi-ls");
+    let dp = Dataplane::start_with(
+        "chap-discovery",
+        DataplaneOptions {
+            extra_top_json: format!(
+                r#""discovery":{{"auth":{{"chap":{{"username":"finder","secret":"{SECRET}"}}}}}}"#
+            ),
+            ..DataplaneOptions::default()
+        },
+    );
+    let ls = |cred: &str| {
+        let out = run_with_timeout(
+            Command::new("iscsi-ls").arg(format!("iscsi://{cred}{}", dp.portal)),
+            Duration::from_secs(30),
+        );
+        (out.status.success(), text(&out))
+    };
+    let (ok, t) = ls(&format!("finder%{SECRET}@"));
+    assert!(
+        ok && t.contains(&dp.iqn),
+        "discovery with CHAP failed:\n{t}"
+    );
+    for cred in ["", "finder%not-the-secret-1@"] {
+        let (ok, t) = ls(cred);
+        assert!(
+            !ok && !t.contains(&dp.iqn),
+            "discovery {cred:?} listed targets:\n{t}"
+        );
+    }
+    // The target itself needs no CHAP: normal sessions follow the target's own rules.
+    let (ok, t) = inq(&dp, GOOD, "", None);
+    assert!(ok, "normal login refused:\n{t}");
+}
+
+/// The target of [`credentials_rotate_without_dropping_logged_in_sessions`], with `secret`.
+fn rest_config(image: &std::path::Path, secret: &str) -> String {
+    format!(
+        r#"{{"storages":[{{"deviceID":1,"path":"{}","online":true}}],
+"iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],
+"iscsitargets":{{"iqn.2026-11.org.example.systest:rotate":{{"tpgts":{{"1":[0]}},"luns":{{"1":1}},
+"auth":{{"chap":{{"username":"{USER}","secret":"{secret}"}}}}}}}}}}"#,
+        image.display()
+    )
+}
+
+#[test]
+fn credentials_rotate_without_dropping_logged_in_sessions() {
+    use support::{http, start_controlplane, start_socket_dataplane, wait_in_sync, TempDir};
+    use tgt_system_tests::load::{verified_load, LoadOptions};
+    const NEW: &str = "rotated-secret-0002";
+    const IQN: &str = "iqn.2026-11.org.example.systest:rotate";
+    let dir = TempDir::new("chap-rotate");
+    let image = dir.path().join("disk.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("image");
+    let mut dp = start_socket_dataplane(dir.path(), 0);
+    let (_cp, api) = start_controlplane(dir.path());
+    let put = |secret: &str| {
+        let r = http(
+            api,
+            "PUT",
+            "/api/v1/config",
+            Some(&rest_config(&image, secret)),
+        );
+        assert!(r.status / 100 == 2, "PUT config: {} {}", r.status, r.body);
+    };
+    put(SECRET);
+    let portal = wait_in_sync(api, &mut dp);
+    let login = |secret: &str| {
+        Session::login(
+            portal,
+            &SessionOptions {
+                target_name: Some(IQN.into()),
+                chap: Some(ChapOptions::new(USER, secret)),
+                ..SessionOptions::default()
+            },
+        )
+    };
+    // A verified load logged in with the old secret runs through the rotation.
+    let load = std::thread::spawn(move || {
+        verified_load(
+            portal,
+            IQN,
+            1,
+            LoadOptions {
+                sessions: 2,
+                duration: Duration::from_secs(6),
+                region_blocks: Some(4096),
+                session: SessionOptions {
+                    chap: Some(ChapOptions::new(USER, SECRET)),
+                    ..SessionOptions::default()
+                },
+                ..LoadOptions::default()
+            },
+        )
+    });
+    // Rotate once the load's sessions are in (the probe and two workers).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while http(api, "GET", "/api/v1/sessions", None)
+        .json()
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "load never logged in");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    put(NEW);
+    wait_in_sync(api, &mut dp);
+    let e = login(SECRET).err().expect("the old secret still logs in");
+    assert!(is_auth_failure(&e), "old secret: want 0201, got {e}");
+    login(NEW)
+        .expect("the new secret is refused")
+        .logout()
+        .expect("logout");
+    let report = load
+        .join()
+        .expect("load thread")
+        .expect("load could not start");
+    assert!(
+        report.passed(),
+        "the load across the rotation lost data or sessions: {report:?}"
+    );
+    let log = dp.log_text();
+    assert!(!log.contains(SECRET) && !log.contains(NEW), "{log}");
+}
