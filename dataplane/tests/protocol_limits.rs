@@ -491,3 +491,25 @@ fn writes_keep_their_pace_while_another_session_holds_the_whole_pool() {
         "{n} writes in 2 s: every write waited for the pool"
     );
 }
+
+/// RFC 7143 §11.13.5: a login naming a TSIH that no session has is answered 0x020A
+/// (session does not exist), not turned into a new session.
+#[test]
+fn a_login_naming_an_unknown_tsih_is_refused_with_session_does_not_exist() {
+    let t = start("tsih");
+    let mut c = Client::connect(&t);
+    let pairs = [
+        ("InitiatorName", INITIATOR),
+        ("TargetName", IQN),
+        ("SessionType", "Normal"),
+    ];
+    let mut h = Out::new(op::LOGIN | 0x40, 0x80 | (1 << 2) | 3);
+    h.0[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, 7]);
+    h.0[14..16].copy_from_slice(&0x4242u16.to_be_bytes());
+    h.itt(1).u32(24, c.cmd_sn);
+    c.send(&mut h, &text(&pairs));
+    let (b, _) = c.recv().expect("login response");
+    assert_eq!(b.opcode(), op::LOGIN_RESP);
+    assert_eq!((b.0[36], b.0[37]), (0x02, 0x0a), "want 020A");
+    assert!(c.closed(), "the connection must close after a failed login");
+}
