@@ -12,11 +12,14 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use support::{http, start_controlplane, start_socket_dataplane, wait_in_sync, Daemon, TempDir};
-use tgt_system_tests::initiator::{scsi, Error, Sense, Session, SessionOptions};
+use support::{
+    check_condition, http, login, poll_until, start_controlplane, start_socket_dataplane,
+    wait_in_sync, Daemon, TempDir,
+};
+use tgt_system_tests::initiator::{Error, Sense, Session};
 
 const IQN: &str = "iqn.2026-12.org.example.systest:online";
 const DEVICE_ID: u64 = 71;
@@ -92,28 +95,6 @@ fn start(
     (dp, cp, api, bound)
 }
 
-fn login(portal: SocketAddr) -> Session {
-    Session::login(
-        portal,
-        &SessionOptions {
-            target_name: Some(IQN.to_string()),
-            ..SessionOptions::default()
-        },
-    )
-    .expect("login")
-}
-
-/// The sense of a command that must end in CHECK CONDITION.
-fn check_condition<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) -> Sense {
-    match r {
-        Err(Error::Scsi {
-            status: scsi::STATUS_CHECK_CONDITION,
-            sense: Some(sense),
-        }) => sense,
-        other => panic!("{what}: expected CHECK CONDITION, got {other:?}"),
-    }
-}
-
 fn blocks(s: &Session, what: &str) -> u64 {
     let c = s
         .read_capacity16(0)
@@ -127,8 +108,8 @@ fn a_storage_grown_through_rest_is_seen_at_once_after_capacity_data_has_changed(
     let dir = TempDir::new("online-resize");
     let (small, big) = (64u64 << 20, 96u64 << 20);
     let (mut dp, _cp, api, portals) = start(dir.path(), small, &[0]);
-    let a = login(portals[0]);
-    let b = login(portals[0]);
+    let a = login(portals[0], IQN);
+    let b = login(portals[0], IQN);
     assert_eq!(blocks(&a, "of a before the grow"), small / 512);
     assert_eq!(blocks(&b, "of b before the grow"), small / 512);
     let first: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
@@ -159,7 +140,7 @@ fn a_storage_grown_through_rest_is_seen_at_once_after_capacity_data_has_changed(
         assert_eq!(blocks(s, &format!("of {name} after the grow")), big / 512);
     }
     // A session that logs in afterwards has nothing to be told.
-    let c = login(portals[0]);
+    let c = login(portals[0], IQN);
     c.test_unit_ready(0)
         .expect("a new session meets no unit attention");
     assert_eq!(blocks(&c, "of a new session"), big / 512);
@@ -196,22 +177,18 @@ fn a_storage_grown_through_rest_is_seen_at_once_after_capacity_data_has_changed(
 
 /// Waits until `s` has failed because its connection ended; panics after ten seconds.
 fn wait_closed(s: &Session, what: &str) -> Error {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(e) = s.failure() {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "{what}: still open after 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        s.failure()
+    })
+    .unwrap_or_else(|| panic!("{what}: still open after 10 s"))
 }
 
 #[test]
 fn removing_a_portal_closes_its_connections_and_spares_the_other_portal() {
     let dir = TempDir::new("online-portal");
     let (mut dp, _cp, api, portals) = start(dir.path(), 16 << 20, &[0, 1]);
-    let kept = login(portals[0]);
-    let removed = login(portals[1]);
+    let kept = login(portals[0], IQN);
+    let removed = login(portals[1], IQN);
     kept.test_unit_ready(0).expect("TUR through portal 0");
     removed.test_unit_ready(0).expect("TUR through portal 1");
 
@@ -243,20 +220,18 @@ fn removing_a_portal_closes_its_connections_and_spares_the_other_portal() {
     kept.test_unit_ready(0)
         .expect("TUR through the kept portal");
     assert!(kept.failure().is_none());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let sessions =
-            http(api, "GET", "/api/v1/status", None).json()["dataplane"]["sessionCount"].as_u64();
-        if sessions == Some(1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the closed session is still counted: {sessions:?}; data plane log:\n{}",
+    let sessions =
+        || http(api, "GET", "/api/v1/status", None).json()["dataplane"]["sessionCount"].as_u64();
+    poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        (sessions() == Some(1)).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the closed session is still counted: {:?}; data plane log:\n{}",
+            sessions(),
             dp.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    });
     assert!(
         dp.log_text()
             .contains("portal removed: its connections closed"),
