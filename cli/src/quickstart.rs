@@ -365,6 +365,7 @@ fn configure(c: &Client, image: &Path, portal: &str) -> Result<()> {
         &Target {
             tpgts: [("1".to_string(), vec![DEMO_PORTAL_ID])].into(),
             luns: [(DEMO_LUN.to_string(), DEMO_DEVICE_ID)].into(),
+            ..Target::default()
         },
         (Method::PUT, &target),
     )

@@ -208,6 +208,7 @@ pub fn target(c: &Client, out: Format, cmd: TargetCmd) -> Result<()> {
             let body = Target {
                 tpgts,
                 luns: lunmap,
+                ..Target::default()
             };
             let v: Target = c
                 .call(

@@ -69,3 +69,43 @@ const _: () = assert!(RECV_DATA_SEGMENT_BYTES <= BURST_LEN_BYTES_MAX);
 const _: () = assert!(BURST_LEN_BYTES_MAX <= TRANSFER_BYTES_MAX);
 const _: () = assert!(RECV_DATA_SEGMENT_BYTES >= 512 && RECV_DATA_SEGMENT_BYTES < (1 << 24));
 const _: () = assert!(CMD_WINDOW >= 1 && CMD_WINDOW < (1 << 30));
+
+/// Bytes of the CHAP challenge we send. RFC 7143 §12.1.3 asks for at least 16 so that a
+/// recorded response is useless; 32 matches the longest digest we offer (SHA-256,
+/// SHA3-256), so the challenge carries as much entropy as the response can hold.
+pub const CHAP_CHALLENGE_BYTES: usize = 32;
+
+/// Fewest bytes we accept in an initiator's mutual-CHAP challenge: the same floor of 16 that
+/// RFC 7143 §12.1.3 sets for ours, so a short challenge cannot make our answer guessable.
+pub const CHAP_CHALLENGE_PEER_BYTES_MIN: usize = 16;
+
+/// Most bytes in an initiator's CHAP challenge: RFC 7143 §12.1.3 caps binary challenges at
+/// 1024 bytes.
+pub const CHAP_CHALLENGE_PEER_BYTES_MAX: usize = 1024;
+
+/// Longest CHAP_N we compare: the iSCSI text value limit of 255 bytes (RFC 7143 §6.1).
+pub const CHAP_NAME_BYTES_MAX: usize = 255;
+
+/// Entries of a CHAP_A list we look at; open-iscsi offers four, so more is noise.
+pub const CHAP_ALGORITHMS_OFFERED_MAX: usize = 16;
+
+/// Failed logins (authentication 0201 or authorization 0202) from one source address within
+/// [`LOGIN_FAILURE_WINDOW`] that lock the source out for [`LOGIN_LOCKOUT`]. Ten lets an
+/// operator mistype a secret a few times while an online guesser gets about ten guesses a
+/// minute.
+pub const LOGIN_FAILURES_PER_SOURCE_MAX: u32 = 10;
+
+/// The window in which [`LOGIN_FAILURES_PER_SOURCE_MAX`] failures lock a source out.
+pub const LOGIN_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a locked-out source's logins are refused (0301, service unavailable).
+pub const LOGIN_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Source addresses whose failures are tracked at once; beyond it the least recently seen
+/// source without a lockout is forgotten (a few hundred KiB at most).
+pub const LOGIN_THROTTLE_SOURCES_MAX: usize = 4096;
+
+const _: () = assert!(LOGIN_FAILURES_PER_SOURCE_MAX >= 3);
+const _: () = assert!(CHAP_CHALLENGE_BYTES >= 16);
+const _: () = assert!(CHAP_CHALLENGE_PEER_BYTES_MIN >= 16);
+const _: () = assert!(CHAP_CHALLENGE_PEER_BYTES_MAX * 2 + 2 <= TEXT_BYTES_MAX);

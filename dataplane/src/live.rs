@@ -8,11 +8,13 @@
 //! changes configuration" is a property of the types, not a convention.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::login::throttle::Throttle;
+use crate::login::ChapPolicy;
 use crate::lu;
 use crate::metrics::Counters;
 use crate::numa::{NodeRuntimes, NumaPools};
@@ -28,11 +30,83 @@ pub struct TargetEntry {
     pub tpgs: BTreeMap<u16, Vec<u16>>,
 }
 
+/// Who may log in to one target: its initiator ACL and the CHAP credentials it requires.
+/// Kept apart from [`TargetEntry`] so that changing credentials never rebuilds the SCSI side.
+#[derive(Debug, Default)]
+pub struct TargetAccess {
+    /// Initiator names allowed (lowercase); `None` allows every initiator.
+    pub initiators: Option<Vec<String>>,
+    /// Source networks allowed; `None` allows every address.
+    pub networks: Option<Vec<tgt_proto::Cidr>>,
+    /// CHAP credentials logins must present; `None` means no authentication.
+    pub chap: Option<Arc<ChapPolicy>>,
+}
+
+impl TargetAccess {
+    /// Whether `initiator`, connecting from `source`, passes the ACL. iSCSI names compare
+    /// case-insensitively (RFC 7143 §4.2.7.2).
+    pub fn allows(&self, initiator: &str, source: IpAddr) -> bool {
+        let name_ok = self.initiators.as_ref().is_none_or(|names| {
+            let lower = initiator.to_ascii_lowercase();
+            names.contains(&lower)
+        });
+        let net_ok = self
+            .networks
+            .as_ref()
+            .is_none_or(|nets| nets.iter().any(|c| c.contains(source)));
+        name_ok && net_ok
+    }
+
+    /// Whether neither an ACL nor CHAP protects the target: any host that reaches a portal
+    /// may log in.
+    pub fn is_open(&self) -> bool {
+        self.initiators.is_none() && self.networks.is_none() && self.chap.is_none()
+    }
+}
+
+impl TargetAccess {
+    /// The live form of a validated target's access rules.
+    pub fn from_valid(a: &tgt_proto::ValidAccess) -> Self {
+        Self {
+            initiators: a.initiators().map(<[String]>::to_vec),
+            networks: a.networks().map(<[tgt_proto::Cidr]>::to_vec),
+            chap: a.chap().map(|c| Arc::new(chap_policy(c))),
+        }
+    }
+}
+
+/// The login state machine's form of validated CHAP credentials.
+pub fn chap_policy(c: &tgt_proto::ValidChap) -> ChapPolicy {
+    use crate::login::ChapAlgorithm;
+    use tgt_proto::ChapAlgorithmName as N;
+    ChapPolicy {
+        username: c.username().to_string(),
+        secret: c.secret().as_bytes().to_vec(),
+        mutual: c
+            .mutual()
+            .map(|(n, s)| (n.to_string(), s.as_bytes().to_vec())),
+        algorithms: c
+            .algorithms()
+            .iter()
+            .map(|a| match a {
+                N::Md5 => ChapAlgorithm::Md5,
+                N::Sha1 => ChapAlgorithm::Sha1,
+                N::Sha256 => ChapAlgorithm::Sha256,
+                N::Sha3_256 => ChapAlgorithm::Sha3_256,
+            })
+            .collect(),
+    }
+}
+
 /// Everything a connection needs to know about the configuration, at one generation.
 #[derive(Default)]
 pub struct Snapshot {
     /// Targets by name.
     pub targets: BTreeMap<String, Arc<TargetEntry>>,
+    /// Access rules by target name; a target missing here is open.
+    pub access: BTreeMap<String, TargetAccess>,
+    /// CHAP credentials discovery sessions must present; `None` means none.
+    pub discovery_chap: Option<Arc<ChapPolicy>>,
     /// Generation of the configuration this snapshot was built from.
     pub generation: u64,
 }
@@ -65,6 +139,8 @@ pub struct Shared {
     connections: Arc<AtomicUsize>,
     /// Data-plane-wide counters.
     counters: Counters,
+    /// Failed logins per source address and the lockouts they caused.
+    login_throttle: Mutex<Throttle>,
     /// The data buffer pools, one per NUMA node (one unbound pool with NUMA off), built
     /// from the first config applied and kept for the process's life: their memory is
     /// mapped, bound and touched once, and logical units hold handles into them.
@@ -235,6 +311,7 @@ impl Shared {
             bound: Mutex::default(),
             connections: Arc::default(),
             counters: Counters::default(),
+            login_throttle: Mutex::new(Throttle::default()),
             pools: OnceLock::new(),
             portal_gauges: Mutex::default(),
             settings,
@@ -261,6 +338,15 @@ impl Shared {
     /// The live sessions.
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
+    }
+
+    /// Failed-login counts and lockouts by source address; locked briefly, once per login.
+    pub fn login_throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // A panic while holding the lock cannot leave the table half-updated in a way
+        // that matters (counts only), so a poisoned lock is used as is.
+        self.login_throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Data-plane-wide counters.

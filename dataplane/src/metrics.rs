@@ -128,8 +128,16 @@ impl<T> Sharded<T> {
 pub struct Counters {
     /// Logins that reached full feature phase.
     pub logins_total: AtomicU64,
-    /// Logins refused or failed.
+    /// Logins refused or failed, for any reason.
     pub login_failures_total: AtomicU64,
+    /// Of those, CHAP failures (0201).
+    pub login_authentication_failures_total: AtomicU64,
+    /// Of those, initiators the target's ACL refused (0202).
+    pub login_authorization_failures_total: AtomicU64,
+    /// Logins refused because their source was locked out after too many failures.
+    pub login_throttled_total: AtomicU64,
+    /// Times a source was locked out.
+    pub login_lockouts_total: AtomicU64,
     /// Header or data digest mismatches.
     pub digest_errors_total: AtomicU64,
 }

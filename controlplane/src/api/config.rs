@@ -31,7 +31,9 @@ pub struct PutQuery {
 #[utoipa::path(get, path = "/api/v1/config", tag = "config",
     responses((status = 200, description = "The desired config; ETag is its generation", body = Config)))]
 pub async fn get(State(st): State<AppState>) -> Response {
-    let d = st.service.desired().await;
+    let mut d = st.service.desired().await;
+    // CHAP secrets are write-only: a GET never returns them.
+    d.config.redact_secrets();
     with_etag(StatusCode::OK, &d.config, &etag(d.generation))
 }
 
@@ -64,9 +66,11 @@ pub async fn put(
         })
         .await?;
     let generation = d.generation;
+    let mut shown = d.config;
+    shown.redact_secrets();
     Ok(with_etag(
         StatusCode::OK,
-        &PutConfigReply::Applied(d.config),
+        &PutConfigReply::Applied(shown),
         &etag(generation),
     ))
 }

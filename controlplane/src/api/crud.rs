@@ -44,6 +44,9 @@ pub trait Slot: Display + Send + Sync {
         None
     }
 
+    /// Removes what clients may write but never read (CHAP secrets) from an answer.
+    fn redact(_item: &mut Self::Item) {}
+
     /// The 404 for this resource.
     fn not_found(&self) -> ApiError {
         ApiError::NotFound(format!("no {self}"))
@@ -66,10 +69,19 @@ pub enum Write {
     Upsert,
 }
 
+/// The ETag of a resource as clients see it (secrets removed), so that a hash of a secret
+/// is never exposed and the ETag a GET gave matches `If-Match` later.
+fn shown_etag<S: Slot>(item: &S::Item) -> String {
+    let mut shown = item.clone();
+    S::redact(&mut shown);
+    etag_of(&shown)
+}
+
 /// `GET` of one resource.
 pub async fn get<S: Slot>(st: &AppState, at: S) -> Result<Response, ApiError> {
     let d = st.service.desired().await;
-    let item = at.read(&d.config)?.ok_or_else(|| at.not_found())?;
+    let mut item = at.read(&d.config)?.ok_or_else(|| at.not_found())?;
+    S::redact(&mut item);
     Ok(resource(StatusCode::OK, &item))
 }
 
@@ -98,7 +110,7 @@ pub async fn put<S: Slot>(
             }
             // A POST creates; If-Match names a version of something that exists.
             if !matches!(mode, Write::Create { .. }) {
-                check_if_match(headers, existing.as_ref().map(etag_of).as_deref())?;
+                check_if_match(headers, existing.as_ref().map(shown_etag::<S>).as_deref())?;
             }
             at.write(c, item.clone())
         })
@@ -108,7 +120,9 @@ pub async fn put<S: Slot>(
     } else {
         StatusCode::OK
     };
-    let mut resp = resource(status, &item);
+    let mut shown = item;
+    S::redact(&mut shown);
+    let mut resp = resource(status, &shown);
     if let Write::Create { location } = &mode {
         if let Ok(v) = HeaderValue::from_str(location) {
             resp.headers_mut().insert(header::LOCATION, v);
@@ -127,7 +141,7 @@ pub async fn delete<S: Slot>(
     st.service
         .update(|c, _| {
             let existing = at.read(c)?.ok_or_else(|| at.not_found())?;
-            check_if_match(headers, Some(&etag_of(&existing)))?;
+            check_if_match(headers, Some(&shown_etag::<S>(&existing)))?;
             if let Some(user) = at.in_use(c) {
                 return Err(ApiError::Conflict(user));
             }
@@ -270,6 +284,10 @@ impl Slot for TargetAt<'_> {
 
     fn read(&self, c: &Config) -> Result<Option<Target>, ApiError> {
         Ok(c.iscsi_targets.get(self.0).cloned())
+    }
+
+    fn redact(item: &mut Target) {
+        item.redact_secrets();
     }
 
     fn write(&self, c: &mut Config, item: Target) -> Result<bool, ApiError> {

@@ -3,6 +3,8 @@
 //! the data plane's hot path only bumps its own counters. Labels are bounded: per target
 //! and LUN, per portal; never per initiator or per command.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +12,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use tgt_proto::socket::{LatencyHistogram, Stats};
+use tgt_proto::Target;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -18,9 +21,14 @@ use crate::error::ApiError;
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn get(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let desired = st.service.desired().await.generation;
+    let desired = st.service.desired().await;
     let live = st.service.live_stats().await;
-    let text = render(desired, live.as_ref()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let text = render(
+        desired.generation,
+        &desired.config.iscsi_targets,
+        live.as_ref(),
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut resp = (StatusCode::OK, text).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -284,10 +292,11 @@ fn lun_io_metrics(r: &Registry, stats: &Stats) -> prometheus::Result<()> {
     )
 }
 
-/// Renders the metrics from the desired generation and, when the data plane answered,
-/// its status and counters.
+/// Renders the metrics from the desired generation and targets and, when the data plane
+/// answered, its status and counters.
 pub fn render(
     desired_generation: u64,
+    desired_targets: &BTreeMap<String, Target>,
     live: Option<&(tgt_proto::socket::Status, tgt_proto::socket::Stats)>,
 ) -> prometheus::Result<String> {
     let r = Registry::new();
@@ -296,6 +305,15 @@ pub fn render(
         "tgt_controlplane_config_generation",
         "Generation of the desired (persisted) config.",
         desired_generation,
+    )?;
+    gauge_with(
+        &r,
+        "tgt_target_open",
+        "1 for a desired target that any initiator reaching its portals may log in to (no CHAP, no initiator ACL), 0 for a protected one.",
+        &["target"],
+        desired_targets
+            .iter()
+            .map(|(name, t)| (vec![name.clone()], u64::from(t.is_open()))),
     )?;
     gauge(
         &r,
@@ -334,11 +352,36 @@ pub fn render(
             "Successful logins.",
             stats.logins_total,
         )?;
-        counter(
+        let by_reason = [
+            ("authentication", stats.login_authentication_failures_total),
+            ("authorization", stats.login_authorization_failures_total),
+            ("throttled", stats.login_throttled_total),
+        ];
+        let named: u64 = by_reason.iter().map(|(_, n)| n).sum();
+        counter_with(
             &r,
             "tgt_login_failures_total",
-            "Refused or failed logins.",
-            stats.login_failures_total,
+            "Refused or failed logins by reason: authentication (CHAP, 0201), authorization (ACL, 0202), throttled (source locked out, 0301), other.",
+            "reason",
+            by_reason
+                .iter()
+                .map(|(k, n)| ((*k).to_string(), *n))
+                .chain([(
+                    "other".to_string(),
+                    stats.login_failures_total.saturating_sub(named),
+                )]),
+        )?;
+        counter(
+            &r,
+            "tgt_login_lockouts_total",
+            "Times a source address was locked out after too many failed logins.",
+            stats.login_lockouts_total,
+        )?;
+        gauge(
+            &r,
+            "tgt_login_locked_sources",
+            "Source addresses locked out now.",
+            stats.login_locked_sources,
         )?;
         counter(
             &r,
@@ -452,7 +495,12 @@ mod tests {
     fn stats() -> Stats {
         Stats {
             logins_total: 1,
-            login_failures_total: 0,
+            login_failures_total: 7,
+            login_authentication_failures_total: 3,
+            login_authorization_failures_total: 1,
+            login_throttled_total: 2,
+            login_lockouts_total: 1,
+            login_locked_sources: 1,
             digest_errors_total: 0,
             luns: vec![LunStats {
                 target: IQN.into(),
@@ -525,7 +573,7 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative_in_seconds_with_inf_equal_to_count() {
-        let text = render(1, Some(&(status(), stats()))).unwrap();
+        let text = render(1, &BTreeMap::new(), Some(&(status(), stats()))).unwrap();
         let name = "tgt_lun_io_duration_seconds";
         assert!(text.contains(&format!("# TYPE {name} histogram")), "{text}");
         let labels = format!("lun=\"3\",op=\"read\",target=\"{IQN}\"");
@@ -570,7 +618,7 @@ mod tests {
 
     #[test]
     fn renders_gauges_and_counters_of_luns_rings_portals_and_pools() {
-        let text = render(1, Some(&(status(), stats()))).unwrap();
+        let text = render(1, &BTreeMap::new(), Some(&(status(), stats()))).unwrap();
         for (prefix, want) in [
             ("tgt_lun_commands_in_flight{lun=\"3\"", 2.0),
             ("tgt_lun_commands_total{lun=\"3\"", 15.0),
@@ -598,12 +646,47 @@ mod tests {
     }
 
     #[test]
+    fn login_failures_by_reason_add_up_and_open_targets_are_flagged() {
+        let open = Target::default();
+        let protected = Target {
+            acl: Some(tgt_proto::Acl {
+                initiators: Some(vec!["iqn.2026-01.org.example:host".into()]),
+                networks: None,
+            }),
+            ..Target::default()
+        };
+        let targets = BTreeMap::from([
+            ("iqn.2026-01.org.example:open".to_string(), open),
+            ("iqn.2026-01.org.example:acl".to_string(), protected),
+        ]);
+        let text = render(1, &targets, Some(&(status(), stats()))).unwrap();
+        for (prefix, want) in [
+            ("tgt_login_failures_total{reason=\"authentication\"}", 3.0),
+            ("tgt_login_failures_total{reason=\"authorization\"}", 1.0),
+            ("tgt_login_failures_total{reason=\"throttled\"}", 2.0),
+            ("tgt_login_failures_total{reason=\"other\"}", 1.0),
+            ("tgt_login_lockouts_total ", 1.0),
+            ("tgt_login_locked_sources ", 1.0),
+            (
+                "tgt_target_open{target=\"iqn.2026-01.org.example:open\"}",
+                1.0,
+            ),
+            (
+                "tgt_target_open{target=\"iqn.2026-01.org.example:acl\"}",
+                0.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, prefix), Some(want), "{prefix}\n{text}");
+        }
+    }
+
+    #[test]
     fn a_data_plane_without_luns_or_pools_renders_no_empty_families() {
         let mut st = stats();
         st.luns.clear();
         st.numa_pools.clear();
         st.portals.clear();
-        let text = render(1, Some(&(status(), st))).unwrap();
+        let text = render(1, &BTreeMap::new(), Some(&(status(), st))).unwrap();
         assert!(!text.contains("tgt_lun_io_duration_seconds"), "{text}");
         assert!(!text.contains("tgt_numa_pool"), "{text}");
         assert!(text.contains("tgt_uring_submissions_total 20"), "{text}");

@@ -18,10 +18,10 @@ use crate::error::ApiError;
 #[utoipa::path(get, path = "/api/v1/targets", tag = "targets",
     responses((status = 200, body = std::collections::BTreeMap<String, Target>)))]
 pub async fn list(State(st): State<AppState>) -> Response {
-    resource(
-        StatusCode::OK,
-        &st.service.desired().await.config.iscsi_targets,
-    )
+    let mut targets = st.service.desired().await.config.iscsi_targets;
+    // CHAP secrets are write-only.
+    targets.values_mut().for_each(Target::redact_secrets);
+    resource(StatusCode::OK, &targets)
 }
 
 /// One target.

@@ -318,6 +318,11 @@ fn metrics_follow_the_naming_rules() {
     let stats = Stats {
         logins_total: 3,
         login_failures_total: 0,
+        login_authentication_failures_total: 0,
+        login_authorization_failures_total: 0,
+        login_throttled_total: 0,
+        login_lockouts_total: 0,
+        login_locked_sources: 0,
         digest_errors_total: 0,
         luns: vec![LunStats {
             target: IQN.into(),
@@ -349,7 +354,12 @@ fn metrics_follow_the_naming_rules() {
         portals: vec![],
         numa_pools: vec![],
     };
-    let text = super::metrics::render(2, Some(&(status, stats))).unwrap();
+    let text = super::metrics::render(
+        2,
+        &std::collections::BTreeMap::new(),
+        Some(&(status, stats)),
+    )
+    .unwrap();
     assert!(text.contains("tgt_login_logins_total 3"), "{text}");
     assert!(
         text.contains("tgt_lun_read_bytes_total{lun=\"0\""),

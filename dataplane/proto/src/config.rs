@@ -74,6 +74,143 @@ pub struct Config {
     /// Process-wide performance settings and defaults for the storages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performance: Option<Performance>,
+    /// Settings of discovery sessions (SendTargets); absent: discovery needs no login
+    /// credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Box<Discovery>>,
+}
+
+/// Settings of discovery sessions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Authentication discovery sessions must pass; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+}
+
+/// How logins authenticate (RFC 7143 §12).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// CHAP credentials (RFC 7143 §12.1.3); absent: no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chap: Option<Chap>,
+}
+
+/// A CHAP digest algorithm, by its configuration name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ChapAlgorithmName {
+    /// MD5, CHAP_A=5.
+    #[serde(rename = "md5")]
+    Md5,
+    /// SHA-1, CHAP_A=6.
+    #[serde(rename = "sha1")]
+    Sha1,
+    /// SHA-256, CHAP_A=7.
+    #[serde(rename = "sha256")]
+    Sha256,
+    /// SHA3-256, CHAP_A=8.
+    #[serde(rename = "sha3-256")]
+    Sha3_256,
+}
+
+/// CHAP credentials. The secrets are write-only: the REST API never returns them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Chap {
+    /// The name the initiator sends as CHAP_N (1..=255 bytes).
+    pub username: String,
+    /// The secret the initiator proves it knows (1..=255 bytes; under 12 is warned about).
+    /// Required when writing; never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(write_only))]
+    pub secret: Option<String>,
+    /// For mutual CHAP: the name the target answers with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_username: Option<String>,
+    /// For mutual CHAP: the target's secret (same bounds as `secret`, and different from
+    /// it). Never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(write_only))]
+    pub mutual_secret: Option<String>,
+    /// Algorithms accepted, strongest chosen; absent: all four. Leave out `md5` to refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<ChapAlgorithmName>>,
+}
+
+impl std::fmt::Debug for Chap {
+    /// Written by hand so that no `{:?}` can print a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chap")
+            .field("username", &self.username)
+            .field("mutual_username", &self.mutual_username)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chap {
+    /// Removes both secrets, for anything shown outside (REST answers, logs).
+    pub fn redact(&mut self) {
+        self.secret = None;
+        self.mutual_secret = None;
+    }
+}
+
+/// Which initiators may log in to a target; each present list must match.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    /// Initiator names (iqn., eui. or naa. form) allowed; absent: any name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiators: Option<Vec<String>>,
+    /// Source networks in CIDR form (`192.0.2.0/24`, `2001:db8::/32`) allowed; absent:
+    /// any address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Removes every CHAP secret, for REST answers: secrets are write-only.
+    pub fn redact_secrets(&mut self) {
+        if let Some(c) = self
+            .discovery
+            .as_mut()
+            .and_then(|d| d.auth.as_mut())
+            .and_then(|a| a.chap.as_mut())
+        {
+            c.redact();
+        }
+        for t in self.iscsi_targets.values_mut() {
+            t.redact_secrets();
+        }
+    }
+}
+
+impl Target {
+    /// Whether any initiator that reaches a portal may log in: no CHAP and no initiator
+    /// ACL (neither names nor networks). Shown in status and metrics so that an open
+    /// target is never silent.
+    pub fn is_open(&self) -> bool {
+        self.auth.as_ref().and_then(|a| a.chap.as_ref()).is_none()
+            && self
+                .acl
+                .as_ref()
+                .is_none_or(|a| a.initiators.is_none() && a.networks.is_none())
+    }
+
+    /// Removes the target's CHAP secrets, for REST answers: secrets are write-only.
+    pub fn redact_secrets(&mut self) {
+        if let Some(c) = self.auth.as_mut().and_then(|a| a.chap.as_mut()) {
+            c.redact();
+        }
+    }
 }
 
 /// How a storage's I/O is performed.
@@ -200,6 +337,12 @@ pub struct Target {
     /// `deviceID` of the storage behind it. Several LUNs may share one storage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub luns: BTreeMap<String, u64>,
+    /// Authentication logins to this target must pass; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Initiators allowed to log in (and to see the target in SendTargets); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
 }
 
 /// Process-wide performance settings; each one is optional.

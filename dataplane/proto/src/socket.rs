@@ -307,8 +307,24 @@ pub struct LunStatus {
 pub struct Stats {
     /// Successful logins.
     pub logins_total: u64,
-    /// Refused or failed logins.
+    /// Refused or failed logins, for any reason.
     pub login_failures_total: u64,
+    /// Of those, CHAP failures (status 0201).
+    #[serde(default)]
+    pub login_authentication_failures_total: u64,
+    /// Of those, initiators refused by a target's ACL (status 0202).
+    #[serde(default)]
+    pub login_authorization_failures_total: u64,
+    /// Of those, logins refused (status 0301) because their source address was locked out
+    /// after too many failed logins.
+    #[serde(default)]
+    pub login_throttled_total: u64,
+    /// Times a source address was locked out.
+    #[serde(default)]
+    pub login_lockouts_total: u64,
+    /// Source addresses locked out now.
+    #[serde(default)]
+    pub login_locked_sources: u64,
     /// Header or data digest mismatches.
     pub digest_errors_total: u64,
     /// Per logical unit I/O counters, ascending by target and LUN.
@@ -643,6 +659,11 @@ mod tests {
             Response::Stats(Stats {
                 logins_total: 1,
                 login_failures_total: 0,
+                login_authentication_failures_total: 0,
+                login_authorization_failures_total: 0,
+                login_throttled_total: 0,
+                login_lockouts_total: 0,
+                login_locked_sources: 0,
                 digest_errors_total: 0,
                 luns: vec![LunStats {
                     target: "iqn.2024-01.com.example:t".into(),

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cidr::Cidr;
 use crate::config::{
     BackendType, Config, Performance, Portal, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
     IO_URING_QUEUE_DEPTH_DEFAULT, IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT, LUN_MAX,
     NUMA_BUFFER_POOL_SIZE_DEFAULT, NUMA_BUFFER_POOL_SIZE_MAX, NUMA_BUFFER_SIZE_BYTES_DEFAULT,
     NUMA_BUFFER_SIZE_BYTES_MAX, NUMA_BUFFER_SIZE_BYTES_MIN, NUMA_NODE_MAX, WORKER_THREADS_MAX,
 };
+use crate::config::{Chap, ChapAlgorithmName};
 use crate::cpu_list::CpuList;
 use crate::name::check_iscsi_name;
 
@@ -72,6 +74,200 @@ pub struct ValidConfig {
     portals: BTreeMap<u16, ValidPortal>,
     targets: BTreeMap<String, ValidTarget>,
     performance: ValidPerformance,
+    discovery_chap: Option<ValidChap>,
+}
+
+/// Longest CHAP secret or name we accept, in bytes: the iSCSI text value limit (RFC 7143
+/// §6.1), so any secret configured here can be used by a standard initiator.
+pub const CHAP_SECRET_BYTES_MAX: usize = 255;
+
+/// Shortest CHAP secret that draws no warning: RFC 7143 §12.1.3 (and RFC 3723) recommend
+/// at least 96 bits of secret for CHAP.
+pub const CHAP_SECRET_BYTES_RECOMMENDED_MIN: usize = 12;
+
+/// Validated CHAP credentials. `Debug` never prints the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ValidChap {
+    username: String,
+    secret: String,
+    mutual: Option<(String, String)>,
+    algorithms: Vec<ChapAlgorithmName>,
+}
+
+impl std::fmt::Debug for ValidChap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidChap")
+            .field("username", &self.username)
+            .field("mutual", &self.mutual.as_ref().map(|(n, _)| n))
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValidChap {
+    /// The name the initiator must send.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+    /// The initiator's secret.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+    /// Mutual CHAP: the name and secret the target answers with.
+    pub fn mutual(&self) -> Option<(&str, &str)> {
+        self.mutual.as_ref().map(|(n, s)| (n.as_str(), s.as_str()))
+    }
+    /// Algorithms accepted (never empty).
+    pub fn algorithms(&self) -> &[ChapAlgorithmName] {
+        &self.algorithms
+    }
+    /// Whether a secret is shorter than [`CHAP_SECRET_BYTES_RECOMMENDED_MIN`]: allowed,
+    /// but the data plane warns.
+    pub fn has_short_secret(&self) -> bool {
+        self.secret.len() < CHAP_SECRET_BYTES_RECOMMENDED_MIN
+            || self
+                .mutual
+                .as_ref()
+                .is_some_and(|(_, s)| s.len() < CHAP_SECRET_BYTES_RECOMMENDED_MIN)
+    }
+}
+
+/// Who may log in to a target: a validated ACL and CHAP credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidAccess {
+    initiators: Option<Vec<String>>,
+    networks: Option<Vec<Cidr>>,
+    chap: Option<ValidChap>,
+}
+
+impl ValidAccess {
+    /// Allowed initiator names, lowercased (iSCSI names compare case-insensitively).
+    pub fn initiators(&self) -> Option<&[String]> {
+        self.initiators.as_deref()
+    }
+    /// Allowed source networks.
+    pub fn networks(&self) -> Option<&[Cidr]> {
+        self.networks.as_deref()
+    }
+    /// CHAP credentials, if required.
+    pub fn chap(&self) -> Option<&ValidChap> {
+        self.chap.as_ref()
+    }
+    /// Whether neither an ACL nor CHAP protects the target.
+    pub fn is_open(&self) -> bool {
+        self.initiators.is_none() && self.networks.is_none() && self.chap.is_none()
+    }
+}
+
+fn validate_chap(p: &mut Problems, at: &str, c: &Chap) -> Option<ValidChap> {
+    let before = p.0.len();
+    let name_ok = |n: &str| !n.is_empty() && n.len() <= CHAP_SECRET_BYTES_MAX && !n.contains('\0');
+    if !name_ok(&c.username) {
+        p.push(
+            format!("{at}.username"),
+            format!("must be 1..={CHAP_SECRET_BYTES_MAX} bytes without NUL"),
+        );
+    }
+    // Messages never quote a secret: they only say what rule it breaks.
+    fn check_secret(p: &mut Problems, at: &str, field: &str, v: Option<&String>) -> Option<String> {
+        match v {
+            None => {
+                p.push(format!("{at}.{field}"), "is required");
+                None
+            }
+            Some(s) if s.is_empty() || s.len() > CHAP_SECRET_BYTES_MAX || s.contains('\0') => {
+                p.push(
+                    format!("{at}.{field}"),
+                    format!("must be 1..={CHAP_SECRET_BYTES_MAX} bytes without NUL"),
+                );
+                None
+            }
+            Some(s) => Some(s.clone()),
+        }
+    }
+    let secret = check_secret(p, at, "secret", c.secret.as_ref());
+    let mutual = match (&c.mutual_username, &c.mutual_secret) {
+        (None, None) => None,
+        (Some(n), s) => {
+            if !name_ok(n) {
+                p.push(
+                    format!("{at}.mutualUsername"),
+                    format!("must be 1..={CHAP_SECRET_BYTES_MAX} bytes without NUL"),
+                );
+            }
+            let s = check_secret(p, at, "mutualSecret", s.as_ref());
+            if s.is_some() && s == secret {
+                // The same secret both ways lets an attacker reflect one side's answer.
+                p.push(format!("{at}.mutualSecret"), "must differ from secret");
+            }
+            s.map(|s| (n.clone(), s))
+        }
+        (None, Some(_)) => {
+            p.push(
+                format!("{at}.mutualUsername"),
+                "is required with mutualSecret",
+            );
+            None
+        }
+    };
+    let mut algorithms = c.algorithms.clone().unwrap_or_else(|| {
+        vec![
+            ChapAlgorithmName::Md5,
+            ChapAlgorithmName::Sha1,
+            ChapAlgorithmName::Sha256,
+            ChapAlgorithmName::Sha3_256,
+        ]
+    });
+    algorithms.sort();
+    algorithms.dedup();
+    if algorithms.is_empty() {
+        p.push(
+            format!("{at}.algorithms"),
+            "must name at least one algorithm",
+        );
+    }
+    (p.0.len() == before).then(|| ValidChap {
+        username: c.username.clone(),
+        secret: secret.unwrap_or_default(),
+        mutual,
+        algorithms,
+    })
+}
+
+fn validate_access(p: &mut Problems, base: &str, t: &Target) -> ValidAccess {
+    let mut access = ValidAccess::default();
+    if let Some(acl) = &t.acl {
+        if let Some(names) = &acl.initiators {
+            let mut out = Vec::with_capacity(names.len());
+            for (i, n) in names.iter().enumerate() {
+                match check_iscsi_name(n) {
+                    Ok(()) => out.push(n.to_ascii_lowercase()),
+                    Err(e) => p.push(
+                        format!("{base}.acl.initiators[{i}]"),
+                        format!("invalid iSCSI name {n:?}: {e}"),
+                    ),
+                }
+            }
+            access.initiators = Some(out);
+        }
+        if let Some(nets) = &acl.networks {
+            let mut out = Vec::with_capacity(nets.len());
+            for (i, n) in nets.iter().enumerate() {
+                match Cidr::parse(n) {
+                    Ok(c) => out.push(c),
+                    Err(e) => p.push(
+                        format!("{base}.acl.networks[{i}]"),
+                        format!("invalid network {n:?}: {e}"),
+                    ),
+                }
+            }
+            access.networks = Some(out);
+        }
+    }
+    if let Some(c) = t.auth.as_ref().and_then(|a| a.chap.as_ref()) {
+        access.chap = validate_chap(p, &format!("{base}.auth.chap"), c);
+    }
+    access
 }
 
 /// A validated storage with every default resolved.
@@ -105,6 +301,7 @@ pub struct ValidTarget {
     name: String,
     luns: BTreeMap<u16, ValidStorage>,
     tpgs: BTreeMap<u16, Vec<u16>>,
+    access: ValidAccess,
 }
 
 /// The `performance` section with every default resolved.
@@ -159,6 +356,11 @@ impl ValidConfig {
     /// The target called `name`, if any.
     pub fn target(&self, name: &str) -> Option<&ValidTarget> {
         self.targets.get(name)
+    }
+
+    /// CHAP credentials discovery sessions must present, if any.
+    pub fn discovery_chap(&self) -> Option<&ValidChap> {
+        self.discovery_chap.as_ref()
     }
 
     /// The resolved `performance` section.
@@ -286,6 +488,11 @@ impl ValidTarget {
     /// exists and appears in at most one group.
     pub fn tpgs(&self) -> impl Iterator<Item = (u16, &[u16])> + '_ {
         self.tpgs.iter().map(|(tag, ids)| (*tag, ids.as_slice()))
+    }
+
+    /// Who may log in: the ACL and CHAP credentials.
+    pub fn access(&self) -> &ValidAccess {
+        &self.access
     }
 
     /// The tag of the portal group containing portal `portal_id`, if any.
@@ -510,6 +717,12 @@ impl Config {
                 targets.insert(name.clone(), t);
             }
         }
+        let discovery_chap = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d.auth.as_ref())
+            .and_then(|a| a.chap.as_ref())
+            .and_then(|c| validate_chap(&mut p, "discovery.auth.chap", c));
         p.0.append(&mut perf_problems.0);
         if p.0.is_empty() {
             Ok(ValidConfig {
@@ -518,6 +731,7 @@ impl Config {
                 portals,
                 targets,
                 performance,
+                discovery_chap,
             })
         } else {
             Err(ValidationError { errors: p.0 })
@@ -863,10 +1077,12 @@ fn validate_target(
         }
         tpgs.insert(tag, members);
     }
+    let access = validate_access(p, &base, target);
     (p.0.len() == errors_before).then(|| ValidTarget {
         name: name.to_owned(),
         luns,
         tpgs,
+        access,
     })
 }
 
@@ -1434,5 +1650,108 @@ mod tests {
     fn keys_with_quotes_are_escaped_in_paths() {
         assert_eq!(quote_key(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(quote_key("a\nb"), r#""a\u{a}b""#);
+    }
+
+    fn access_config(target_extra: &str) -> Config {
+        let doc = format!(
+            r#"{{"iscsitargets": {{"iqn.2026-01.org.example:t": {{"luns": {{}} {target_extra}}}}}}}"#
+        );
+        serde_json::from_str(&doc).unwrap()
+    }
+
+    #[test]
+    fn checks_chap_credentials_and_acls() {
+        const SECRET: &str = "s3cret-value-1";
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                r#", "auth": {"chap": {"username": "u", "secret": "s3cret-value-1"}}"#,
+                None,
+            ),
+            (
+                r#", "auth": {"chap": {"username": "u", "secret": ""}}"#,
+                Some(".auth.chap.secret"),
+            ),
+            (
+                r#", "auth": {"chap": {"username": "u"}}"#,
+                Some(".auth.chap.secret"),
+            ),
+            (
+                r#", "auth": {"chap": {"username": "", "secret": "s3cret-value-1"}}"#,
+                Some(".auth.chap.username"),
+            ),
+            (
+                r#", "auth": {"chap": {"username": "u", "secret": "s3cret-value-1", "mutualUsername": "t", "mutualSecret": "s3cret-value-1"}}"#,
+                Some(".auth.chap.mutualSecret"),
+            ),
+            (
+                r#", "auth": {"chap": {"username": "u", "secret": "s3cret-value-1", "mutualSecret": "other-secret-2"}}"#,
+                Some(".auth.chap.mutualUsername"),
+            ),
+            (
+                r#", "auth": {"chap": {"username": "u", "secret": "s3cret-value-1", "algorithms": []}}"#,
+                Some(".auth.chap.algorithms"),
+            ),
+            (
+                r#", "acl": {"initiators": ["iqn.2026-01.org.example:i"], "networks": ["192.0.2.0/24"]}"#,
+                None,
+            ),
+            (
+                r#", "acl": {"initiators": ["not a name"]}"#,
+                Some(".acl.initiators[0]"),
+            ),
+            (
+                r#", "acl": {"networks": ["10.0.0.1/8"]}"#,
+                Some(".acl.networks[0]"),
+            ),
+        ];
+        let long = format!(
+            r#", "auth": {{"chap": {{"username": "u", "secret": "{}"}}}}"#,
+            "x".repeat(CHAP_SECRET_BYTES_MAX + 1)
+        );
+        let mut all: Vec<(String, Option<&str>)> =
+            cases.iter().map(|(d, w)| (d.to_string(), *w)).collect();
+        all.push((long, Some(".auth.chap.secret")));
+        for (extra, want) in all {
+            match (access_config(&extra).validate(), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(field)) => {
+                    assert!(
+                        e.errors.iter().any(|f| f.path.ends_with(field)),
+                        "{extra}: {e:?}"
+                    );
+                    // Validation messages never quote a secret.
+                    assert!(!format!("{e:?} {e}").contains(SECRET), "{extra}");
+                }
+                (got, _) => panic!("{extra}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_removes_every_secret() {
+        let mut c = access_config(
+            r#", "auth": {"chap": {"username": "u", "secret": "s3cret-value-1", "mutualUsername": "t", "mutualSecret": "other-secret-2"}}"#,
+        );
+        c.discovery = Some(Box::new(crate::Discovery {
+            auth: c.iscsi_targets.values().next().and_then(|t| t.auth.clone()),
+        }));
+        c.redact_secrets();
+        let shown = serde_json::to_string(&c).unwrap();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("other-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains(r#""username":"u""#), "{shown}");
+        assert!(!format!("{c:?}").contains("secret-"));
+    }
+
+    #[test]
+    fn short_secrets_are_flagged_for_a_warning() {
+        let c = access_config(r#", "auth": {"chap": {"username": "u", "secret": "short"}}"#)
+            .validate()
+            .unwrap();
+        let t = c.targets().next().unwrap();
+        assert!(t.access().chap().unwrap().has_short_secret());
+        assert!(!t.access().is_open());
     }
 }

@@ -92,7 +92,8 @@ impl Conn {
     }
 
     /// SendTargets (RFC 7143 Appendix C): `All` lists every target in a discovery session;
-    /// empty names the session's own target; otherwise the named target.
+    /// empty names the session's own target; otherwise the named target. Targets whose
+    /// initiator ACL refuses this initiator are left out.
     fn send_targets(&self, which: &str, out: &mut Vec<u8>) {
         let snap = self.shared.current();
         let in_discovery = self.neg.kind == SessionKind::Discovery;
@@ -102,7 +103,13 @@ impl Conn {
                 "" => !in_discovery && t.name == self.neg.target_name,
                 name => t.name == name,
             };
-            if !wanted {
+            // SendTargets lists only what the asking initiator may log in to (issue 11): an
+            // ACL that refuses it hides the target too.
+            let allowed = snap
+                .access
+                .get(&t.name)
+                .is_none_or(|a| a.allows(&self.neg.initiator_name, self.sock.peer.ip()));
+            if !wanted || !allowed {
                 continue;
             }
             let mut addrs = Vec::new();

@@ -6,24 +6,30 @@
 //! this file owns what needs the connection: the session table (TSIH, reinstatement),
 //! the target the session binds to, and the framing switch after the final response.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::{Conn, End, Outcome, Phase};
 use crate::limits;
 use crate::live::Snapshot;
-use crate::login::{self, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind};
+use crate::login::throttle::Verdict;
+use crate::login::{
+    self, ChapPolicy, ChapRandom, LoginContext, LoginRequest, LoginStep, Negotiated, SessionKind,
+};
 use crate::lu::Nexus;
 use crate::pdu::{request, Framing, RawPdu, Request, SerialNumber};
 use crate::session::window::CmdWindow;
 use crate::task::WriteLimits;
 
 /// What the login state machine may ask about the configuration: the targets of this
-/// connection's portal.
+/// connection's portal and who may log in to them from this connection's source address.
 struct Ctx<'a> {
     snap: &'a Snapshot,
     portal_id: u16,
+    source: IpAddr,
 }
 
 impl LoginContext for Ctx<'_> {
@@ -37,6 +43,45 @@ impl LoginContext for Ctx<'_> {
     fn portal_tpgt(&self) -> u16 {
         1
     }
+    fn initiator_allowed(&self, target: &str, initiator: &str) -> bool {
+        self.snap
+            .access
+            .get(target)
+            .is_none_or(|a| a.allows(initiator, self.source))
+    }
+    fn chap_policy(&self, kind: SessionKind, target: &str) -> Option<Arc<ChapPolicy>> {
+        match kind {
+            SessionKind::Discovery => self.snap.discovery_chap.clone(),
+            SessionKind::Normal => self.snap.access.get(target)?.chap.clone(),
+        }
+    }
+}
+
+/// Draws a fresh CHAP identifier and challenge from the OS CSPRNG (getrandom(2)), one per
+/// login, as RFC 7143 §12.1.3 requires. `None` if the kernel refuses: the login then cannot
+/// use CHAP, which fails closed.
+pub(super) fn chap_random() -> Option<ChapRandom> {
+    let mut buf = [0u8; limits::CHAP_CHALLENGE_BYTES + 1];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a live, writable buffer of `rest.len()` bytes for the whole call;
+        // getrandom writes at most that many bytes into it.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) if n > 0 => filled += n,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => {
+                warn!(error = %std::io::Error::last_os_error(), "getrandom failed; CHAP unavailable");
+                return None;
+            }
+        }
+    }
+    let (identifier, challenge) = buf.split_first()?;
+    Some(ChapRandom {
+        identifier: *identifier,
+        challenge: challenge.try_into().ok()?,
+    })
 }
 
 /// What login agreed, as the status views report it.
@@ -87,12 +132,27 @@ impl Conn {
         if first {
             self.sn.window = CmdWindow::new(l.cmd_sn);
             self.sn.stat_sn = SerialNumber(l.exp_stat_sn);
+            let source = self.sock.peer.ip();
+            let verdict = self.shared.login_throttle().check(source, Instant::now());
+            if let Verdict::Refuse(left) = verdict {
+                let counters = self.shared.counters();
+                crate::metrics::inc(&counters.login_throttled_total);
+                info!(peer = %self.sock.peer, lockout_left_secs = left.as_secs(), "login refused: source locked out after repeated failed logins");
+                let r = login::LoginReply {
+                    csg: l.csg,
+                    status: login::status::SERVICE_UNAVAILABLE,
+                    ..login::LoginReply::default()
+                };
+                self.send_login_reply(l.itt, &l.isid, l.tsih, &r);
+                return Outcome::Drop(End::LoginFailed);
+            }
         }
         let step = login.step(
             &req,
             &Ctx {
                 snap: &snap,
                 portal_id: self.portal_id,
+                source: self.sock.peer.ip(),
             },
         );
         match step {
@@ -102,10 +162,37 @@ impl Conn {
             }
             LoginStep::Fail(r) => {
                 info!(peer = %self.sock.peer, class = r.status.0, detail = r.status.1, "login refused");
+                self.count_refusal(r.status);
                 self.send_login_reply(l.itt, &l.isid, l.tsih, &r);
                 Outcome::Drop(End::LoginFailed)
             }
             LoginStep::Enter(r, neg) => self.enter_full_feature(&l, r, *neg, &snap),
+        }
+    }
+
+    /// Counts a refused login by its reason, and against its source's failure budget when
+    /// it is one an attacker learns from (a wrong secret or a refused initiator name).
+    fn count_refusal(&self, status: (u8, u8)) {
+        let counters = self.shared.counters();
+        let counter = match status {
+            login::status::AUTH_FAILURE => &counters.login_authentication_failures_total,
+            login::status::AUTHORIZATION_FAILURE => &counters.login_authorization_failures_total,
+            _ => return,
+        };
+        crate::metrics::inc(counter);
+        let locked = self
+            .shared
+            .login_throttle()
+            .record_failure(self.sock.peer.ip(), Instant::now());
+        if locked {
+            crate::metrics::inc(&counters.login_lockouts_total);
+            warn!(
+                peer = %self.sock.peer,
+                failures = limits::LOGIN_FAILURES_PER_SOURCE_MAX,
+                window_secs = limits::LOGIN_FAILURE_WINDOW.as_secs(),
+                lockout_secs = limits::LOGIN_LOCKOUT.as_secs(),
+                "source locked out after repeated failed logins"
+            );
         }
     }
 
@@ -189,5 +276,19 @@ impl Conn {
         self.phase = Phase::Full;
         self.reset_keepalive();
         Outcome::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chap_random;
+
+    #[test]
+    fn every_login_gets_a_fresh_challenge() {
+        let a = chap_random().expect("getrandom works on the test machine");
+        let b = chap_random().expect("getrandom works on the test machine");
+        // 256 random bits colliding is not a flake we need to allow for.
+        assert_ne!(a.challenge, b.challenge);
+        assert_ne!(a.challenge, [0; crate::limits::CHAP_CHALLENGE_BYTES]);
     }
 }

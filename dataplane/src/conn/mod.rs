@@ -175,7 +175,7 @@ impl Conn {
             },
             portal_id,
             shared,
-            phase: Phase::Login(Box::default()),
+            phase: Phase::Login(Box::new(Login::new(login::chap_random()))),
             neg: Negotiated::default(),
             sn: Numbering {
                 stat_sn: SerialNumber(0),

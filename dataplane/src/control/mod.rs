@@ -416,8 +416,33 @@ impl Controller {
             targets.insert(t.name().to_string(), entry);
         }
         drop(old);
+        let access = cfg
+            .targets()
+            .map(|t| {
+                let a = t.access();
+                if a.is_open() {
+                    // Never silently open (issue 11): say so at every apply.
+                    warn!(
+                        target = t.name(),
+                        "target is open: no initiator ACL and no CHAP"
+                    );
+                }
+                if a.chap().is_some_and(|c| c.has_short_secret()) {
+                    warn!(target = t.name(), "CHAP secret shorter than 12 bytes");
+                }
+                (
+                    t.name().to_string(),
+                    crate::live::TargetAccess::from_valid(a),
+                )
+            })
+            .collect();
+        let discovery_chap = cfg
+            .discovery_chap()
+            .map(|c| Arc::new(crate::live::chap_policy(c)));
         self.live.install(Snapshot {
             targets,
+            access,
+            discovery_chap,
             generation,
         });
         st.lus = p.lus;
@@ -528,6 +553,16 @@ impl Controller {
         Stats {
             logins_total: get(&c.logins_total),
             login_failures_total: get(&c.login_failures_total),
+            login_authentication_failures_total: get(&c.login_authentication_failures_total),
+            login_authorization_failures_total: get(&c.login_authorization_failures_total),
+            login_throttled_total: get(&c.login_throttled_total),
+            login_lockouts_total: get(&c.login_lockouts_total),
+            login_locked_sources: u64::try_from(
+                self.shared()
+                    .login_throttle()
+                    .locked_sources(std::time::Instant::now()),
+            )
+            .unwrap_or(u64::MAX),
             digest_errors_total: get(&c.digest_errors_total),
             luns: st
                 .lus

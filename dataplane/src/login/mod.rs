@@ -3,10 +3,18 @@
 //!
 //! The connection layer feeds each Login Request in and sends back what comes out; it also
 //! owns the session table, so entering full feature phase is an outcome it completes
-//! (assigning the TSIH) rather than something decided here.
+//! (assigning the TSIH) rather than something decided here. Authentication (CHAP, RFC 7143
+//! §12.1.3) runs in the security stage, in [`chap`]; the connection layer supplies its
+//! randomness, and the configuration (credentials, initiator ACLs) comes through
+//! [`LoginContext`].
 
+pub mod chap;
 pub mod negotiate;
+pub mod throttle;
 
+use std::sync::Arc;
+
+pub use chap::{ChapAlgorithm, ChapPolicy, ChapRandom};
 pub use negotiate::{Negotiated, SessionKind};
 
 use crate::limits;
@@ -18,6 +26,8 @@ pub mod status {
     pub const INITIATOR_ERROR: (u8, u8) = (2, 0x00);
     /// Authentication failure.
     pub const AUTH_FAILURE: (u8, u8) = (2, 0x01);
+    /// Authorization failure: the initiator may not log in to this target.
+    pub const AUTHORIZATION_FAILURE: (u8, u8) = (2, 0x02);
     /// Target not found.
     pub const NOT_FOUND: (u8, u8) = (2, 0x03);
     /// Unsupported version.
@@ -34,6 +44,9 @@ pub mod status {
     pub const INVALID_DURING_LOGIN: (u8, u8) = (2, 0x0b);
     /// Target error (class 3).
     pub const TARGET_ERROR: (u8, u8) = (3, 0x00);
+    /// Service unavailable: here, a source locked out after too many failed logins
+    /// ([`super::throttle`]).
+    pub const SERVICE_UNAVAILABLE: (u8, u8) = (3, 0x01);
     /// Out of resources.
     pub const OUT_OF_RESOURCES: (u8, u8) = (3, 0x02);
 }
@@ -48,13 +61,19 @@ pub mod stage {
     pub const FULL_FEATURE: u8 = 3;
 }
 
-/// What the target-side knows that login needs: the targets reachable on this portal.
+/// What the target-side knows that login needs: the targets reachable on this portal, who
+/// may log in to them, and with which credentials.
 pub trait LoginContext {
     /// The portal group tag through which `target` is reachable on this connection's portal,
     /// or `None` when no such target is served here.
     fn target_tpgt(&self, target: &str) -> Option<u16>;
     /// The portal group tag of this connection's portal for discovery sessions.
     fn portal_tpgt(&self) -> u16;
+    /// Whether `initiator` (from this connection's source address) may log in to `target`.
+    fn initiator_allowed(&self, target: &str, initiator: &str) -> bool;
+    /// The CHAP credentials a session of `kind` to `target` (empty for discovery) must
+    /// present, or `None` when it needs no authentication.
+    fn chap_policy(&self, kind: SessionKind, target: &str) -> Option<Arc<ChapPolicy>>;
 }
 
 /// One Login Request as the state machine reads it: the typed header view and the
@@ -105,12 +124,8 @@ pub struct Login {
     neg: Negotiated,
     sent_tpgt: bool,
     sent_mrdsl: bool,
-}
-
-impl Default for Login {
-    fn default() -> Self {
-        Self::new()
-    }
+    chap: chap::Chap,
+    policy: Option<Arc<ChapPolicy>>,
 }
 
 fn fail(req: &LoginRequest<'_>, status: (u8, u8)) -> LoginStep {
@@ -122,8 +137,10 @@ fn fail(req: &LoginRequest<'_>, status: (u8, u8)) -> LoginStep {
 }
 
 impl Login {
-    /// A connection that has not sent its first Login Request.
-    pub fn new() -> Self {
+    /// A connection that has not sent its first Login Request; `random` is the fresh CHAP
+    /// challenge this login will use if the target requires authentication (`None` when
+    /// the OS had no randomness to give: then a login that needs CHAP fails).
+    pub fn new(random: Option<ChapRandom>) -> Self {
         Self {
             stage: stage::SECURITY,
             started: false,
@@ -132,6 +149,8 @@ impl Login {
             neg: Negotiated::default(),
             sent_tpgt: false,
             sent_mrdsl: false,
+            chap: chap::Chap::new(random),
+            policy: None,
         }
     }
 
@@ -188,8 +207,10 @@ impl Login {
             Err(_) => return fail(req, status::INITIATOR_ERROR),
         };
         self.stage = req.header.csg;
+        let (auth, ops): (Vec<_>, Vec<_>) =
+            pairs.into_iter().partition(|(k, _)| chap::is_auth_key(k));
         let mut out = Vec::new();
-        if let Err(st) = self.neg.apply(&pairs, !self.started, &mut out) {
+        if let Err(st) = self.neg.apply(&ops, !self.started, &mut out) {
             return fail(req, st);
         }
         if !self.started {
@@ -198,11 +219,25 @@ impl Login {
                 return fail(req, st);
             }
         }
+        // Authentication keys belong to the security stage (RFC 7143 §6.3); a target that
+        // requires CHAP refuses to leave that stage, or skip it, before CHAP has succeeded.
+        let mut transit = req.header.transit;
+        if req.header.csg == stage::SECURITY || self.policy.is_none() {
+            match self.chap.step(&auth, self.policy.as_deref(), &mut out) {
+                Err(st) => return fail(req, st),
+                // The initiator asked to move on, but the exchange needs another round trip:
+                // answer with T=0 (RFC 7143 §11.13.2) and stay in the security stage.
+                Ok(chap::Progress::Pending) => transit = false,
+                Ok(chap::Progress::Complete) => {}
+            }
+        } else if !auth.is_empty() || !self.chap.is_done() {
+            return fail(req, status::AUTH_FAILURE);
+        }
         if self.neg.kind == SessionKind::Normal && !self.sent_tpgt {
             self.sent_tpgt = true;
             text::push(&mut out, "TargetPortalGroupTag", &self.neg.tpgt.to_string());
         }
-        let entering = req.header.transit && req.header.nsg == stage::FULL_FEATURE;
+        let entering = transit && req.header.nsg == stage::FULL_FEATURE;
         if !self.sent_mrdsl && (req.header.csg == stage::OPERATIONAL || entering) {
             self.sent_mrdsl = true;
             text::push(
@@ -212,18 +247,14 @@ impl Login {
             );
         }
         let reply = LoginReply {
-            transit: req.header.transit,
+            transit,
             cont: false,
             csg: req.header.csg,
-            nsg: if req.header.transit {
-                req.header.nsg
-            } else {
-                0
-            },
+            nsg: if transit { req.header.nsg } else { 0 },
             status: (0, 0),
             text: out,
         };
-        if req.header.transit {
+        if transit {
             self.stage = req.header.nsg;
         }
         if entering {
@@ -252,21 +283,23 @@ impl Login {
         match self.neg.kind {
             SessionKind::Discovery => {
                 self.neg.tpgt = ctx.portal_tpgt();
-                None
             }
             SessionKind::Normal => {
                 if self.neg.target_name.is_empty() {
                     return Some(status::MISSING_PARAMETER);
                 }
                 match ctx.target_tpgt(&self.neg.target_name) {
-                    Some(tpgt) => {
-                        self.neg.tpgt = tpgt;
-                        None
-                    }
-                    None => Some(status::NOT_FOUND),
+                    Some(tpgt) => self.neg.tpgt = tpgt,
+                    None => return Some(status::NOT_FOUND),
+                }
+                if !ctx.initiator_allowed(&self.neg.target_name, &self.neg.initiator_name) {
+                    return Some(status::AUTHORIZATION_FAILURE);
                 }
             }
         }
+        self.policy = ctx.chap_policy(self.neg.kind, &self.neg.target_name);
+        self.neg.auth_none = self.policy.is_none();
+        None
     }
 }
 

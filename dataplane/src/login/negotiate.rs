@@ -55,7 +55,8 @@ pub struct Negotiated {
     pub time2wait_secs: u16,
     /// DefaultTime2Retain, seconds.
     pub time2retain_secs: u16,
-    /// AuthMethod agreed.
+    /// Whether the session logged in without authentication (AuthMethod=None); the login
+    /// state machine sets it from the policy, since AuthMethod is negotiated in [`super::chap`].
     pub auth_none: bool,
 }
 
@@ -140,15 +141,6 @@ impl Negotiated {
                     "Discovery" => self.kind = SessionKind::Discovery,
                     _ => return Err(status::SESSION_TYPE_NOT_SUPPORTED),
                 },
-                "AuthMethod" => {
-                    if v.split(',').any(|m| m == "None") {
-                        self.auth_none = true;
-                        text::push(out, k, "None");
-                    } else {
-                        // CHAP arrives with its own issue; until then only None is offered.
-                        return Err(status::AUTH_FAILURE);
-                    }
-                }
                 "HeaderDigest" | "DataDigest" => {
                     let pick = v.split(',').find(|d| *d == "None" || *d == "CRC32C");
                     match pick {

@@ -11,6 +11,46 @@ impl LoginContext for Ctx {
     fn portal_tpgt(&self) -> u16 {
         1
     }
+    fn initiator_allowed(&self, _target: &str, _initiator: &str) -> bool {
+        true
+    }
+    fn chap_policy(&self, _kind: SessionKind, _target: &str) -> Option<Arc<ChapPolicy>> {
+        None
+    }
+}
+
+/// A target that requires CHAP (SHA-256 only) and allows one initiator.
+struct Guarded;
+
+const ALLOWED: &str = "iqn.2026-01.org.example:allowed";
+
+impl LoginContext for Guarded {
+    fn target_tpgt(&self, target: &str) -> Option<u16> {
+        (target == "iqn.2026-01.org.example:t1").then_some(7)
+    }
+    fn portal_tpgt(&self) -> u16 {
+        1
+    }
+    fn initiator_allowed(&self, _target: &str, initiator: &str) -> bool {
+        initiator == ALLOWED
+    }
+    fn chap_policy(&self, _kind: SessionKind, _target: &str) -> Option<Arc<ChapPolicy>> {
+        Some(Arc::new(ChapPolicy {
+            username: "alice".into(),
+            secret: b"initiator-secret-1".to_vec(),
+            mutual: None,
+            algorithms: vec![ChapAlgorithm::Sha256],
+        }))
+    }
+}
+
+const RANDOM: ChapRandom = ChapRandom {
+    identifier: 9,
+    challenge: [0x3c; limits::CHAP_CHALLENGE_BYTES],
+};
+
+fn new_login() -> Login {
+    Login::new(Some(RANDOM))
 }
 
 fn req(csg: u8, nsg: u8, transit: bool, data: &[u8]) -> LoginRequest<'_> {
@@ -46,7 +86,7 @@ const LEADING: &[u8] =
 
 #[test]
 fn normal_login_through_all_stages() {
-    let mut l = Login::new();
+    let mut l = new_login();
     let LoginStep::Reply(r) = l.step(&req(0, 1, true, LEADING), &Ctx) else {
         panic!("security stage must succeed")
     };
@@ -94,7 +134,7 @@ fn refuses_unknown_target_and_missing_names() {
         (b"garbage-without-equals\0", status::INITIATOR_ERROR),
     ];
     for (data, want) in cases {
-        let mut l = Login::new();
+        let mut l = new_login();
         match l.step(&req(0, 1, true, data), &Ctx) {
             LoginStep::Fail(r) => assert_eq!(r.status, *want, "{data:?}"),
             other => panic!("{data:?}: expected failure, got {other:?}"),
@@ -104,7 +144,7 @@ fn refuses_unknown_target_and_missing_names() {
 
 #[test]
 fn discovery_session_needs_no_target() {
-    let mut l = Login::new();
+    let mut l = new_login();
     let data = b"InitiatorName=iqn.2026-01.org.example:i\0SessionType=Discovery\0";
     let LoginStep::Enter(_, neg) = l.step(&req(1, 3, true, data), &Ctx) else {
         panic!("discovery login")
@@ -114,7 +154,7 @@ fn discovery_session_needs_no_target() {
 
 #[test]
 fn continued_text_is_joined() {
-    let mut l = Login::new();
+    let mut l = new_login();
     let mut first = req(0, 1, false, b"InitiatorName=iqn.2026-01.org.ex");
     first.header.cont = true;
     assert!(matches!(l.step(&first, &Ctx), LoginStep::Reply(_)));
@@ -128,7 +168,7 @@ fn continued_text_is_joined() {
 
 #[test]
 fn refuses_stage_going_backwards_and_bad_version() {
-    let mut l = Login::new();
+    let mut l = new_login();
     assert!(matches!(
         l.step(&req(1, 3, false, LEADING), &Ctx),
         LoginStep::Reply(_)
@@ -137,11 +177,11 @@ fn refuses_stage_going_backwards_and_bad_version() {
         l.step(&req(0, 1, true, b""), &Ctx),
         LoginStep::Fail(_)
     ));
-    let mut l = Login::new();
+    let mut l = new_login();
     let mut r = req(0, 1, true, LEADING);
     r.header.version_min = 1;
     assert!(matches!(l.step(&r, &Ctx), LoginStep::Fail(_)));
-    let mut l = Login::new();
+    let mut l = new_login();
     assert!(matches!(
         l.step(&req(0, 2, true, LEADING), &Ctx),
         LoginStep::Fail(_)
@@ -150,7 +190,7 @@ fn refuses_stage_going_backwards_and_bad_version() {
 
 #[test]
 fn text_over_the_limit_fails_login() {
-    let mut l = Login::new();
+    let mut l = new_login();
     let chunk = vec![b'a'; 8192];
     let mut outcome = None;
     for _ in 0..(limits::TEXT_BYTES_MAX / chunk.len() + 2) {
@@ -165,4 +205,121 @@ fn text_over_the_limit_fails_login() {
         }
     }
     assert!(matches!(outcome, Some(LoginStep::Fail(_))));
+}
+
+fn guarded_leading(initiator: &str) -> Vec<u8> {
+    format!(
+        "InitiatorName={initiator}\0TargetName=iqn.2026-01.org.example:t1\0SessionType=Normal\0AuthMethod=CHAP,None\0"
+    )
+    .into_bytes()
+}
+
+fn right_response() -> Vec<u8> {
+    let r =
+        ChapAlgorithm::Sha256.response(RANDOM.identifier, b"initiator-secret-1", &RANDOM.challenge);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("CHAP_N=alice\0CHAP_R=0x{hex}\0").into_bytes()
+}
+
+#[test]
+fn chap_login_holds_the_security_stage_until_the_response_checks_out() {
+    let mut l = new_login();
+    // The initiator asks to move on at once (as open-iscsi does); we answer T=0.
+    let LoginStep::Reply(r) = l.step(&req(0, 1, true, &guarded_leading(ALLOWED)), &Guarded) else {
+        panic!("AuthMethod=CHAP must be agreed")
+    };
+    assert!(!r.transit);
+    assert_eq!(get(&keys(&r), "AuthMethod"), Some("CHAP"));
+    let LoginStep::Reply(r) = l.step(&req(0, 1, true, b"CHAP_A=5,7\0"), &Guarded) else {
+        panic!("challenge")
+    };
+    assert!(!r.transit);
+    let k = keys(&r);
+    assert_eq!(get(&k, "CHAP_A"), Some("7"));
+    assert_eq!(get(&k, "CHAP_I"), Some("9"));
+    let LoginStep::Reply(r) = l.step(&req(0, 1, true, &right_response()), &Guarded) else {
+        panic!("right response")
+    };
+    assert!(r.transit && r.nsg == 1);
+    let LoginStep::Enter(_, neg) = l.step(&req(1, 3, true, b""), &Guarded) else {
+        panic!("operational stage")
+    };
+    assert!(!neg.auth_none);
+}
+
+#[test]
+fn chap_target_refuses_logins_that_skip_or_fail_authentication() {
+    let leading = guarded_leading(ALLOWED);
+    let skip_to_operational: &[&[u8]] = &[&leading];
+    let none_only = format!(
+        "InitiatorName={ALLOWED}\0TargetName=iqn.2026-01.org.example:t1\0AuthMethod=None\0"
+    );
+    /// One Login Request: CSG, NSG, T bit, data segment.
+    type Step = (u8, u8, bool, Vec<u8>);
+    let cases: &[(&str, Vec<Step>)] = &[
+        (
+            "operational stage first",
+            vec![(1, 3, true, skip_to_operational[0].to_vec())],
+        ),
+        ("AuthMethod=None only", vec![(0, 1, true, none_only.into_bytes())]),
+        (
+            "leaves the security stage before the response",
+            vec![
+                (0, 1, false, leading.clone()),
+                (0, 1, false, b"CHAP_A=7\0".to_vec()),
+                (1, 3, true, b"".to_vec()),
+            ],
+        ),
+        (
+            "wrong secret",
+            vec![
+                (0, 1, false, leading.clone()),
+                (0, 1, false, b"CHAP_A=7\0".to_vec()),
+                (0, 1, true, b"CHAP_N=alice\0CHAP_R=0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\0".to_vec()),
+            ],
+        ),
+        (
+            "MD5 refused by the target",
+            vec![
+                (0, 1, false, leading.clone()),
+                (0, 1, false, b"CHAP_A=5\0".to_vec()),
+            ],
+        ),
+        (
+            "CHAP keys in the operational stage",
+            vec![
+                (0, 1, false, leading.clone()),
+                (0, 1, false, b"CHAP_A=7\0".to_vec()),
+                (0, 1, true, right_response()),
+                (1, 3, true, b"CHAP_A=7\0".to_vec()),
+            ],
+        ),
+    ];
+    for (what, script) in cases {
+        let mut l = new_login();
+        let mut last = None;
+        for (csg, nsg, transit, data) in script {
+            last = Some(l.step(&req(*csg, *nsg, *transit, data), &Guarded));
+            if matches!(last, Some(LoginStep::Fail(_))) {
+                break;
+            }
+        }
+        match last {
+            Some(LoginStep::Fail(r)) => {
+                assert_eq!(r.status, status::AUTH_FAILURE, "{what}");
+                assert!(r.text.is_empty(), "{what}: a failure says nothing more");
+            }
+            other => panic!("{what}: expected failure, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn initiator_outside_the_acl_gets_authorization_failure() {
+    let mut l = new_login();
+    let leading = guarded_leading("iqn.2026-01.org.example:stranger");
+    match l.step(&req(0, 1, true, &leading), &Guarded) {
+        LoginStep::Fail(r) => assert_eq!(r.status, status::AUTHORIZATION_FAILURE),
+        other => panic!("expected 0202, got {other:?}"),
+    }
 }

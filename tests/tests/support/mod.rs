@@ -195,6 +195,8 @@ pub struct DataplaneOptions {
     pub env: Vec<(&'static str, &'static str)>,
     /// Extra top-level JSON members, e.g. `"performance":{...}` (without a leading comma).
     pub extra_top_json: String,
+    /// Extra members of the target object, e.g. `"auth":{...}` (without a leading comma).
+    pub extra_target_json: String,
 }
 
 impl Default for DataplaneOptions {
@@ -206,6 +208,7 @@ impl Default for DataplaneOptions {
             extra_storage_json: String::new(),
             env: Vec::new(),
             extra_top_json: String::new(),
+            extra_target_json: String::new(),
         }
     }
 }
@@ -227,10 +230,15 @@ impl Dataplane {
         } else {
             format!(",{}", o.extra_top_json)
         };
+        let extra_target = if o.extra_target_json.is_empty() {
+            String::new()
+        } else {
+            format!(",{}", o.extra_target_json)
+        };
         let config = format!(
             r#"{{"storages":[{{"deviceID":1000,"path":"{}","online":true,"backendType":"{}"{}}}],
 "iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],
-"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}}}}}{extra_top}}}"#,
+"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}{extra_target}}}}}{extra_top}}}"#,
             image.display(),
             o.backend,
             o.extra_storage_json,
