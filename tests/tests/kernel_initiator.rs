@@ -48,20 +48,31 @@ fn portals_json(ports: &[u16]) -> (Vec<String>, String) {
     (portals, format!(r#""tpgts":{{"1":[{}]}}"#, ids.join(",")))
 }
 
-/// The data plane's config: one target, LUN 1 on a sparse file of `size_bytes`, with a
-/// `block_size` logical block size, and the given portal ports (all in one portal group).
-fn write_config(dir: &Path, tag: &str, size_bytes: u64, block_size: u32, ports: &[u16]) {
+/// The data plane's config: LUN 1 on a sparse file of `size_bytes` with a `block_size`
+/// logical block size, the given portal ports (all in one portal group), and each target
+/// of `targets` (its name and extra JSON members such as `"auth":{...}`) exporting it.
+fn write_config(
+    dir: &Path,
+    targets: &[(String, String)],
+    size_bytes: u64,
+    block_size: u32,
+    ports: &[u16],
+) {
     let image = dir.join("disk.img");
     let f = std::fs::File::create(&image).expect("create image");
     f.set_len(size_bytes).expect("size image");
     let (portals, tpgts) = portals_json(ports);
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|(name, extra)| format!(r#""{name}":{{{tpgts},"luns":{{"1":1000}}{extra}}}"#))
+        .collect();
     let config = format!(
         r#"{{"storages":[{{"deviceID":1000,"path":"{}","online":true,"backendType":"file","blockSize":{block_size}}}],
 "iscsiportals":[{}],
-"iscsitargets":{{"{}":{{{tpgts},"luns":{{"1":1000}}}}}}}}"#,
+"iscsitargets":{{{}}}}}"#,
         image.display(),
         portals.join(","),
-        iqn(tag),
+        targets.join(","),
     );
     std::fs::write(dir.join("config.json"), config).expect("write config");
 }
@@ -105,8 +116,8 @@ impl Case {
         (one, TempDir::new(&format!("kernel-{tag}")), Netns::new())
     }
 
-    /// A data plane started from a config file: LUN 1 on a file of `size_bytes` with
-    /// `block_size` blocks, portals on `ports`.
+    /// A data plane started from a config file: the case's target with LUN 1 on a file of
+    /// `size_bytes` with `block_size` blocks, portals on `ports`.
     fn standalone(
         name: &'static str,
         tag: &'static str,
@@ -114,8 +125,22 @@ impl Case {
         block_size: u32,
         ports: &[u16],
     ) -> Case {
+        let targets = [(iqn(tag), String::new())];
+        Self::with_targets(name, tag, &targets, size_bytes, block_size, ports)
+    }
+
+    /// [`Case::standalone`] with `targets` (names and extra members) instead of the case's
+    /// one target.
+    fn with_targets(
+        name: &'static str,
+        tag: &'static str,
+        targets: &[(String, String)],
+        size_bytes: u64,
+        block_size: u32,
+        ports: &[u16],
+    ) -> Case {
         let (one, dir, ns) = Self::prepare(tag);
-        write_config(dir.path(), tag, size_bytes, block_size, ports);
+        write_config(dir.path(), targets, size_bytes, block_size, ports);
         let dp = start_dataplane(&ns, dir.path(), 0);
         Case {
             name,
@@ -524,6 +549,112 @@ until dmesg | grep -q '{line}'; do
 done
 dmesg | grep '{line}' | sed 's/^/TGT-INFO /'"#
     )
+}
+
+/// CHAP secrets of case 5: 16 bytes, above the 12 RFC 7143 §12.1.3 wants, and different.
+const CHAP_SECRET: &str = "kernel-secret-16";
+const CHAP_TARGET_SECRET: &str = "target-secret-16";
+const CHAP_WRONG_SECRET: &str = "wrong-secret-016";
+
+/// Case 5: CHAP (RFC 7143 §12.1.3, RFC 1994) as open-iscsi's iscsid does it, restricted to
+/// SHA-256 on both sides (the target offers only `sha256`, the node sets
+/// `node.session.auth.chap_algs = SHA256`, RFC 7143 §13.13 CHAP_A 7): one-way CHAP to one
+/// target, mutual CHAP to another (the initiator checks the target's answer), then a login
+/// with a wrong secret is refused (authentication failure, 0201h) and so is a target that
+/// answers mutual CHAP with a secret the initiator does not expect. The refusals come last:
+/// the data plane locks a source out after ten failures in a minute.
+#[test]
+fn chap_one_way_mutual_sha256_and_wrong_secrets() {
+    let one_way = iqn("case5-oneway");
+    let mutual = iqn("case5-mutual");
+    let targets = [
+        (
+            one_way.clone(),
+            format!(
+                r#","auth":{{"chap":{{"username":"kernel","secret":"{CHAP_SECRET}","algorithms":["sha256"]}}}}"#
+            ),
+        ),
+        (
+            mutual.clone(),
+            format!(
+                r#","auth":{{"chap":{{"username":"kernel","secret":"{CHAP_SECRET}","mutualUsername":"array","mutualSecret":"{CHAP_TARGET_SECRET}","algorithms":["sha256"]}}}}"#
+            ),
+        ),
+    ];
+    let mut case = Case::with_targets("case 5", "case5", &targets, 64 << 20, 512, &[PORT]);
+    let script = format!(
+        r#"
+P={HOST_ADDR}:{PORT}
+iscsiadm -m discovery -t sendtargets -p $P >/tmp/disc 2>&1 || {{ cat /tmp/disc; fail "SendTargets discovery through $P failed"; }}
+sed 's/^/TGT-DISCOVERY /' /tmp/disc
+grep -q " {one_way}$" /tmp/disc || fail "discovery did not list {one_way}"
+grep -q " {mutual}$" /tmp/disc || fail "discovery did not list {mutual}"
+# auth TARGET SECRET [TARGET-USER TARGET-SECRET]: the node's CHAP settings.
+auth() {{
+  set_node() {{ iscsiadm -m node -T $1 -p $P -o update -n $2 -v "$3" || fail "iscsiadm update $2"; }}
+  set_node $1 node.session.auth.authmethod CHAP
+  set_node $1 node.session.auth.chap_algs SHA256
+  set_node $1 node.session.auth.username kernel
+  set_node $1 node.session.auth.password $2
+  if [ -n "$3" ]; then
+    set_node $1 node.session.auth.username_in $3
+    set_node $1 node.session.auth.password_in $4
+  fi
+}}
+# works TARGET NAME: logs in, writes and reads back a block on the disk, logs out.
+works() {{
+  iscsiadm -m node -T $1 -p $P --login >/tmp/login 2>&1 || {{ cat /tmp/login; fail "$2 CHAP login to $1 failed"; }}
+  i=0
+  while [ ! -b /dev/sda ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  [ -b /dev/sda ] || fail "no /dev/sda after the $2 CHAP login"
+  dd if=/dev/urandom of=/tmp/blk bs=4096 count=4 2>/dev/null
+  dd if=/tmp/blk of=/dev/sda bs=4096 oflag=direct 2>/dev/null || fail "write after the $2 CHAP login failed"
+  dd if=/dev/sda of=/tmp/back bs=4096 count=4 iflag=direct 2>/dev/null
+  cmp /tmp/blk /tmp/back || fail "read-back after the $2 CHAP login differs"
+  value $2 ok
+  iscsiadm -m node -T $1 -p $P --logout >/dev/null 2>&1 || fail "logout from $1 failed"
+  i=0
+  while [ -b /dev/sda ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+}}
+# refused TARGET NAME: the login must fail; its message is reported.
+refused() {{
+  if iscsiadm -m node -T $1 -p $P --login >/tmp/login 2>&1; then
+    fail "the $2 login to $1 succeeded"
+  fi
+  sed 's/^/TGT-INFO /' /tmp/login
+  value $2 "$(sed -n 's/.*reported error ([0-9]* - \(.*\))$/\1/p' /tmp/login | head -n 1)"
+}}
+auth {one_way} {CHAP_SECRET}
+works {one_way} one_way
+auth {mutual} {CHAP_SECRET} array {CHAP_TARGET_SECRET}
+works {mutual} mutual
+auth {one_way} {CHAP_WRONG_SECRET}
+refused {one_way} wrong_secret
+auth {mutual} {CHAP_SECRET} array {CHAP_WRONG_SECRET}
+refused {mutual} wrong_target_secret
+ok
+"#
+    );
+    let mut guest = case.boot(&script);
+    let v = case.finish(
+        &mut guest,
+        Duration::from_secs(180),
+        "CHAP logins through the kernel initiator",
+    );
+    case.expect_value(&v, &guest, "one_way", "ok");
+    case.expect_value(&v, &guest, "mutual", "ok");
+    case.expect_value(
+        &v,
+        &guest,
+        "wrong_secret",
+        "iSCSI login failed due to authorization failure",
+    );
+    let refused = v.values.get("wrong_target_secret").map(String::as_str);
+    assert!(
+        refused.is_some_and(|r| !r.is_empty()),
+        "case 5: the initiator accepted a target with the wrong mutual secret: {refused:?}\n{}",
+        guest.report()
+    );
 }
 
 /// Case 6: two portals of one target, one session through each, dm-multipath (a
