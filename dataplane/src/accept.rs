@@ -2,8 +2,9 @@
 //! [`CONNECTIONS_MAX`](crate::limits::CONNECTIONS_MAX), places it on a NUMA node's runtime
 //! when the data plane runs one per node, and hands it to [`crate::conn::serve`].
 //!
-//! `control` starts one loop per bound portal and aborts it when the portal is removed;
-//! connections already accepted keep running.
+//! `control` starts one loop per bound portal with the portal's [`PortalSockets`], and
+//! when the portal is removed aborts the loop and closes, through those, the connections it
+//! accepted (each connection is registered with the portal it was accepted on).
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
 use crate::limits;
-use crate::live::{PortalConnection, Shared};
+use crate::live::{PortalConnection, PortalSockets, Shared};
 use crate::numa::BufferPool;
 
 /// The NUMA node of every LU a portal exports (the node of the pool its buffers come from),
@@ -30,8 +31,14 @@ fn portal_storage_nodes(shared: &Shared, portal_id: u16) -> Vec<Option<u32>> {
         .collect()
 }
 
-/// Accepts connections on one portal until the task is aborted.
-pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections on one portal until the task is aborted, registering each in
+/// `sockets`.
+pub(crate) async fn accept_loop(
+    portal_id: u16,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    sockets: Arc<PortalSockets>,
+) {
     let open = shared.portal_connections(portal_id);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -48,9 +55,15 @@ pub(crate) async fn accept_loop(portal_id: u16, listener: TcpListener, shared: A
             drop(stream);
             continue;
         };
-        // The permit and the portal gauge live in the connection's task: they are dropped
-        // when the task ends, however it ends.
-        let counted = PortalConnection::open(&open);
+        // The permit and the portal registration live in the connection's task: they are
+        // dropped when the task ends, however it ends.
+        let counted = match PortalConnection::open(&open, &sockets, &stream) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(%peer, portal = portal_id, error = %e, "connection refused: cannot register its socket");
+                continue;
+            }
+        };
         let placed = shared
             .placement()
             .and_then(|p| p.place(&portal_storage_nodes(&shared, portal_id)));

@@ -186,23 +186,99 @@ fn acquire(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionPermit> {
     .map(|_| ConnectionPermit(Arc::clone(open)))
 }
 
-/// Counts one open connection of a portal until dropped.
+/// The connections one portal listener accepted that are still open, so that removing
+/// the portal can close them.
+///
+/// Each holds a duplicate descriptor of its connection's socket. Closing a portal shuts
+/// those sockets down (`shutdown(2)`, both directions): the connection's next read sees the
+/// end of the stream and it ends through its usual path (running commands finish, the
+/// session is forgotten, the LU is told the nexus is gone), and the initiator sees the
+/// connection close as it would if the target went away (RFC 7143 §6: it may log in again
+/// through a portal that still exists). No connection code knows about portals being
+/// removed.
+#[derive(Default)]
+pub struct PortalSockets {
+    inner: Mutex<SocketSet>,
+}
+
+#[derive(Default)]
+struct SocketSet {
+    /// Set by [`PortalSockets::close_all`]; a connection registered later (accepted just
+    /// before the listener stopped) is shut down at once.
+    closed: bool,
+    next_key: u64,
+    open: std::collections::HashMap<u64, std::net::TcpStream>,
+}
+
+impl PortalSockets {
+    fn set(&self) -> std::sync::MutexGuard<'_, SocketSet> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Shuts down every open connection of the portal, and any registered from now on;
+    /// returns how many were open.
+    pub fn close_all(&self) -> usize {
+        let mut set = self.set();
+        set.closed = true;
+        for s in set.open.values() {
+            // A socket the peer already closed answers ENOTCONN: nothing left to close.
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        set.open.len()
+    }
+
+    /// Connections registered and not yet ended.
+    pub fn open_count(&self) -> usize {
+        self.set().open.len()
+    }
+}
+
+/// One open connection of a portal until dropped: counted in the portal's gauge and
+/// registered in its [`PortalSockets`].
 ///
 /// The accept loop creates it for each accepted connection and moves it into the
-/// connection's task, so the count drops when that task ends however it ends.
-pub struct PortalConnection(Arc<AtomicU64>);
+/// connection's task, so the count drops, and the registration ends, when that task ends
+/// however it ends.
+pub struct PortalConnection {
+    gauge: Arc<AtomicU64>,
+    sockets: Arc<PortalSockets>,
+    key: u64,
+}
 
 impl PortalConnection {
-    /// Counts a connection in `gauge` (from [`Shared::portal_connections`]).
-    pub fn open(gauge: &Arc<AtomicU64>) -> Self {
+    /// Counts a connection in `gauge` (from [`Shared::portal_connections`]) and registers
+    /// its socket in `sockets`; fails only when the socket's descriptor cannot be
+    /// duplicated (the process is out of descriptors).
+    pub fn open(
+        gauge: &Arc<AtomicU64>,
+        sockets: &Arc<PortalSockets>,
+        stream: &impl std::os::fd::AsFd,
+    ) -> std::io::Result<Self> {
+        let dup = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+        let mut set = sockets.set();
+        if set.closed {
+            let _ = dup.shutdown(std::net::Shutdown::Both);
+        }
+        let key = set.next_key;
+        set.next_key += 1;
+        set.open.insert(key, dup);
+        drop(set);
         gauge.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(gauge))
+        Ok(Self {
+            gauge: Arc::clone(gauge),
+            sockets: Arc::clone(sockets),
+            key,
+        })
     }
 }
 
 impl Drop for PortalConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.fetch_sub(1, Ordering::Relaxed);
+        // Closes the duplicate descriptor; the connection's own one is already gone.
+        self.sockets.set().open.remove(&self.key);
     }
 }
 
@@ -472,5 +548,56 @@ mod tests {
         drop(permits);
         assert_eq!(shared.connection_count(), 0);
         assert!(shared.admit_connection().is_some());
+    }
+
+    /// Closing a portal's sockets ends the connections it accepted (their reads see the end
+    /// of the stream) and one registered afterwards; another portal's connection is not
+    /// touched, and a connection that ends on its own leaves the set.
+    #[test]
+    fn closing_a_portal_shuts_down_only_its_connections() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pair = || {
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            (client, server)
+        };
+        let gauge = Arc::new(AtomicU64::new(0));
+        let (removed, kept) = (
+            Arc::new(PortalSockets::default()),
+            Arc::new(PortalSockets::default()),
+        );
+        let (mut c1, s1) = pair();
+        let (mut c2, s2) = pair();
+        let (c3, s3) = pair();
+        let r1 = PortalConnection::open(&gauge, &removed, &s1).unwrap();
+        let k2 = PortalConnection::open(&gauge, &kept, &s2).unwrap();
+        let r3 = PortalConnection::open(&gauge, &removed, &s3).unwrap();
+        assert_eq!(gauge.load(Ordering::Relaxed), 3);
+        // The third connection ends by itself before the portal goes.
+        drop((r3, s3, c3));
+        assert_eq!(removed.open_count(), 1);
+        assert_eq!(removed.close_all(), 1);
+        let mut buf = [0u8; 1];
+        assert_eq!(c1.read(&mut buf).unwrap(), 0, "the client sees the close");
+        let mut s1_read = s1.try_clone().unwrap();
+        assert_eq!(
+            s1_read.read(&mut buf).unwrap(),
+            0,
+            "the server side reads EOF"
+        );
+        // The other portal's connection still carries data.
+        let mut s2w = s2.try_clone().unwrap();
+        std::io::Write::write_all(&mut s2w, b"x").unwrap();
+        assert_eq!(c2.read(&mut buf).unwrap(), 1);
+        // Accepted just before the listener stopped: closed as it registers.
+        let (mut c4, s4) = pair();
+        let r4 = PortalConnection::open(&gauge, &removed, &s4).unwrap();
+        assert_eq!(c4.read(&mut buf).unwrap(), 0);
+        drop((r1, r4, k2));
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+        assert_eq!(removed.open_count(), 0);
+        assert_eq!(kept.open_count(), 0);
     }
 }

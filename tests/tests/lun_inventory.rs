@@ -9,8 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{start_controlplane, start_socket_dataplane, wait_in_sync, Daemon, TempDir};
-use tgt_system_tests::initiator::{scsi, Error, Sense, Session, SessionOptions};
+use support::{
+    check_condition, login, start_controlplane, start_socket_dataplane, wait_in_sync, Daemon,
+    TempDir,
+};
+use tgt_system_tests::initiator::{Error, Sense, Session};
 
 const IQN: &str = "iqn.2026-11.org.example.systest:inventory";
 
@@ -88,28 +91,6 @@ fn remove_lun(api: SocketAddr, dp: &mut Daemon, lun: u16) {
     wait_in_sync(api, dp);
 }
 
-fn login(portal: SocketAddr) -> Session {
-    Session::login(
-        portal,
-        &SessionOptions {
-            target_name: Some(IQN.to_string()),
-            ..SessionOptions::default()
-        },
-    )
-    .expect("login")
-}
-
-/// The sense of a command that must end in CHECK CONDITION.
-fn check_condition<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) -> Sense {
-    match r {
-        Err(Error::Scsi {
-            status: scsi::STATUS_CHECK_CONDITION,
-            sense: Some(sense),
-        }) => sense,
-        other => panic!("{what}: expected CHECK CONDITION, got {other:?}"),
-    }
-}
-
 fn read1(s: &Session, lun: u64) -> Result<Vec<u8>, Error> {
     s.read10(lun, 0, 1, 512)
 }
@@ -128,7 +109,7 @@ fn a_lun_change_is_reported_once_per_lun_to_sessions_logged_in_before_it() {
     add_lun(api, &mut dp, 1, 52);
     let portal = wait_in_sync(api, &mut dp);
 
-    let a = login(portal);
+    let a = login(portal, IQN);
     a.test_unit_ready(0).expect("LUN 0 ready before the change");
     a.test_unit_ready(1).expect("LUN 1 ready before the change");
     assert_eq!(a.report_luns(0).expect("REPORT LUNS"), vec![0, 1]);
@@ -136,7 +117,7 @@ fn a_lun_change_is_reported_once_per_lun_to_sessions_logged_in_before_it() {
     add_lun(api, &mut dp, 2, 53);
 
     // A session that logs in after the change has nothing to be told.
-    let b = login(portal);
+    let b = login(portal, IQN);
     b.test_unit_ready(0)
         .expect("a new session meets no unit attention");
     b.test_unit_ready(1)
@@ -255,7 +236,7 @@ fn a_lun_moved_to_another_storage_reports_inquiry_and_capacity_changes() {
     add_lun(api, &mut dp, 1, 61);
     let portal = wait_in_sync(api, &mut dp);
 
-    let s = login(portal);
+    let s = login(portal, IQN);
     let before = s.read_capacity16(1).expect("READ CAPACITY before the move");
     add_lun(api, &mut dp, 1, 62);
 

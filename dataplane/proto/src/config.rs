@@ -299,8 +299,10 @@ pub struct Storage {
     #[serde(default, rename = "directIO", skip_serializing_if = "Option::is_none")]
     pub direct_io: Option<bool>,
     /// Size in bytes (a non-zero multiple of the block size). If set and `path` does not
-    /// exist, the data plane creates a sparse file of this size. An existing file keeps
-    /// its own size.
+    /// exist, the data plane creates a sparse file of this size; an existing file keeps
+    /// its own size when it is opened. Raising it on a storage in use grows the file and
+    /// the live LUNs online (initiators get CAPACITY DATA HAS CHANGED); a size below the
+    /// medium's current size is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// CPUs this storage's I/O threads may run on, in Linux list syntax such as `0-3,6`.

@@ -178,6 +178,17 @@ pub enum Refusal {
         /// The operating system's error.
         message: String,
     },
+    /// A storage's `size` is below the size of its medium: shrinking would cut off data the
+    /// initiators wrote, so the data plane only grows a storage in use.
+    #[error("storage {device_id} is {current_bytes} bytes: shrinking it to {size_bytes} would lose data")]
+    StorageShrink {
+        /// The storage's `deviceID`.
+        device_id: u64,
+        /// The `size` asked for.
+        size_bytes: u64,
+        /// The medium's size now.
+        current_bytes: u64,
+    },
     /// A portal's address cannot be listened on.
     #[error("portal {id} ({address}) cannot listen: {message}")]
     PortalUnavailable {

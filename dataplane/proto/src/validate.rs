@@ -412,9 +412,21 @@ impl ValidStorage {
     }
 
     /// Size of the sparse file to create if `path` is missing; a non-zero multiple of
-    /// [`block_size`](Self::block_size).
+    /// [`block_size`](Self::block_size). Raised on a storage in use, the data plane grows
+    /// the medium online.
     pub fn size_bytes(&self) -> Option<u64> {
         self.size_bytes
+    }
+
+    /// True when `other` is this storage with another `size` and nothing else changed:
+    /// the change the data plane applies as an online resize instead of reopening.
+    pub fn differs_only_in_size(&self, other: &ValidStorage) -> bool {
+        self.size_bytes != other.size_bytes
+            && *self
+                == ValidStorage {
+                    size_bytes: self.size_bytes,
+                    ..other.clone()
+                }
     }
 
     /// io_uring queue depth in 1..=32768, not yet rounded to a power of two: the storage's

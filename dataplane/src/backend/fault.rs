@@ -127,6 +127,14 @@ impl FaultBackend {
         }
     }
 
+    /// Grows the wrapped backend (no faults are injected here).
+    pub fn grow_to(&self, new_size: u64) -> Result<(), BackendError> {
+        match &self.inner {
+            FaultInner::File(b) => b.grow_to(new_size),
+            FaultInner::Memory(b) => b.grow_to(new_size),
+        }
+    }
+
     /// Whether the wrapped backend is read-only.
     pub fn read_only(&self) -> bool {
         match &self.inner {

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// `BLKGETSIZE64` = `_IOR(0x12, 114, u64)`: the size of a block device in bytes.
@@ -178,10 +178,36 @@ impl WriteQueue {
 pub struct FileBackend {
     file: Arc<File>,
     path: Arc<Path>,
-    size_bytes: u64,
+    /// Shared by every clone (the io_uring backend keeps one), so a grow is seen by all.
+    size_bytes: Arc<AtomicU64>,
     read_only: bool,
     nowait: Arc<NowaitSupport>,
     writes: Arc<WriteQueue>,
+}
+
+/// The size in bytes of an open regular file or block device.
+fn device_size(file: &File, meta: &std::fs::Metadata, path: &Path) -> Result<u64, BackendError> {
+    let ctx = || path.display().to_string();
+    if meta.file_type().is_block_device() {
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes exactly one u64 through the pointer, which points
+        // to a live, aligned local; the fd is open for the duration of the call.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut size as *mut u64) };
+        if rc != 0 {
+            return Err(BackendError::from_io(
+                std::io::Error::last_os_error(),
+                format!("BLKGETSIZE64 {}", ctx()),
+            ));
+        }
+        Ok(size)
+    } else if meta.file_type().is_file() {
+        Ok(meta.len())
+    } else {
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            format!("{} is neither a regular file nor a block device", ctx()),
+        ))
+    }
 }
 
 fn to_off(v: u64, what: &str) -> Result<libc::off_t, BackendError> {
@@ -254,31 +280,11 @@ impl FileBackend {
         let meta = file
             .metadata()
             .map_err(|e| BackendError::from_io(e, format!("stat {}", ctx())))?;
-        let size_bytes = if meta.file_type().is_block_device() {
-            let mut size: u64 = 0;
-            // SAFETY: BLKGETSIZE64 writes exactly one u64 through the pointer, which points
-            // to a live, aligned local; the fd is open for the duration of the call.
-            let rc =
-                unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut size as *mut u64) };
-            if rc != 0 {
-                return Err(BackendError::from_io(
-                    std::io::Error::last_os_error(),
-                    format!("BLKGETSIZE64 {}", ctx()),
-                ));
-            }
-            size
-        } else if meta.file_type().is_file() {
-            meta.len()
-        } else {
-            return Err(BackendError::new(
-                ErrorKind::Unsupported,
-                format!("{} is neither a regular file nor a block device", ctx()),
-            ));
-        };
+        let size_bytes = device_size(&file, &meta, path)?;
         Ok(Self {
             file: Arc::new(file),
             path: Arc::from(path),
-            size_bytes,
+            size_bytes: Arc::new(AtomicU64::new(size_bytes)),
             read_only,
             nowait: Arc::default(),
             writes: Arc::default(),
@@ -290,9 +296,54 @@ impl FileBackend {
         self.path.to_path_buf()
     }
 
-    /// Size in bytes, fixed at open.
+    /// Size in bytes: what open found, or the last [`grow_to`](Self::grow_to).
     pub fn size_bytes(&self) -> u64 {
-        self.size_bytes
+        self.size_bytes.load(Ordering::Acquire)
+    }
+
+    /// Grows the device to `new_size` bytes, never shrinking it: a regular file is extended
+    /// (sparse, so nothing is written), a block device must already have been grown
+    /// underneath (its size is read again). Blocking: call it off the network threads.
+    ///
+    /// The new size is published after the file has it, so a reader that sees it can use
+    /// every byte below it.
+    pub fn grow_to(&self, new_size: u64) -> Result<(), BackendError> {
+        let ctx = || self.path.display().to_string();
+        let current = self.size_bytes();
+        if new_size < current {
+            return Err(BackendError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} is {current} bytes: shrinking it to {new_size} would lose data",
+                    ctx()
+                ),
+            ));
+        }
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| BackendError::from_io(e, format!("stat {}", ctx())))?;
+        if meta.file_type().is_file() {
+            if meta.len() < new_size {
+                self.check_writable("grow")?;
+                self.file
+                    .set_len(new_size)
+                    .map_err(|e| BackendError::from_io(e, format!("grow {}", ctx())))?;
+            }
+        } else {
+            let have = device_size(&self.file, &meta, &self.path)?;
+            if have < new_size {
+                return Err(BackendError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "block device {} is {have} bytes, below {new_size}: grow the device first",
+                        ctx()
+                    ),
+                ));
+            }
+        }
+        self.size_bytes.store(new_size, Ordering::Release);
+        Ok(())
     }
 
     /// True when opened read-only.
@@ -312,7 +363,7 @@ impl FileBackend {
 
     /// Reads `buf.len()` bytes at `offset`.
     pub async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
-        if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes, "read") {
+        if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes(), "read") {
             return (buf, Err(e));
         }
         let len = buf.len();
@@ -361,7 +412,7 @@ impl FileBackend {
         if let Err(e) = self.check_writable("write") {
             return (buf, Err(e));
         }
-        if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes, "write") {
+        if let Err(e) = check_range(offset, buf.len() as u64, self.size_bytes(), "write") {
             return (buf, Err(e));
         }
         let len = buf.len();
@@ -477,7 +528,7 @@ impl FileBackend {
         len: u64,
     ) -> Result<(), BackendError> {
         self.check_writable(what)?;
-        check_range(offset, len, self.size_bytes, what)?;
+        check_range(offset, len, self.size_bytes(), what)?;
         if len == 0 {
             return Ok(());
         }
@@ -502,7 +553,7 @@ impl FileBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<Extent>, BackendError> {
-        check_range(offset, len, self.size_bytes, "allocation status")?;
+        check_range(offset, len, self.size_bytes(), "allocation status")?;
         let file = Arc::clone(&self.file);
         blocking(move || seek_map(&file, offset, len)).await
     }
@@ -666,6 +717,31 @@ mod tests {
         let b = FileBackend::open(&p, true, None).unwrap();
         let (_, r) = b.write(0, vec![0u8; 512].into()).await;
         assert_eq!(r.unwrap_err().kind, ErrorKind::ReadOnly);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[tokio::test]
+    async fn grows_in_place_for_every_clone_and_refuses_to_shrink() {
+        let p = temp_path("grow");
+        let b = FileBackend::open(&p, false, Some(1 << 20)).unwrap();
+        let twin = b.clone();
+        let (_, r) = b.write(0, vec![5u8; 4096].into()).await;
+        r.unwrap();
+        b.grow_to(3 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 3 << 20);
+        assert_eq!(twin.size_bytes(), 3 << 20, "a clone sees the new size");
+        let (_, r) = twin.write((3 << 20) - 4096, vec![9u8; 4096].into()).await;
+        r.unwrap();
+        let (buf, r) = b.read(0, vec![0u8; 4096].into()).await;
+        r.unwrap();
+        assert!(buf.iter().all(|&x| x == 5), "data below the old end kept");
+        let e = b.grow_to(2 << 20).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        assert!(e.to_string().contains("would lose data"), "{e}");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 3 << 20, "not shrunk");
+        b.grow_to(3 << 20).unwrap();
+        let ro = FileBackend::open(&p, true, None).unwrap();
+        assert_eq!(ro.grow_to(4 << 20).unwrap_err().kind, ErrorKind::ReadOnly);
         let _ = std::fs::remove_file(&p);
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{check_range, BackendError, BufResult, ErrorKind, Extent};
 use crate::buf::IoBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Allocation granularity of the memory backend, like a file system block.
@@ -19,7 +20,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct MemoryBackend {
     inner: Mutex<Inner>,
-    size_bytes: u64,
+    /// Published after `inner` holds that many bytes, so a range checked against it is
+    /// always inside `inner.data`.
+    size_bytes: AtomicU64,
     read_only: bool,
 }
 
@@ -35,7 +38,7 @@ impl MemoryBackend {
                 data: vec![0; len],
                 mapped: vec![false; pages],
             }),
-            size_bytes,
+            size_bytes: AtomicU64::new(size_bytes),
             read_only,
         })
     }
@@ -47,7 +50,29 @@ impl MemoryBackend {
 
     /// Size in bytes.
     pub fn size_bytes(&self) -> u64 {
-        self.size_bytes
+        self.size_bytes.load(Ordering::Acquire)
+    }
+
+    /// Grows the device to `new_size` bytes (zero-filled, deallocated); refuses to shrink.
+    pub fn grow_to(&self, new_size: u64) -> Result<(), BackendError> {
+        let mut g = self.lock();
+        let current = self.size_bytes();
+        if new_size < current {
+            return Err(BackendError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "memory device is {current} bytes: shrinking it to {new_size} would lose data"
+                ),
+            ));
+        }
+        let too_large = || BackendError::new(ErrorKind::OutOfRange, "memory backend too large");
+        let len = usize::try_from(new_size).map_err(|_| too_large())?;
+        let pages =
+            usize::try_from(new_size.div_ceil(MEMORY_PAGE_BYTES)).map_err(|_| too_large())?;
+        g.data.resize(len, 0);
+        g.mapped.resize(pages, false);
+        self.size_bytes.store(new_size, Ordering::Release);
+        Ok(())
     }
 
     /// True when writes are refused.
@@ -61,7 +86,7 @@ impl MemoryBackend {
         len: u64,
         what: &str,
     ) -> Result<std::ops::Range<usize>, BackendError> {
-        check_range(offset, len, self.size_bytes, what)?;
+        check_range(offset, len, self.size_bytes(), what)?;
         // Both fit: the whole device fits in a usize (checked in `new`).
         let start = usize::try_from(offset)
             .map_err(|_| BackendError::new(ErrorKind::OutOfRange, what.to_string()))?;
@@ -127,7 +152,7 @@ impl MemoryBackend {
         g.data[range].fill(0);
         let first_full = offset.div_ceil(MEMORY_PAGE_BYTES);
         let end = offset + len;
-        let end_full = if end == self.size_bytes {
+        let end_full = if end == self.size_bytes() {
             end.div_ceil(MEMORY_PAGE_BYTES)
         } else {
             end / MEMORY_PAGE_BYTES
@@ -150,7 +175,7 @@ impl MemoryBackend {
 
     /// Runs of mapped/unmapped pages clipped to the requested range.
     pub fn allocation_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>, BackendError> {
-        check_range(offset, len, self.size_bytes, "allocation status")?;
+        check_range(offset, len, self.size_bytes(), "allocation status")?;
         let g = self.lock();
         let mut out: Vec<Extent> = Vec::new();
         let end = offset + len;

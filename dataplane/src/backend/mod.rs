@@ -135,13 +135,27 @@ pub fn check_range(offset: u64, len: u64, size: u64, what: &str) -> Result<(), B
 }
 
 impl Backend {
-    /// Size of the device in bytes (fixed at open).
+    /// Size of the device in bytes: what open found, or the last [`grow_to`](Self::grow_to).
     pub fn size_bytes(&self) -> u64 {
         match self {
             Backend::File(b) => b.size_bytes(),
             Backend::Memory(b) => b.size_bytes(),
             Backend::Fault(b) => b.size_bytes(),
             Backend::Uring(b) => b.size_bytes(),
+        }
+    }
+
+    /// Grows the device to `new_size` bytes without touching the data below the old end;
+    /// a smaller `new_size` is refused (`Unsupported`), an equal one changes nothing.
+    /// Blocking (a file is extended with `ftruncate`): call it off the network threads.
+    /// The new size is visible to [`size_bytes`](Self::size_bytes) only once every byte
+    /// below it can be read and written.
+    pub fn grow_to(&self, new_size: u64) -> Result<(), BackendError> {
+        match self {
+            Backend::File(b) => b.grow_to(new_size),
+            Backend::Memory(b) => b.grow_to(new_size),
+            Backend::Fault(b) => b.grow_to(new_size),
+            Backend::Uring(b) => b.grow_to(new_size),
         }
     }
 

@@ -120,7 +120,6 @@ pub struct UringBackend {
     file: Arc<File>,
     /// Buffered twin used for fallocate and lseek, which io_uring does not speed up.
     blocking: FileBackend,
-    size_bytes: u64,
     read_only: bool,
     direct: Option<DioAlign>,
     /// Read-modify-write exclusion; only taken when `direct` is set.
@@ -256,7 +255,6 @@ impl UringBackend {
         Ok(Self {
             file: Arc::new(file),
             blocking,
-            size_bytes,
             read_only,
             direct,
             rmw: Arc::new(tokio::sync::RwLock::new(())),
@@ -285,9 +283,15 @@ impl UringBackend {
         self.blocking.path()
     }
 
-    /// Size in bytes, fixed at open.
+    /// Size in bytes: the buffered twin's, which a grow changes.
     pub fn size_bytes(&self) -> u64 {
-        self.size_bytes
+        self.blocking.size_bytes()
+    }
+
+    /// Grows the device to `new_size` bytes ([`FileBackend::grow_to`]; both descriptors
+    /// see the same file). Blocking.
+    pub fn grow_to(&self, new_size: u64) -> Result<(), BackendError> {
+        self.blocking.grow_to(new_size)
     }
 
     /// True when opened read-only.
@@ -322,7 +326,7 @@ impl UringBackend {
     /// Reads `buf.len()` bytes at `offset`.
     pub async fn read(&self, offset: u64, mut buf: IoBuf) -> BufResult {
         let len = buf.len();
-        if let Err(e) = check_range(offset, len as u64, self.size_bytes, "read") {
+        if let Err(e) = check_range(offset, len as u64, self.size_bytes(), "read") {
             return (buf, Err(e));
         }
         if len == 0 {
@@ -358,7 +362,7 @@ impl UringBackend {
             return (buf, Err(e));
         }
         let len = buf.len();
-        if let Err(e) = check_range(offset, len as u64, self.size_bytes, "write") {
+        if let Err(e) = check_range(offset, len as u64, self.size_bytes(), "write") {
             return (buf, Err(e));
         }
         if len == 0 {

@@ -7,6 +7,13 @@
 //!
 //! * a logical unit whose target, LUN and resolved storage settings did not change keeps
 //!   its `Arc<LogicalUnit>`, so running sessions and their reservations are undisturbed;
+//! * a storage whose `size` alone changed is an online resize: its logical units stay, the
+//!   medium grows in place and every nexus is told CAPACITY DATA HAS CHANGED
+//!   (`LogicalUnit::grow_to`). A size below the medium's is refused with
+//!   [`Refusal::StorageShrink`] before anything happens. The grows are the last step that
+//!   can fail; one that fails refuses the change, while media already grown by the same
+//!   change stay grown (a file is never shrunk) and the next apply of that size finds
+//!   nothing left to do;
 //!   a target whose LUN map and portal groups did not change keeps its `Arc<TargetEntry>`;
 //! * new logical units are opened before anything is installed, so a storage that cannot
 //!   be opened refuses the whole change and nothing moves;
@@ -16,7 +23,9 @@
 //!   logical unit they started on, so removing a LUN under I/O loses nothing. Removing a
 //!   target with sessions logged in is refused with [`Refusal::TargetBusy`];
 //! * new portals are bound before the snapshot is installed (a bind failure refuses the
-//!   change); removed portals stop accepting, while connections they accepted go on;
+//!   change); a removed (or re-addressed) portal stops accepting and the connections it
+//!   accepted are closed (`live::PortalSockets`): their sessions end as if the network had
+//!   dropped, and an initiator with another path logs in again there;
 //! * the new snapshot is installed with one pointer swap.
 //!
 //! Applies are serialised by one async mutex; the fast path never waits for it.
@@ -36,7 +45,7 @@ use tgt_proto::{Config, ValidConfig, ValidStorage};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::live::{Shared, Snapshot, TargetEntry, Writer};
+use crate::live::{PortalSockets, Shared, Snapshot, TargetEntry, Writer};
 use crate::lu::{self, LogicalUnit, LuConfig};
 use crate::numa::NumaPools;
 
@@ -45,6 +54,8 @@ struct PortalListener {
     /// The address as configured (port 0 stays 0), compared on the next apply.
     configured: SocketAddr,
     task: tokio::task::AbortHandle,
+    /// The connections it accepted, closed when the portal is removed.
+    sockets: Arc<PortalSockets>,
 }
 
 impl Drop for PortalListener {
@@ -82,6 +93,14 @@ pub struct Controller {
 struct Prepared {
     lus: BTreeMap<(String, u16), AppliedLu>,
     new_listeners: Vec<(u16, SocketAddr, TcpListener)>,
+}
+
+/// A logical unit kept across a change of its storage's `size`: grow it to `size_bytes`.
+struct Grow {
+    device_id: u64,
+    key: (String, u16),
+    unit: Arc<LogicalUnit>,
+    size_bytes: u64,
 }
 
 impl Controller {
@@ -260,11 +279,29 @@ impl Controller {
     async fn prepare(&self, st: &Applied, cfg: &ValidConfig) -> Result<Prepared, Refusal> {
         let mut lus = BTreeMap::new();
         let mut to_open = Vec::new();
+        let mut grows = Vec::new();
         for t in cfg.targets() {
             for (lun, storage) in t.luns() {
                 let key = (t.name().to_string(), lun);
                 match st.lus.get(&key) {
-                    Some(old) if old.storage == *storage => {
+                    Some(old)
+                        if old.storage == *storage || old.storage.differs_only_in_size(storage) =>
+                    {
+                        // A size that did not change is not checked: an existing file
+                        // larger than the configured size keeps its own.
+                        match storage.size_bytes() {
+                            Some(size_bytes) if old.storage != *storage => {
+                                let grow = Grow {
+                                    device_id: storage.device_id(),
+                                    key: key.clone(),
+                                    unit: old.unit.clone(),
+                                    size_bytes,
+                                };
+                                check_no_shrink(&grow)?;
+                                grows.push(grow);
+                            }
+                            _ => {}
+                        }
                         lus.insert(
                             key,
                             AppliedLu {
@@ -336,6 +373,7 @@ impl Controller {
             let l = TcpListener::bind(addr).await.map_err(refusal)?;
             new_listeners.push((id, addr, l));
         }
+        grow_all(grows).await?;
         Ok(Prepared { lus, new_listeners })
     }
 
@@ -408,10 +446,25 @@ impl Controller {
             generation,
         });
         st.lus = p.lus;
-        // Portals: stop the removed or re-addressed ones, then start the new ones.
-        st.listeners
-            .retain(|id, l| cfg.portal(*id).is_some_and(|a| a == l.configured));
+        // Portals: stop the removed or re-addressed ones and close what they accepted, then
+        // start the new ones.
+        let (kept, gone): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut st.listeners)
+            .into_iter()
+            .partition(|(id, l)| cfg.portal(*id).is_some_and(|a| a == l.configured));
+        st.listeners = kept;
         self.live.retain_bound(|id| st.listeners.contains_key(&id));
+        for (id, listener) in gone {
+            let sockets = Arc::clone(&listener.sockets);
+            // Stop accepting first; a connection accepted meanwhile is closed as it
+            // registers.
+            drop(listener);
+            let closed = sockets.close_all();
+            info!(
+                portal = id,
+                connections = closed,
+                "portal removed: its connections closed"
+            );
+        }
         for (id, configured, l) in p.new_listeners {
             let Ok(bound) = l.local_addr() else {
                 warn!(
@@ -422,9 +475,22 @@ impl Controller {
             };
             info!(portal = id, %bound, "listening");
             self.live.set_bound(id, bound);
-            let task = tokio::spawn(crate::accept::accept_loop(id, l, self.shared().clone()))
-                .abort_handle();
-            st.listeners.insert(id, PortalListener { configured, task });
+            let sockets = Arc::new(PortalSockets::default());
+            let task = tokio::spawn(crate::accept::accept_loop(
+                id,
+                l,
+                self.shared().clone(),
+                Arc::clone(&sockets),
+            ))
+            .abort_handle();
+            st.listeners.insert(
+                id,
+                PortalListener {
+                    configured,
+                    task,
+                    sockets,
+                },
+            );
         }
         st.generation = generation;
         st.config = Some(cfg);
@@ -630,6 +696,55 @@ impl Controller {
             Request::CloseSession { tsih } => self.close_session(tsih),
         }
     }
+}
+
+/// Refuses a `size` below the size of the medium a kept logical unit serves now (an
+/// offline unit has no medium and takes its size when it comes online).
+fn check_no_shrink(g: &Grow) -> Result<(), Refusal> {
+    let current_bytes = g
+        .unit
+        .capacity_blocks()
+        .saturating_mul(u64::from(g.unit.block_size()));
+    if g.size_bytes < current_bytes {
+        return Err(Refusal::StorageShrink {
+            device_id: g.device_id,
+            size_bytes: g.size_bytes,
+            current_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Grows the media of `grows` off the network threads (extending a file is a blocking
+/// call); each logical unit publishes its capacity and raises its unit attentions itself.
+async fn grow_all(grows: Vec<Grow>) -> Result<(), Refusal> {
+    if grows.is_empty() {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || {
+        for g in grows {
+            let blocks = g
+                .unit
+                .grow_to(g.size_bytes)
+                .map_err(|e| Refusal::StorageUnavailable {
+                    device_id: g.device_id,
+                    message: e.to_string(),
+                })?;
+            info!(
+                target = %g.key.0,
+                lun = g.key.1,
+                device_id = g.device_id,
+                blocks,
+                "logical unit grown online"
+            );
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Refusal::StorageUnavailable {
+        device_id: 0,
+        message: format!("grow task failed: {e}"),
+    })?
 }
 
 /// The id of the bound portal a connection with local address `local` arrived on: the one

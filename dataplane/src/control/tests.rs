@@ -301,15 +301,136 @@ async fn stats_count_open_connections_per_portal_and_report_the_pools() {
         .await
         .unwrap();
     stats_until(&c, |st| st.portals.iter().all(|p| p.connections == 1)).await;
-    // A removed portal stays listed while a connection it accepted is open.
+    // A removed portal's connection is closed; the other portal's stays.
     c.apply(2, config(d.path(), &[0], &[1])).await;
-    let st = c.stats().await;
-    assert_eq!(st.portals.len(), 2, "{st:?}");
-    assert_eq!(st.portals[1].connections, 1);
-    drop(two);
     stats_until(&c, |st| st.portals.len() == 1 && st.portals[0].id == 1).await;
+    assert_eq!(c.stats().await.portals[0].connections, 1);
+    assert_eq!(
+        read_to_end(two).await,
+        0,
+        "the removed portal's connection closed"
+    );
     drop(one);
     stats_until(&c, |st| st.portals[0].connections == 0).await;
+}
+
+/// Bytes read from `s` until the peer closes it (fails after ten seconds).
+async fn read_to_end(mut s: tokio::net::TcpStream) -> usize {
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the connection was not closed")
+        .expect("read");
+    buf.len()
+}
+
+#[tokio::test]
+async fn removing_or_readdressing_a_portal_closes_only_its_connections() {
+    let d = Dir::new("portal-close");
+    let c = controller();
+    c.apply(1, config(d.path(), &[0], &[1, 2, 3])).await;
+    let bound = c.status().await.portals;
+    let mut conns = Vec::new();
+    for p in &bound {
+        conns.push(tokio::net::TcpStream::connect(p.bound).await.unwrap());
+    }
+    stats_until(&c, |st| st.portals.iter().all(|p| p.connections == 1)).await;
+    // Portal 2 goes; portal 3 moves to another address (a new listener).
+    let mut next = config(d.path(), &[0], &[1, 3]);
+    next.iscsi_portals[1].portal = "127.0.0.2:0".to_string();
+    assert_eq!(c.apply(2, next).await, Response::Applied { generation: 2 });
+    let third = conns.pop().unwrap();
+    let second = conns.pop().unwrap();
+    assert_eq!(read_to_end(second).await, 0);
+    assert_eq!(read_to_end(third).await, 0);
+    stats_until(&c, |st| {
+        st.portals
+            .iter()
+            .map(|p| (p.id, p.connections))
+            .collect::<Vec<_>>()
+            == vec![(1, 1), (3, 0)]
+    })
+    .await;
+    // The kept portal's connection is open: the peer has not closed it.
+    let mut first = conns.pop().unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), first.read(&mut b))
+            .await
+            .is_err(),
+        "the kept portal's connection must stay open"
+    );
+}
+
+/// The config of `luns` with every storage's `size` set to `size_bytes`.
+fn sized(dir: &Path, luns: &[u16], size_bytes: u64) -> Config {
+    let mut c = config(dir, luns, &[0]);
+    for s in &mut c.storages {
+        s.size = Some(size_bytes);
+    }
+    c
+}
+
+#[tokio::test]
+async fn a_larger_size_grows_the_live_lun_in_place_and_a_smaller_one_is_refused() {
+    let d = Dir::new("grow");
+    let c = controller();
+    assert_eq!(
+        c.apply(1, sized(d.path(), &[0, 1], 1 << 20)).await,
+        Response::Applied { generation: 1 }
+    );
+    let (lun0, lun1) = (unit(&c, 0).unwrap(), unit(&c, 1).unwrap());
+    let entry = c.shared().current().targets.get(IQN).cloned().unwrap();
+    let mut bigger = sized(d.path(), &[0, 1], 1 << 20);
+    bigger.storages[0].size = Some(3 << 20);
+    assert_eq!(
+        c.apply(2, bigger).await,
+        Response::Applied { generation: 2 }
+    );
+    // The same logical units and target entry: sessions keep them, no LUN-map change.
+    assert!(Arc::ptr_eq(&lun0, &unit(&c, 0).unwrap()));
+    assert!(Arc::ptr_eq(&lun1, &unit(&c, 1).unwrap()));
+    let after = c.shared().current().targets.get(IQN).cloned().unwrap();
+    assert!(Arc::ptr_eq(&entry, &after));
+    assert_eq!(lun0.capacity_blocks(), (3 << 20) / 512);
+    assert_eq!(lun1.capacity_blocks(), (1 << 20) / 512, "the other storage");
+    assert_eq!(
+        std::fs::metadata(d.path().join("lun0.img")).unwrap().len(),
+        3 << 20
+    );
+    assert_eq!(c.status().await.targets[0].luns[0].size_bytes, 3 << 20);
+    // Shrinking is refused, naming both sizes, and changes nothing.
+    let r = c.apply(3, sized(d.path(), &[0, 1], 2 << 20)).await;
+    let Response::Refused {
+        reason:
+            Refusal::StorageShrink {
+                device_id,
+                size_bytes,
+                current_bytes,
+            },
+    } = r
+    else {
+        panic!("{r:?}");
+    };
+    assert_eq!(
+        (device_id, size_bytes, current_bytes),
+        (100, 2 << 20, 3 << 20)
+    );
+    assert_eq!(c.generation().await, 2);
+    assert_eq!(lun0.capacity_blocks(), (3 << 20) / 512);
+    assert_eq!(
+        std::fs::metadata(d.path().join("lun0.img")).unwrap().len(),
+        3 << 20
+    );
+    // Dropping `size` keeps the unit and its size.
+    let mut unsized_cfg = sized(d.path(), &[0, 1], 1 << 20);
+    unsized_cfg.storages[0].size = None;
+    assert_eq!(
+        c.apply(4, unsized_cfg).await,
+        Response::Applied { generation: 4 }
+    );
+    assert!(Arc::ptr_eq(&lun0, &unit(&c, 0).unwrap()));
+    assert_eq!(lun0.capacity_blocks(), (3 << 20) / 512);
 }
 
 async fn send_raw(s: &mut UnixStream, frame: &[u8]) -> Option<Response> {

@@ -11,6 +11,7 @@
 use super::unit::{LogicalUnit, LuState, Role};
 use crate::scsi::cdb::Command;
 use crate::scsi::inquiry::{self, BlockLimits, Identity};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 /// The block size the controller reports transfer lengths in; it has no blocks.
@@ -24,7 +25,7 @@ impl LogicalUnit {
             role: Role::Controller,
             read_only: false,
             block_size: CONTROLLER_BLOCK_BYTES,
-            blocks: 0,
+            blocks: AtomicU64::new(0),
             identity: Identity {
                 device_type: inquiry::TYPE_CONTROLLER,
                 target_name: target_name.to_string(),

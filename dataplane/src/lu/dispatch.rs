@@ -238,7 +238,7 @@ impl LogicalUnit {
             Command::SyncCache { lba, blocks } => self.sync_cache(lba, blocks).await,
             Command::Prefetch { lba, blocks } => self
                 .medium()
-                .and_then(|_| check_lba_range(lba, blocks, self.blocks))
+                .and_then(|_| check_lba_range(lba, blocks, self.blocks()))
                 .map(|()| Vec::new()),
             Command::ReadDefectData {
                 twelve,
@@ -292,7 +292,7 @@ impl LogicalUnit {
     }
 
     fn read_capacity10(&self) -> Vec<u8> {
-        let last = self.blocks.saturating_sub(1);
+        let last = self.blocks().saturating_sub(1);
         let last32 = u32::try_from(last).unwrap_or(u32::MAX);
         let mut d = last32.to_be_bytes().to_vec();
         d.extend_from_slice(&self.block_size.to_be_bytes());
@@ -301,7 +301,7 @@ impl LogicalUnit {
 
     fn read_capacity16(&self) -> Vec<u8> {
         let mut d = vec![0u8; 32];
-        d[0..8].copy_from_slice(&self.blocks.saturating_sub(1).to_be_bytes());
+        d[0..8].copy_from_slice(&self.blocks().saturating_sub(1).to_be_bytes());
         d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
         // LBPME (thin provisioning enabled) and LBPRZ (unmapped blocks read zero), only when
         // the storage advertises provisioning (`thinprovisioning`, default on).

@@ -90,7 +90,7 @@ impl LogicalUnit {
 
     pub(super) async fn read(&self, lba: Lba, blocks: BlockCount) -> Result<IoBuf, Sense> {
         let b = self.medium()?;
-        check_lba_range(lba, blocks, self.blocks)?;
+        check_lba_range(lba, blocks, self.blocks())?;
         self.check_transfer_len(blocks, 7)?;
         if blocks.0 == 0 {
             return Ok(IoBuf::empty());
@@ -156,7 +156,7 @@ impl LogicalUnit {
         mut data_out: IoBuf,
     ) -> Result<Vec<u8>, Sense> {
         let b = self.writable()?;
-        check_lba_range(lba, blocks, self.blocks)?;
+        check_lba_range(lba, blocks, self.blocks())?;
         self.check_transfer_len(blocks, 7)?;
         let (off, len) = self.bytes(lba, blocks);
         // Only whole blocks that actually arrived are written.
@@ -195,7 +195,7 @@ impl LogicalUnit {
         data_out: &[u8],
     ) -> Result<Vec<u8>, Sense> {
         let b = self.medium()?;
-        check_lba_range(lba, blocks, self.blocks)?;
+        check_lba_range(lba, blocks, self.blocks())?;
         if bytchk != 0 {
             self.check_transfer_len(blocks, 7)?;
         }
@@ -246,7 +246,7 @@ impl LogicalUnit {
         data_out: &[u8],
     ) -> Result<Vec<u8>, Sense> {
         let b = self.writable()?;
-        check_lba_range(lba, blocks, self.blocks)?;
+        check_lba_range(lba, blocks, self.blocks())?;
         if blocks.0 > u64::from(self.identity.limits.max_compare_and_write_blocks) {
             return Err(Sense::invalid_field_in_cdb(13, None));
         }
@@ -289,14 +289,14 @@ impl LogicalUnit {
         let len_byte = if sixteen { 10 } else { 7 };
         // WSNZ=0: zero blocks means "to the last LBA" (SBC-3 5.45).
         let blocks = if blocks.0 == 0 {
-            if lba.0 > self.blocks {
+            if lba.0 > self.blocks() {
                 return Err(Sense::lba_out_of_range());
             }
-            BlockCount(self.blocks - lba.0)
+            BlockCount(self.blocks().saturating_sub(lba.0))
         } else {
             blocks
         };
-        check_lba_range(lba, blocks, self.blocks)?;
+        check_lba_range(lba, blocks, self.blocks())?;
         if blocks.0 > self.identity.limits.max_write_same_blocks {
             return Err(Sense::invalid_field_in_cdb(len_byte, None));
         }
@@ -352,7 +352,7 @@ impl LogicalUnit {
         let limits = self.identity.limits;
         let ranges = provisioning::parse_unmap(
             &data_out[..n],
-            self.blocks,
+            self.blocks(),
             limits.max_unmap_descriptors,
             limits.max_unmap_lba_count,
         )?;
@@ -365,13 +365,13 @@ impl LogicalUnit {
 
     pub(super) async fn get_lba_status(&self, lba: Lba, alloc_len: u32) -> Result<Vec<u8>, Sense> {
         let b = self.medium()?;
-        if lba.0 >= self.blocks {
+        if lba.0 >= self.blocks() {
             return Err(Sense::lba_out_of_range());
         }
         let bs = u64::from(self.block_size);
         let scan_blocks = (LBA_STATUS_SCAN_BYTES / bs).max(1);
-        let end = self.blocks.min(lba.0.saturating_add(scan_blocks));
-        let (off, len) = self.bytes(lba, BlockCount(end - lba.0));
+        let end = self.blocks().min(lba.0.saturating_add(scan_blocks));
+        let (off, len) = self.bytes(lba, BlockCount(end.saturating_sub(lba.0)));
         let extents = b
             .allocation_status(off, len)
             .await
@@ -393,11 +393,11 @@ impl LogicalUnit {
     pub(super) async fn sync_cache(&self, lba: Lba, blocks: BlockCount) -> Result<Vec<u8>, Sense> {
         let b = self.medium()?;
         let blocks = if blocks.0 == 0 {
-            BlockCount(self.blocks.saturating_sub(lba.0))
+            BlockCount(self.blocks().saturating_sub(lba.0))
         } else {
             blocks
         };
-        check_lba_range(lba, blocks, self.blocks)?;
+        check_lba_range(lba, blocks, self.blocks())?;
         b.flush().await.map_err(|e| sense_write(&e))?;
         Ok(Vec::new())
     }

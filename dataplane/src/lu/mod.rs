@@ -18,6 +18,8 @@
 //! LuConfig { device_id, path, online, read_only, block_size, create_size_bytes, target_name, lun }
 //! LogicalUnit::open(&LuConfig) -> Result<LogicalUnit, BackendError>
 //! LogicalUnit::with_backend(&LuConfig, Backend) -> Result<LogicalUnit, BackendError>
+//! LogicalUnit::grow_to(&self, size_bytes) -> Result<u64, BackendError>   // online resize (blocking)
+//! LogicalUnit::refresh_capacity(&self) -> bool   // the backend's size changed: publish it, UA
 //! Target::new(name, Vec<(u16, Arc<LogicalUnit>)>) -> Target
 //! Target::execute(&self, lun, &Nexus, cdb, data_out, expected_in_len).await -> ScsiResponse
 //! Target::task_management(&self, TmFunction, lun, &Nexus) -> TmResponse

@@ -893,3 +893,83 @@ async fn the_lun0_controller_needs_no_medium_and_follows_the_unit_attention_rule
     assert_eq!(asc(&r), (5, 0x20, 0x00));
     assert_eq!(r.cdb_transfer_bytes, Some(96));
 }
+
+/// The last LBA and block length of a READ CAPACITY (16) answer.
+fn capacity16(r: &ScsiResponse) -> (u64, u32) {
+    assert_eq!(r.status, 0, "{r:?}");
+    let last = u64::from_be_bytes(r.data_in[0..8].try_into().unwrap());
+    let bs = u32::from_be_bytes(r.data_in[8..12].try_into().unwrap());
+    (last, bs)
+}
+
+#[tokio::test]
+async fn a_grown_medium_is_used_at_once_and_each_nexus_hears_of_it_once() {
+    let t = mem_target();
+    let lu = t.logical_unit(0).unwrap().clone();
+    let (a, b, late) = (nexus(1), nexus(2), nexus(3));
+    let read_cap = c16(0x9E, 0x10, 0, 32);
+    for n in [&a, &b] {
+        assert_eq!(
+            capacity16(&run(&t, n, &read_cap, &[]).await),
+            (BLOCKS - 1, BS)
+        );
+    }
+    // Beyond the end, before the grow.
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x28, 0, 2 * 2048 - 1, 1), &[]).await),
+        (5, 0x21, 0x00)
+    );
+    assert_eq!(
+        lu.grow_to(2 * BLOCKS * u64::from(BS)).unwrap(),
+        2 * BLOCKS,
+        "the new capacity in blocks"
+    );
+    assert_eq!(lu.capacity_blocks(), 2 * BLOCKS);
+    // Each nexus that used the LU gets CAPACITY DATA HAS CHANGED once, on its next command.
+    for n in [&a, &b] {
+        assert_eq!(asc(&run(&t, n, &read_cap, &[]).await), (6, 0x2A, 0x09));
+        assert_eq!(
+            capacity16(&run(&t, n, &read_cap, &[]).await),
+            (2 * BLOCKS - 1, BS)
+        );
+    }
+    // A nexus that never used it has nothing to hear and reads the new capacity.
+    assert_eq!(
+        capacity16(&run(&t, &late, &read_cap, &[]).await),
+        (2 * BLOCKS - 1, BS)
+    );
+    // The grown blocks take writes and give them back; the old ones kept their data.
+    let data = vec![0x5Au8; 512];
+    let last = u32::try_from(2 * BLOCKS - 1).unwrap();
+    assert_eq!(run(&t, &a, &c10(0x2A, 0, last, 1), &data).await.status, 0);
+    assert_eq!(run(&t, &a, &c10(0x28, 0, last, 1), &[]).await.data_in, data);
+    // Growing to the same size, or a refresh with nothing new, raises nothing.
+    lu.grow_to(2 * BLOCKS * u64::from(BS)).unwrap();
+    assert!(!lu.refresh_capacity());
+    assert_eq!(run(&t, &a, &[0; 6], &[]).await.status, 0);
+    // A shrink is refused with both sizes named, and changes nothing.
+    let e = lu.grow_to(BLOCKS * u64::from(BS)).unwrap_err();
+    assert!(e.to_string().contains("would lose data"), "{e}");
+    assert_eq!(lu.capacity_blocks(), 2 * BLOCKS);
+    assert_eq!(
+        run(&t, &a, &[0; 6], &[]).await.status,
+        0,
+        "no UA for a refusal"
+    );
+    // A size that is not whole blocks is refused before the backend is touched.
+    assert!(lu.grow_to(3 * BLOCKS * u64::from(BS) + 1).is_err());
+    assert_eq!(lu.capacity_blocks(), 2 * BLOCKS);
+}
+
+#[tokio::test]
+async fn several_grows_before_the_next_command_are_reported_once() {
+    let t = mem_target();
+    let lu = t.logical_unit(0).unwrap().clone();
+    let n = nexus(1);
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    lu.grow_to(2 * BLOCKS * u64::from(BS)).unwrap();
+    lu.grow_to(3 * BLOCKS * u64::from(BS)).unwrap();
+    assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x2A, 0x09));
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    assert_eq!(lu.capacity_blocks(), 3 * BLOCKS);
+}

@@ -11,6 +11,7 @@ use crate::scsi::pr::PersistentReservations;
 use crate::scsi::reservation::Reservations;
 use crate::scsi::ua::{self, UnitAttentions};
 use crate::scsi::{luns, BlockCount, Lba};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
@@ -28,7 +29,9 @@ pub struct LogicalUnit {
     pub(super) role: Role,
     pub(super) read_only: bool,
     pub(super) block_size: u32,
-    pub(super) blocks: u64,
+    /// Capacity in logical blocks: set at open, changed only by
+    /// [`LogicalUnit::refresh_capacity`]; every command reads it once through `blocks()`.
+    pub(super) blocks: AtomicU64,
     pub(super) identity: Identity,
     pub(super) backend: Option<Backend>,
     pub(super) pool: Option<BufferPool>,
@@ -157,7 +160,7 @@ impl LogicalUnit {
             lun: cfg.lun,
             read_only,
             block_size: cfg.block_size,
-            blocks,
+            blocks: AtomicU64::new(blocks),
             identity: Identity {
                 device_type: inquiry::TYPE_DISK,
                 target_name: cfg.target_name.clone(),
@@ -181,7 +184,58 @@ impl LogicalUnit {
 
     /// Capacity in logical blocks (0 when offline).
     pub fn capacity_blocks(&self) -> u64 {
-        self.blocks
+        self.blocks()
+    }
+
+    pub(super) fn blocks(&self) -> u64 {
+        // Acquire pairs with the Release in `refresh_capacity`: a command that sees the new
+        // capacity also sees the backend that holds it.
+        self.blocks.load(Ordering::Acquire)
+    }
+
+    /// Grows the medium to `size_bytes` (the backend is extended, never shrunk: a smaller
+    /// size is an `Unsupported` error naming both sizes) and then publishes the new
+    /// capacity with [`refresh_capacity`](Self::refresh_capacity). Blocking: call it off the
+    /// network threads. Returns the capacity in blocks now in force; an offline unit (no
+    /// medium) changes nothing and answers 0.
+    pub fn grow_to(&self, size_bytes: u64) -> Result<u64, BackendError> {
+        let Some(backend) = &self.backend else {
+            return Ok(0);
+        };
+        let bs = u64::from(self.block_size);
+        if !size_bytes.is_multiple_of(bs) {
+            return Err(BackendError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{size_bytes} bytes is not a multiple of the block size {}",
+                    self.block_size
+                ),
+            ));
+        }
+        backend.grow_to(size_bytes)?;
+        self.refresh_capacity();
+        Ok(self.blocks())
+    }
+
+    /// Takes the capacity the backend reports now (a grown file, an image grown by its
+    /// cluster) as this unit's capacity. When it differs, new commands use it at once (range
+    /// checks, READ CAPACITY, mode block descriptors; commands already running keep the
+    /// value they checked against) and every I_T nexus that has used this unit gets UNIT
+    /// ATTENTION, CAPACITY DATA HAS CHANGED (SBC-3 §4.11, SPC-4 §5.13: ASC/ASCQ 2Ah/09h) once,
+    /// however many changes happen before its next command. Returns whether it changed.
+    pub fn refresh_capacity(&self) -> bool {
+        let Some(backend) = &self.backend else {
+            return false;
+        };
+        let blocks = backend.size_bytes() / u64::from(self.block_size);
+        // Published and raised under the state lock that the unit-attention gate takes, so
+        // a command gated after the change finds the condition queued.
+        let mut st = self.state();
+        if self.blocks.swap(blocks, Ordering::AcqRel) == blocks {
+            return false;
+        }
+        st.ua.raise_others(None, ua::UA_CAPACITY_CHANGED);
+        true
     }
 
     /// Tells nexus `nexus` that this logical unit replaced the one it used under the same
@@ -190,7 +244,7 @@ impl LogicalUnit {
     /// CHANGED when the identity (device id, type, write protection) differs.
     pub fn replaced(&self, previous: &LogicalUnit, nexus: u64) {
         // READ CAPACITY (16) also carries LBPME/LBPRZ (thin provisioning).
-        let capacity = self.blocks != previous.blocks
+        let capacity = self.blocks() != previous.blocks()
             || self.block_size != previous.block_size
             || self.identity.thin != previous.identity.thin;
         // Standard INQUIRY and the VPD pages: device identity, write protection, the Block
@@ -235,7 +289,7 @@ impl LogicalUnit {
         ModeDevice {
             read_only: self.read_only,
             block_size: self.block_size,
-            blocks: self.blocks,
+            blocks: self.blocks(),
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::support::workspace_root;
+use crate::support::{poll_until, strip_escapes, workspace_root};
 
 /// Bump when the way the cache is built changes in a way the hashed inputs do not show.
 const BUILD_REVISION: u32 = 1;
@@ -519,6 +519,20 @@ impl Cpio {
     }
 }
 
+/// Runs `ip ARGS` (iproute2, which the README test command installs) and fails the test
+/// with its error output unless it succeeds.
+fn ip_command(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (the README test command installs iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A network namespace with a tap device `tap0` holding [`HOST_ADDR`]; removed on drop.
 pub struct Netns {
     pub name: String,
@@ -533,29 +547,10 @@ impl Netns {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let ns = Netns { name };
+        ip_command(&["netns", "add", &ns.name]);
         let ip = |args: &[&str]| {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &ns.name, "ip"])
-                .args(args)
-                .output()
-                .expect("run ip");
-            assert!(
-                out.status.success(),
-                "ip {args:?} in {}: {}",
-                ns.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            ip_command(&[&["netns", "exec", &ns.name, "ip"], args].concat());
         };
-        let out = Command::new("ip")
-            .args(["netns", "add", &ns.name])
-            .output()
-            .expect("run ip netns add (the README test command installs iproute2)");
-        assert!(
-            out.status.success(),
-            "ip netns add {}: {}",
-            ns.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
         ip(&["link", "set", "lo", "up"]);
         ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
         ip(&["addr", "add", &format!("{HOST_ADDR}/24"), "dev", "tap0"]);
@@ -704,45 +699,54 @@ impl Guest {
     }
 
     /// Waits until a console line starts with `marker` and returns the line; fails the
-    /// test with the console's tail when the guest ends or `limit` passes first.
+    /// test with the console's tail when the guest fails, ends or `limit` passes first.
     pub fn wait_for(&mut self, marker: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
+        self.wait_line(&[marker], limit)
+    }
+
+    /// Waits for the first console line starting with one of `markers`. A case failure
+    /// (`TGT-CASE-FAIL`) that is not among them fails the test with the guest's report, as
+    /// do the guest ending and `limit` passing.
+    fn wait_line(&mut self, markers: &[&str], limit: Duration) -> String {
+        poll_until(limit, Duration::from_millis(50), || {
             let console = self.console();
-            if let Some(l) = console.lines().find(|l| l.starts_with(marker)) {
-                return l.to_string();
+            if let Some(l) = console
+                .lines()
+                .find(|l| markers.iter().any(|m| l.starts_with(m)))
+            {
+                return Some(l.to_string());
             }
             if let Some(l) = console.lines().find(|l| l.starts_with("TGT-CASE-FAIL")) {
                 // Let the dmesg dump arrive before reporting.
                 self.wait_end(Duration::from_secs(10));
                 panic!(
-                    "guest failed while waiting for {marker}: {l}\n{}",
+                    "guest failed while waiting for {markers:?}: {l}\n{}",
                     self.report()
                 );
             }
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));
             assert!(
                 !exited,
-                "guest exited before {marker}; console tail:\n{}",
+                "guest exited before {markers:?}; console tail:\n{}",
                 self.tail()
             );
-            assert!(
-                Instant::now() < deadline,
-                "no {marker} from the guest in {limit:?}; console tail:\n{}",
+            None
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {markers:?} from the guest in {limit:?}; console tail:\n{}",
                 self.tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        })
     }
 
+    /// Waits (at most `limit`) until the guest has printed its last marker or exited.
     fn wait_end(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline && !self.console().contains("TGT-END") {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(limit, Duration::from_millis(50), || {
+            let ended =
+                self.console().contains("TGT-END") || matches!(self.child.try_wait(), Ok(Some(_)));
+            ended.then_some(())
+        });
     }
 
     /// The guest's dmesg lines and the console's tail, for a failure message.
@@ -762,7 +766,7 @@ impl Guest {
 
     /// Waits for the case's verdict (`TGT-CASE-OK` or `TGT-CASE-FAIL`).
     pub fn verdict(&mut self, limit: Duration) -> Verdict {
-        let line = self.wait_for_any(&["TGT-CASE-OK", "TGT-CASE-FAIL"], limit);
+        let line = self.wait_line(&["TGT-CASE-OK", "TGT-CASE-FAIL"], limit);
         self.wait_end(Duration::from_secs(10));
         let console = self.console();
         let values = console
@@ -787,53 +791,6 @@ impl Guest {
             elapsed: self.started.elapsed(),
         }
     }
-
-    fn wait_for_any(&mut self, markers: &[&str], limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let console = self.console();
-            if let Some(l) = console
-                .lines()
-                .find(|l| markers.iter().any(|m| l.starts_with(m)))
-            {
-                return l.to_string();
-            }
-            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
-            assert!(
-                !exited,
-                "guest exited without a verdict; console tail:\n{}",
-                self.tail()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no verdict from the guest in {limit:?}; console tail:\n{}",
-                self.tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// `line` without terminal escape sequences (SeaBIOS clears the screen on the line the
-/// guest's first marker lands on).
-fn strip_escapes(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC c (reset) or ESC [ ... final letter.
-            if chars.next() == Some('[') {
-                for d in chars.by_ref() {
-                    if d.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl Drop for Guest {

@@ -117,25 +117,54 @@ pub struct Daemon {
     pub log: PathBuf,
 }
 
+/// `text` without terminal escape sequences: colour codes (ESC [ ... final letter) and
+/// two-character ones such as a reset (ESC c).
+pub fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+        } else if chars.next() == Some('[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Spawns `cmd` (a daemon taking `--ready-file`) with its stderr in `log`, and waits for
+/// `ready` as [`wait_for_file`] does; returns the daemon and the ready file's text.
+pub fn spawn_ready(mut cmd: Command, ready: &Path, log: PathBuf, what: &str) -> (Daemon, String) {
+    let child = cmd
+        .arg("--ready-file")
+        .arg(ready)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut d = Daemon { child, log };
+    let text = wait_for_file(&mut d, ready, what);
+    (d, text)
+}
+
+/// The `"key":"value"` string value of `key` in a ready file's JSON text, parsed.
+fn ready_value<T: std::str::FromStr>(text: &str, key: &str) -> Option<T> {
+    text.split(&format!("\"{key}\":\""))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|a| a.parse().ok())
+}
+
 impl Daemon {
     /// The daemon's log so far, without terminal colour codes.
     pub fn log_text(&self) -> String {
-        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let mut out = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // Skip an ANSI escape: ESC [ ... final letter.
-                for d in chars.by_ref() {
-                    if d.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
+        strip_escapes(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -217,21 +246,15 @@ impl Dataplane {
         );
         let cfg = dir.path().join("config.json");
         std::fs::write(&cfg, config).expect("write config");
-        let ready = dir.path().join("ready.json");
-        let log = dir.path().join("dataplane.log");
-        let child = Command::new(binary("tgt-dataplane"))
-            .envs(o.env.iter().copied())
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn tgt-dataplane");
-        let mut daemon = Daemon { child, log };
-        let portal = wait_ready(&mut daemon, &ready);
+        let mut cmd = Command::new(binary("tgt-dataplane"));
+        cmd.envs(o.env.iter().copied()).arg("--config").arg(&cfg);
+        let (daemon, ready) = spawn_ready(
+            cmd,
+            &dir.path().join("ready.json"),
+            dir.path().join("dataplane.log"),
+            "tgt-dataplane",
+        );
+        let portal = ready_value(&ready, "addr").expect("portal address in the ready file");
         Self {
             daemon,
             portal,
@@ -243,34 +266,6 @@ impl Dataplane {
 
     pub fn url(&self, lun: u16) -> String {
         format!("iscsi://{}/{}/{}", self.portal, self.iqn, lun)
-    }
-}
-
-fn wait_ready(daemon: &mut Daemon, ready: &Path) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(ready) {
-            if let Some(addr) = text
-                .split("\"addr\":\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .and_then(|a| a.parse().ok())
-            {
-                return addr;
-            }
-        }
-        if !daemon.alive() {
-            panic!(
-                "tgt-dataplane exited before it was ready; log:\n{}",
-                daemon.log_text()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tgt-dataplane not ready in 30 s; log:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -338,48 +333,64 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Calls `look` every `every` until it finds what it waits for and returns that, or `None`
+/// once `limit` has passed. `look` fails the test itself when the wait can never succeed
+/// (the process waited on has exited); the caller fails it on `None`, with whatever
+/// context (a log, a console) explains the wait.
+pub fn poll_until<T>(
+    limit: Duration,
+    every: Duration,
+    mut look: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = look() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Waits until a daemon has written its ready file (whole, newline-terminated) and returns
 /// it; fails with the daemon's log when it exits first or takes over 30 s.
 pub fn wait_for_file(daemon: &mut Daemon, path: &Path, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = std::fs::read_to_string(path) {
-            if t.ends_with('\n') {
-                return t;
-            }
-        }
+    poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        let text = std::fs::read_to_string(path)
+            .ok()
+            .filter(|t| t.ends_with('\n'));
         assert!(
-            daemon.alive(),
+            text.is_some() || daemon.alive(),
             "{what} exited before it was ready; log:\n{}",
             daemon.log_text()
         );
-        assert!(
-            Instant::now() < deadline,
-            "{what} not ready in 30 s; log:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        text
+    })
+    .unwrap_or_else(|| panic!("{what} not ready in 30 s; log:\n{}", daemon.log_text()))
 }
 
 /// A data plane that starts empty on `DIR/dp.sock` and waits for the control plane; `n`
 /// numbers its log and ready files so a restarted one does not read the old ones.
 pub fn start_socket_dataplane(dir: &Path, n: u32) -> Daemon {
-    let ready = dir.join(format!("dp-ready-{n}.json"));
-    let log = dir.join(format!("dataplane-{n}.log"));
-    let child = Command::new(binary("tgt-dataplane"))
-        .arg("--control-socket")
-        .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-dataplane");
-    let mut d = Daemon { child, log };
-    wait_for_file(&mut d, &ready, "tgt-dataplane");
-    d
+    let mut cmd = Command::new(binary("tgt-dataplane"));
+    cmd.arg("--control-socket").arg(dir.join("dp.sock"));
+    spawn_dataplane(cmd, dir, n)
+}
+
+/// Spawns the data plane `cmd` (the binary, possibly wrapped as `ip netns exec NS
+/// tgt-dataplane`, with its config or control-socket arguments) with its ready file
+/// `DIR/dp-ready-N.json` and log `DIR/dataplane-N.log`, and waits until it is ready; `n`
+/// keeps a restarted one from reading the files of the one before.
+pub fn spawn_dataplane(cmd: Command, dir: &Path, n: u32) -> Daemon {
+    spawn_ready(
+        cmd,
+        &dir.join(format!("dp-ready-{n}.json")),
+        dir.join(format!("dataplane-{n}.log")),
+        "tgt-dataplane",
+    )
+    .0
 }
 
 /// A control plane on 127.0.0.1:0 pushing to `DIR/dp.sock`, state in `DIR/state`, no token;
@@ -391,34 +402,23 @@ pub fn start_controlplane(dir: &Path) -> (Daemon, SocketAddr) {
 /// [`start_controlplane`], requiring `token` on mutating calls when given (a token from the
 /// environment never leaks in).
 pub fn start_controlplane_with_token(dir: &Path, token: Option<&str>) -> (Daemon, SocketAddr) {
-    let ready = dir.join("cp-ready.json");
-    let log = dir.join("controlplane.log");
     let mut cmd = Command::new(binary("tgt-controlplane"));
     cmd.args(["--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.join("state"))
         .arg("--dataplane-socket")
         .arg(dir.join("dp.sock"))
-        .arg("--ready-file")
-        .arg(&ready);
+        .env_remove("TGT_CONTROLPLANE_TOKEN")
+        .env_remove("TGT_CONTROLPLANE_TOKEN_FILE");
     if let Some(token) = token {
         cmd.arg("--token").arg(token);
     }
-    let child = cmd
-        .env("RUST_LOG", "info")
-        .env_remove("TGT_CONTROLPLANE_TOKEN")
-        .env_remove("TGT_CONTROLPLANE_TOKEN_FILE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn tgt-controlplane");
-    let mut d = Daemon { child, log };
-    let text = wait_for_file(&mut d, &ready, "tgt-controlplane");
-    let addr = text
-        .split("\"listen\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .and_then(|a| a.parse().ok())
-        .expect("listen address in the ready file");
+    let (d, text) = spawn_ready(
+        cmd,
+        &dir.join("cp-ready.json"),
+        dir.join("controlplane.log"),
+        "tgt-controlplane",
+    );
+    let addr = ready_value(&text, "listen").expect("listen address in the ready file");
     (d, addr)
 }
 
@@ -479,22 +479,47 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> R
 /// Polls `/api/v1/status` until the data plane runs the desired config with a bound
 /// portal, and returns that portal's address; fails with the data plane's log after 30 s.
 pub fn wait_in_sync(cp: SocketAddr, dp: &mut Daemon) -> SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = http(cp, "GET", "/api/v1/status", None).json();
-        if s["inSync"] == true {
-            if let Some(addr) = s["dataplane"]["portals"][0]["bound"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-            {
-                return addr;
-            }
+    let mut last = serde_json::Value::Null;
+    poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        last = http(cp, "GET", "/api/v1/status", None).json();
+        if last["inSync"] != true {
+            return None;
         }
-        assert!(
-            Instant::now() < deadline,
-            "data plane not in sync in 30 s: {s}; data plane log:\n{}",
+        last["dataplane"]["portals"][0]["bound"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "data plane not in sync in 30 s: {last}; data plane log:\n{}",
             dp.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        )
+    })
+}
+
+/// Logs the project's initiator in to target `iqn` through `portal`.
+pub fn login(portal: SocketAddr, iqn: &str) -> tgt_system_tests::initiator::Session {
+    tgt_system_tests::initiator::Session::login(
+        portal,
+        &tgt_system_tests::initiator::SessionOptions {
+            target_name: Some(iqn.to_string()),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("login to {iqn} through {portal}: {e}"))
+}
+
+/// The sense of a command that must end in CHECK CONDITION.
+pub fn check_condition<T: std::fmt::Debug>(
+    r: Result<T, tgt_system_tests::initiator::Error>,
+    what: &str,
+) -> tgt_system_tests::initiator::Sense {
+    use tgt_system_tests::initiator::{scsi, Error};
+    match r {
+        Err(Error::Scsi {
+            status: scsi::STATUS_CHECK_CONDITION,
+            sense: Some(sense),
+        }) => sense,
+        other => panic!("{what}: expected CHECK CONDITION, got {other:?}"),
     }
 }
