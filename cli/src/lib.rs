@@ -78,9 +78,15 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
-    /// Bearer token for changes (when the control plane was started with one).
-    #[arg(long, global = true, env = "TGTCTL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// File holding the control plane's bearer token (when it has one); the token itself
+    /// is never an argument, where `ps` would show it. TGTCTL_TOKEN in the environment is
+    /// used when this is not given.
+    #[arg(long, global = true, env = "TGTCTL_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to trust for an https:// --server, such as the control
+    /// plane's self-signed certificate; without it the system's roots are used.
+    #[arg(long, global = true, env = "TGTCTL_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -178,7 +184,20 @@ pub fn run(cli: Cli) -> i32 {
 
 fn dispatch(cli: Cli) -> Result<()> {
     let out = cli.output;
-    let client = || Client::new(&cli.server, cli.token.clone());
+    let client = || {
+        let token = match &cli.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        CliError::Usage(format!("cannot read token file {}: {e}", p.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("TGTCTL_TOKEN").ok(),
+        };
+        Client::new(&cli.server, token, cli.ca_file.as_deref())
+    };
     match cli.command {
         Command::Target(c) => resources::target(&client()?, out, c),
         Command::Lun(c) => resources::lun(&client()?, out, c),

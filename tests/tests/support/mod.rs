@@ -401,7 +401,9 @@ pub fn start_controlplane_with_token(dir: &Path, token: Option<&str>) -> (Daemon
         .arg("--ready-file")
         .arg(&ready);
     if let Some(token) = token {
-        cmd.arg("--token").arg(token);
+        let file = dir.join("cp-token");
+        std::fs::write(&file, token).expect("write the token file");
+        cmd.arg("--token-file").arg(file);
     }
     let child = cmd
         .env("RUST_LOG", "info")
