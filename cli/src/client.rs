@@ -47,6 +47,10 @@ impl Client {
                 "--server {base:?} is not a URL such as http://127.0.0.1:8080 ({e})"
             ))
         })?;
+        // reqwest is built with rustls but no provider of its own: the process's default
+        // (ring) must be in place before any client is built, for http:// too. Installing
+        // it again (it is process-wide) fails harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = Http::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60));
@@ -54,12 +58,8 @@ impl Client {
             "http" => builder,
             "https" => match ca_file {
                 Some(path) => builder.tls_backend_preconfigured(tls_config(path)?),
-                None => {
-                    // reqwest verifies against the system's roots with the process's
-                    // default rustls provider; another install (already done) is harmless.
-                    let _ = rustls::crypto::ring::default_provider().install_default();
-                    builder
-                }
+                // reqwest verifies against the system's roots with the default provider.
+                None => builder,
             },
             other => {
                 return Err(CliError::Usage(format!(
