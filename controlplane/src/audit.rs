@@ -2,9 +2,9 @@
 //! it presented the bearer token) and what changed, field by field, with CHAP secrets only
 //! ever named, never shown.
 //!
-//! The REST guard runs each mutating request inside [`scope`]; [`Service::update`]
-//! (crate::service::Service::update), the one place a change is committed, logs
-//! [`changes`] under [`actor`] once the change is stored.
+//! The REST guard runs each mutating request inside [`scope`];
+//! [`Service::update`](crate::service::Service::update), the one place a change is
+//! committed, logs [`changes`] under [`actor`] once the change is stored.
 
 use std::future::Future;
 
