@@ -119,8 +119,37 @@ fn field_changes(old: &Value, new: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The CHAP secrets a config sets, by where they are (`target NAME`, `discovery`), for a
+/// diff that says a secret is written without showing it.
+fn secrets_set(c: &Config) -> Vec<String> {
+    let has = |chap: Option<&tgt_proto::Chap>| {
+        chap.is_some_and(|c| c.secret.is_some() || c.mutual_secret.is_some())
+    };
+    let mut out: Vec<String> = c
+        .iscsi_targets
+        .iter()
+        .filter(|(_, t)| has(t.auth.as_ref().and_then(|a| a.chap.as_ref())))
+        .map(|(n, _)| format!("target {n}"))
+        .collect();
+    let discovery = c
+        .discovery
+        .as_ref()
+        .and_then(|d| d.auth.as_ref())
+        .and_then(|a| a.chap.as_ref());
+    if has(discovery) {
+        out.push("discovery".into());
+    }
+    out
+}
+
 /// A readable diff of two configs: `+` added, `-` removed, `~` changed with its fields.
+/// CHAP secrets are never shown: a file that sets one gets a line saying it is written.
 pub fn describe_diff(old: &Config, new: &Config) -> Vec<String> {
+    let written = secrets_set(new);
+    let (mut old, mut new) = (old.clone(), new.clone());
+    old.redact_secrets();
+    new.redact_secrets();
+    let (old, new) = (&old, &new);
     let mut lines = Vec::new();
     for ((noun, before), (_, after)) in sections(old).into_iter().zip(sections(new)) {
         for (id, v) in &after {
@@ -146,6 +175,15 @@ pub fn describe_diff(old: &Config, new: &Config) -> Vec<String> {
             lines.push(format!("~ performance: {ch}"));
         }
     }
+    if old.discovery != new.discovery {
+        let (d_old, d_new) = (json_of(&old.discovery), json_of(&new.discovery));
+        for ch in field_changes(&d_old, &d_new) {
+            lines.push(format!("~ discovery: {ch}"));
+        }
+    }
+    for w in written {
+        lines.push(format!("~ {w}: CHAP secret written (not shown)"));
+    }
     lines
 }
 
@@ -161,8 +199,19 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
     })?;
     let current = c.get::<Config>("/api/v1/config")?;
     let etag = current.etag.clone().unwrap_or_else(|| "*".into());
+    // An invalid config fails the dry run with the same 422 as the real request.
     let dry: DryRun = c
-        .call(Method::PUT, "/api/v1/config?dry_run=true", Some(&raw), &[])?
+        .call(Method::PUT, "/api/v1/config?dry_run=true", Some(&raw), &[])
+        .map_err(|e| match e {
+            CliError::Api {
+                status: 422,
+                message,
+            } => CliError::Api {
+                status: 422,
+                message: format!("nothing was applied: {message}"),
+            },
+            other => other,
+        })?
         .body;
     // The control plane has just read the same document as a config, so this holds.
     let new: Config = serde_json::from_value(raw.clone())
@@ -191,6 +240,7 @@ pub fn apply(c: &Client, out: Format, a: &ApplyArgs) -> Result<()> {
         s
     };
     if !dry.valid {
+        // A control plane from before dry runs failed like the real request.
         let mut msg = String::from("the config is not valid; nothing was applied");
         for e in &dry.errors {
             msg.push_str(&format!("\n  {}: {}", e.path, e.message));
@@ -271,5 +321,26 @@ mod tests {
             ]
         );
         assert!(describe_diff(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn diff_never_shows_a_secret() {
+        let old = Config::default();
+        let new: Config = serde_json::from_value(serde_json::json!({
+            "iscsitargets": {"iqn.x:t": {"auth": {"chap": {"username": "u", "secret": "hush-hush-123"}}}},
+            "discovery": {"auth": {"chap": {"username": "d", "secret": "quiet-quiet-456"}}}
+        }))
+        .unwrap();
+        let lines = describe_diff(&old, &new).join("\n");
+        assert!(!lines.contains("hush-hush"), "{lines}");
+        assert!(!lines.contains("quiet-quiet"), "{lines}");
+        assert!(
+            lines.contains("~ target iqn.x:t: CHAP secret written (not shown)"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("~ discovery: CHAP secret written"),
+            "{lines}"
+        );
     }
 }

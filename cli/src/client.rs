@@ -2,6 +2,8 @@
 //! [`CliError::Api`], and transport failures turned into [`CliError::Unreachable`] with a
 //! sentence saying what to check.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::blocking::{Client as Http, RequestBuilder};
@@ -31,22 +33,41 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the control plane at `base` (such as `http://127.0.0.1:8080`).
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, CliError> {
+    /// A client of the control plane at `base` (such as `http://127.0.0.1:8080` or
+    /// `https://tgt1.example:8443`); `ca_file` holds the certificates an https server's
+    /// chain must lead to (the system's roots when absent).
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, CliError> {
         let base = base.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base).map_err(|e| {
             CliError::Usage(format!(
                 "--server {base:?} is not a URL such as http://127.0.0.1:8080 ({e})"
             ))
         })?;
-        if parsed.scheme() != "http" {
-            return Err(CliError::Usage(format!(
-                "--server {base:?}: only http:// is supported; reach a TLS proxy through an SSH tunnel or run tgtctl on the host"
-            )));
-        }
-        let http = Http::builder()
+        // reqwest is built with rustls but no provider of its own: the process's default
+        // (ring) must be in place before any client is built, for http:// too. Installing
+        // it again (it is process-wide) fails harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = Http::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(60));
+        let builder = match parsed.scheme() {
+            "http" => builder,
+            "https" => match ca_file {
+                Some(path) => builder.tls_backend_preconfigured(tls_config(path)?),
+                // reqwest verifies against the system's roots with the default provider.
+                None => builder,
+            },
+            other => {
+                return Err(CliError::Usage(format!(
+                    "--server {base:?}: the scheme must be http or https, not {other}"
+                )))
+            }
+        };
+        let http = builder
             .build()
             .map_err(|e| CliError::Other(anyhow::anyhow!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -172,6 +193,30 @@ impl Client {
     }
 }
 
+/// The TLS client setup for `--ca-file`: rustls with the ring provider, trusting only the
+/// certificates in that file.
+fn tls_config(path: &Path) -> Result<rustls::ClientConfig, CliError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let bad = |e: String| CliError::Usage(format!("--ca-file {}: {e}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no CERTIFICATE block".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Turns an error reply into a message: the problem's title and detail, every field at
 /// fault, and what to do about the common ones. A body that is not a problem document
 /// (from a proxy, say) is shown as it is.
@@ -194,7 +239,9 @@ fn problem(status: StatusCode, text: &str) -> CliError {
         },
     };
     let hint = match status.as_u16() {
-        401 => Some("pass --token or set TGTCTL_TOKEN to the control plane's token"),
+        401 => Some(
+            "pass --token-file FILE holding the control plane's token (or set TGTCTL_TOKEN_FILE)",
+        ),
         412 => Some("it changed since it was read; read it again and retry"),
         503 => {
             Some("the data plane is not connected: is tgt-dataplane running? see `tgtctl status`")

@@ -4,6 +4,7 @@
 //! rely on: 0 ok, 1 the API refused (the problem detail is printed), 2 usage, 3 the server
 //! cannot be reached. `tgtctl quickstart` starts the two daemons with a demo target.
 
+pub mod access;
 pub mod apply;
 pub mod client;
 pub mod quickstart;
@@ -61,6 +62,8 @@ Examples:
   tgtctl storage create --id 1 --path /var/lib/tgt/disk1.img --size 10G
   tgtctl portal create --id 0 --address 0.0.0.0:3260
   tgtctl target create iqn.2026-01.com.example:disk1 --portal 0 --lun 0=1
+  tgtctl target acl set iqn.2026-01.com.example:disk1 --initiator iqn.1993-08.org.debian:01:host1
+  tgtctl target auth set iqn.2026-01.com.example:disk1 --username host1 --secret-file host1.secret
   tgtctl config get > tgt.json && tgtctl apply -f tgt.json --dry-run
   tgtctl target list -o json
 
@@ -78,9 +81,15 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
-    /// Bearer token for changes (when the control plane was started with one).
-    #[arg(long, global = true, env = "TGTCTL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// File holding the control plane's bearer token (when it has one); the token itself
+    /// is never an argument, where `ps` would show it. TGTCTL_TOKEN in the environment is
+    /// used when this is not given.
+    #[arg(long, global = true, env = "TGTCTL_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to trust for an https:// --server, such as the control
+    /// plane's self-signed certificate; without it the system's roots are used.
+    #[arg(long, global = true, env = "TGTCTL_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -92,12 +101,18 @@ pub struct Cli {
 /// The resources and verbs.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Targets: iSCSI names with their portal groups and LUN maps.
+    /// Targets: iSCSI names with their portal groups, LUN maps, CHAP and ACL.
     #[command(
         subcommand,
         after_help = "Examples:\n  tgtctl target list\n  tgtctl target create iqn.2026-01.com.example:disk1 --portal 0 --lun 0=1\n  tgtctl target delete iqn.2026-01.com.example:disk1"
     )]
     Target(resources::TargetCmd),
+    /// Discovery sessions (SendTargets): their CHAP.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tgtctl discovery get\n  tgtctl discovery auth set --username disc --secret-file discovery.secret\n  tgtctl discovery auth clear"
+    )]
+    Discovery(access::DiscoveryCmd),
     /// LUNs: which storage each LUN of a target maps to.
     #[command(
         subcommand,
@@ -178,10 +193,24 @@ pub fn run(cli: Cli) -> i32 {
 
 fn dispatch(cli: Cli) -> Result<()> {
     let out = cli.output;
-    let client = || Client::new(&cli.server, cli.token.clone());
+    let client = || {
+        let token = match &cli.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        CliError::Usage(format!("cannot read token file {}: {e}", p.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("TGTCTL_TOKEN").ok(),
+        };
+        Client::new(&cli.server, token, cli.ca_file.as_deref())
+    };
     match cli.command {
         Command::Target(c) => resources::target(&client()?, out, c),
         Command::Lun(c) => resources::lun(&client()?, out, c),
+        Command::Discovery(c) => access::discovery(&client()?, out, c),
         Command::Storage(c) => resources::storage(&client()?, out, c),
         Command::Portal(c) => resources::portal(&client()?, out, c),
         Command::Perf(c) => resources::perf(&client()?, out, c),

@@ -274,7 +274,7 @@ fn quickstart(a: &QuickstartArgs) -> anyhow::Result<()> {
     let api = ready.listen;
     let url = format!("http://{api}");
     let client =
-        Client::new(&url, std::env::var("TGTCTL_TOKEN").ok()).map_err(|e| anyhow!("{e}"))?;
+        Client::new(&url, std::env::var("TGTCTL_TOKEN").ok(), None).map_err(|e| anyhow!("{e}"))?;
 
     configure(&client, &image, &portal).map_err(|e| {
         anyhow!(

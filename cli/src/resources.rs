@@ -18,7 +18,7 @@ use crate::{CliError, Result};
 
 /// Percent-encodes one path segment (iSCSI names hold `:`, which is fine, but be safe
 /// with anything else a user types).
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
@@ -118,6 +118,18 @@ pub enum TargetCmd {
         /// The target's iSCSI name.
         name: String,
     },
+    /// CHAP authentication of logins to a target.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tgtctl target auth set iqn.2026-01.com.example:disk1 --username host1 --secret-file host1.secret\n  tgtctl target auth clear iqn.2026-01.com.example:disk1"
+    )]
+    Auth(crate::access::TargetAuthCmd),
+    /// Which initiators (names, source networks) may log in to a target.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tgtctl target acl set iqn.2026-01.com.example:disk1 --initiator iqn.1993-08.org.debian:01:host1\n  tgtctl target acl clear iqn.2026-01.com.example:disk1"
+    )]
+    Acl(crate::access::TargetAclCmd),
 }
 
 fn target_row(name: &str, t: &Target) -> Vec<String> {
@@ -144,13 +156,39 @@ fn target_row(name: &str, t: &Target) -> Vec<String> {
             groups
         },
         if luns.is_empty() { "-".into() } else { luns },
+        access(t),
     ]
 }
 
-const TARGET_HEADERS: [&str; 3] = [
+/// How a target is protected: `chap`, `mutual-chap`, `acl`, both joined by `+`, or `OPEN`
+/// (any initiator that reaches a portal may log in).
+fn access(t: &Target) -> String {
+    let mut parts = Vec::new();
+    if let Some(chap) = t.auth.as_ref().and_then(|a| a.chap.as_ref()) {
+        parts.push(if chap.mutual_username.is_some() {
+            "mutual-chap"
+        } else {
+            "chap"
+        });
+    }
+    if t.acl
+        .as_ref()
+        .is_some_and(|a| a.initiators.is_some() || a.networks.is_some())
+    {
+        parts.push("acl");
+    }
+    if parts.is_empty() {
+        "OPEN".into()
+    } else {
+        parts.join("+")
+    }
+}
+
+const TARGET_HEADERS: [&str; 4] = [
     "NAME",
     "PORTAL GROUPS (TAG:[PORTALS])",
     "LUNS (LUN->DEVICE)",
+    "ACCESS",
 ];
 
 fn split_pair<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
@@ -228,6 +266,8 @@ pub fn target(c: &Client, out: Format, cmd: TargetCmd) -> Result<()> {
             let sentence = format!("target {name} deleted");
             delete(c, out, &path, name, sentence)?;
         }
+        TargetCmd::Auth(cmd) => crate::access::target_auth(c, out, cmd)?,
+        TargetCmd::Acl(cmd) => crate::access::target_acl(c, out, cmd)?,
     }
     Ok(())
 }

@@ -54,6 +54,15 @@ fn status_table(base: &str, v: &StatusView) -> String {
     if let Some(e) = &v.last_error {
         rows.push(("last error", e.clone()));
     }
+    if !v.open_targets.is_empty() {
+        rows.push((
+            "open targets",
+            format!(
+                "{} (no ACL and no CHAP: any initiator may log in; see `tgtctl target acl set` and `tgtctl target auth set`)",
+                v.open_targets.join(", ")
+            ),
+        ));
+    }
     let Some(dp) = &v.dataplane else {
         return fields(&rows);
     };

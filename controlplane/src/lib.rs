@@ -8,17 +8,20 @@
 //! `tgt-proto`; nothing here duplicates them.
 
 pub mod api;
+pub mod audit;
 pub mod dataplane;
 pub mod error;
 pub mod service;
 pub mod store;
+pub mod tls;
+pub mod write_only;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
@@ -29,8 +32,11 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The data plane's control socket.
     pub dataplane_socket: PathBuf,
-    /// Bearer token required on mutating calls, if any.
+    /// Bearer token every call but the health probes must present, if any; required when
+    /// `listen` is not a loopback address.
     pub token: Option<String>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
     /// Once listening, write `{"pid":..,"listen":"addr"}` here (for scripts and tests).
     pub ready_file: Option<PathBuf>,
 }
@@ -50,6 +56,13 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A non-loopback address without a bearer token: anyone who reaches it could change
+    /// the config.
+    #[error("refusing to listen on {0} without a bearer token: an address other than loopback needs --token-file (and --tls-cert/--tls-key, so the token does not cross the network in clear)")]
+    TokenRequired(SocketAddr),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The ready file could not be written.
     #[error("cannot write ready file {0}")]
     ReadyFile(PathBuf, #[source] std::io::Error),
@@ -63,6 +76,11 @@ pub async fn run(
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let off_loopback = !opts.listen.ip().is_loopback();
+    if off_loopback && opts.token.is_none() {
+        return Err(RunError::TokenRequired(opts.listen));
+    }
+    let acceptor = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let (store, desired) = store::Store::open(&opts.state_dir)?;
     info!(
         state = %store.path().display(),
@@ -78,7 +96,8 @@ pub async fn run(
     let app = api::router(api::AppState {
         service,
         token: opts.token.map(Arc::from),
-    });
+    })
+    .into_make_service_with_connect_info::<tls::Peer>();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -89,7 +108,10 @@ pub async fn run(
         addr: opts.listen,
         source,
     })?;
-    info!(%bound, "control plane listening");
+    info!(%bound, tls = acceptor.is_some(), "control plane listening");
+    if off_loopback && acceptor.is_none() {
+        warn!(%bound, "the REST API is reachable off this host over plain HTTP: the bearer token and every change cross the network in clear (use --tls-cert and --tls-key)");
+    }
     if let Some(path) = &opts.ready_file {
         let ready = tgt_proto::api::ControlplaneReady {
             pid: std::process::id(),
@@ -103,10 +125,19 @@ pub async fn run(
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| RunError::ReadyFile(path.clone(), e))?;
     }
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(RunError::Serve);
+    let served = match acceptor {
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(RunError::Serve);
     sync.abort();
     info!("control plane stopped");
     served

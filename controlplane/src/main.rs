@@ -11,7 +11,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// HTTP address. Loopback by default: put a TLS-terminating proxy in front to expose it.
+    /// REST address. Loopback by default; any other address needs --token-file, and should
+    /// have --tls-cert/--tls-key.
     #[arg(
         long,
         env = "TGT_CONTROLPLANE_LISTEN",
@@ -32,12 +33,16 @@ struct Args {
         default_value = "/run/tgt/dataplane.sock"
     )]
     dataplane_socket: PathBuf,
-    /// File holding the bearer token that mutating calls must present.
-    #[arg(long, env = "TGT_CONTROLPLANE_TOKEN_FILE", conflicts_with = "token")]
+    /// File holding the bearer token every call but /healthz and /readyz must present
+    /// (read once at start; surrounding whitespace is ignored). Required off loopback.
+    #[arg(long, env = "TGT_CONTROLPLANE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// The bearer token itself (prefer --token-file: the environment is visible to root).
-    #[arg(long, env = "TGT_CONTROLPLANE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, env = "TGT_CONTROLPLANE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TGT_CONTROLPLANE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Once listening, write {"pid":..,"listen":"addr"} here (for scripts and tests).
     #[arg(long, env = "TGT_CONTROLPLANE_READY_FILE")]
     ready_file: Option<PathBuf>,
@@ -52,16 +57,22 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let token = match (&args.token_file, args.token) {
-        (Some(p), _) => Some(
-            std::fs::read_to_string(p)
+    let token = match &args.token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read token file {}", p.display()))?
                 .trim()
-                .to_string(),
-        ),
-        (None, t) => t,
-    }
-    .filter(|t| !t.is_empty());
+                .to_string();
+            anyhow::ensure!(!t.is_empty(), "token file {} is empty", p.display());
+            Some(t)
+        }
+        None => None,
+    };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(tgt_controlplane::tls::TlsFiles { cert, key }),
+        // clap requires both or neither.
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -82,6 +93,7 @@ fn main() -> anyhow::Result<()> {
                 state_dir: args.state_dir,
                 dataplane_socket: args.dataplane_socket,
                 token,
+                tls,
                 ready_file: args.ready_file,
             },
             shutdown,

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::dataplane::DataplaneClient;
 use crate::error::ApiError;
 use crate::store::{Desired, Store};
+use crate::write_only;
 
 /// How often the data plane's status is polled while it is connected.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -69,19 +70,26 @@ impl Service {
         self.desired.lock().await.clone()
     }
 
-    /// Validates `config` and reports what applying it would change, without applying.
-    pub async fn dry_run(&self, config: Config) -> DryRun {
-        let current = self.desired.lock().await.config.clone();
-        let diff = ConfigDiff::between(&current, &config);
-        let errors = match config.validate() {
-            Ok(_) => Vec::new(),
-            Err(e) => e.errors,
-        };
-        DryRun {
-            valid: errors.is_empty(),
-            errors,
+    /// What `PUT /config` would do with `config`, without doing it: the same precondition
+    /// (`check` gets the generation and returns 412), the same secrets kept
+    /// ([`write_only::keep_config`]) and the same validation (422 with every field at
+    /// fault) as the real request, so a dry run of an invalid config fails exactly as
+    /// applying it would. A valid one answers with the diff.
+    pub async fn dry_run(
+        &self,
+        mut config: Config,
+        check: impl FnOnce(u64) -> Result<(), ApiError>,
+    ) -> Result<DryRun, ApiError> {
+        let desired = self.desired.lock().await;
+        check(desired.generation)?;
+        write_only::keep_config(&mut config, &desired.config);
+        let diff = ConfigDiff::between(&desired.config, &config);
+        config.validate().map_err(|e| ApiError::Invalid(e.errors))?;
+        Ok(DryRun {
+            valid: true,
+            errors: Vec::new(),
             diff,
-        }
+        })
     }
 
     /// Applies an edit to a copy of the desired config and commits the result. `edit` gets
@@ -126,8 +134,14 @@ impl Service {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::Internal(error_chain(&e)))?;
+        let changes = crate::audit::changes(&desired.config, &next.config);
         *desired = next.clone();
-        info!(generation, "desired config stored");
+        info!(
+            who = %crate::audit::actor(),
+            generation,
+            changes = %changes.join("; "),
+            "config changed"
+        );
         self.wake.notify_one();
         Ok((out, next))
     }
@@ -157,7 +171,10 @@ impl Service {
 
     /// What the control plane knows of the data plane, refreshed now.
     pub async fn status(&self) -> StatusView {
-        let desired_generation = self.desired.lock().await.generation;
+        let (desired_generation, open_targets) = {
+            let d = self.desired.lock().await;
+            (d.generation, open_targets(&d.config))
+        };
         let live = match self.client.call(&Request::GetStatus).await {
             Ok(Response::Status(s)) => Some(s),
             _ => None,
@@ -175,6 +192,7 @@ impl Service {
                 link.last_error.clone()
             },
             dataplane: live,
+            open_targets,
         }
     }
 
@@ -302,6 +320,19 @@ impl Service {
             warn!(error = %message, "data plane not in sync");
         }
         link.last_error = Some(message);
+    }
+}
+
+/// The targets of `config` that neither an ACL nor CHAP protects, by name.
+pub fn open_targets(config: &Config) -> Vec<String> {
+    // The desired config passed validation when it was stored (or loaded).
+    match config.clone().validate() {
+        Ok(valid) => valid
+            .targets()
+            .filter(|t| t.access().is_open())
+            .map(|t| t.name().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

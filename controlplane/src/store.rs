@@ -2,8 +2,13 @@
 //! and its generation. Writes are atomic (temp file, fsync, rename, fsync of the
 //! directory) so a crash leaves either the old or the new file. A file that cannot be
 //! read back is reported and left in place, never replaced by an empty config.
+//!
+//! The file holds CHAP secrets, so it is created mode 0600 (owner only) and the directory
+//! 0700 when this creates it; a state file found readable by others is narrowed to 0600
+//! when it is opened.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +16,12 @@ use tgt_proto::Config;
 
 /// Name of the state file inside the state directory.
 pub const STATE_FILE: &str = "desired.json";
+
+/// Mode of the state file: it holds CHAP secrets, so only its owner may read it.
+pub const STATE_FILE_MODE: u32 = 0o600;
+
+/// Mode of a state directory this creates.
+pub const STATE_DIR_MODE: u32 = 0o700;
 
 /// What is persisted: the desired config and its generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +69,11 @@ impl Store {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(STATE_DIR_MODE)
+            .create(dir)
+            .map_err(io(dir))?;
         let store = Self {
             dir: dir.to_path_buf(),
         };
@@ -70,6 +85,15 @@ impl Store {
             }
             Err(e) => return Err(io(&path)(e)),
         };
+        // Written by an older version, or copied in by hand: narrow it before it is used.
+        let mode = std::fs::metadata(&path)
+            .map_err(io(&path))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(STATE_FILE_MODE))
+                .map_err(io(&path))?;
+        }
         let corrupt = |message: String| StoreError::Corrupt {
             path: path.clone(),
             message,
@@ -99,7 +123,21 @@ impl Store {
             source: std::io::Error::other(e),
         })?;
         body.push(b'\n');
-        let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
+        // A temp file left by a crash may have any mode: start from none.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&tmp)(e)),
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(STATE_FILE_MODE)
+            .open(&tmp)
+            .map_err(err(&tmp))?;
+        // The umask can only narrow the mode; set it exactly all the same.
+        f.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))
+            .map_err(err(&tmp))?;
         f.write_all(&body).map_err(err(&tmp))?;
         f.sync_all().map_err(err(&tmp))?;
         drop(f);
@@ -136,6 +174,37 @@ mod tests {
         let (_, back) = Store::open(&d).unwrap();
         assert_eq!(back, desired);
         assert!(!d.join("desired.json.tmp").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_state_file_is_private_to_its_owner_and_replaced_atomically() {
+        let d = dir("mode");
+        let (store, _) = Store::open(&d).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d), STATE_DIR_MODE);
+        // A temp file left by a crash, readable by all, does not lend its mode.
+        std::fs::write(d.join("desired.json.tmp"), b"junk").unwrap();
+        std::fs::set_permissions(
+            d.join("desired.json.tmp"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let desired = Desired {
+            generation: 1,
+            config: serde_json::from_str(
+                r#"{"discovery":{"auth":{"chap":{"username":"u","secret":"secret-12345"}}}}"#,
+            )
+            .unwrap(),
+        };
+        store.save(&desired).unwrap();
+        assert_eq!(mode(&store.path()), STATE_FILE_MODE);
+        assert!(!d.join("desired.json.tmp").exists());
+        assert_eq!(Store::open(&d).unwrap().1, desired);
+        // A file made readable by others is narrowed when opened.
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        Store::open(&d).unwrap();
+        assert_eq!(mode(&store.path()), STATE_FILE_MODE);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -449,3 +449,189 @@ fn quickstart_serves_the_demo_target_and_stops_both_daemons() {
         }
     }
 }
+
+/// Runs tgtctl in a session of its own (setsid), so it has no terminal to prompt on even
+/// when the tests run in one.
+fn tgtctl_without_tty(server: &str, args: &[&str]) -> Output {
+    run_with_timeout(
+        Command::new("setsid")
+            .arg(binary("tgtctl"))
+            .arg("--server")
+            .arg(server)
+            .args(args)
+            .env_remove("TGTCTL_SERVER")
+            .env_remove("TGTCTL_TOKEN"),
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn access_verbs_change_only_their_part_and_never_print_a_secret() {
+    let dir = TempDir::new("cli-access");
+    let (mut dp, _cp, api) = start_daemons(dir.path());
+    let image = dir.path().join("access.img").display().to_string();
+    ok(
+        &api,
+        &[
+            "storage", "create", "--id", "5", "--path", &image, "--size", "16M",
+        ],
+    );
+    ok(
+        &api,
+        &["portal", "create", "--id", "0", "--address", "127.0.0.1:0"],
+    );
+    ok(
+        &api,
+        &["target", "create", IQN, "--portal", "0", "--lun", "0=5"],
+    );
+    wait_in_sync(&api, &mut dp);
+    // Without ACL or CHAP the target is open, and status and the table say so.
+    assert_eq!(
+        json_of(&api, &["status"])["openTargets"],
+        serde_json::json!([IQN])
+    );
+    assert!(ok(&api, &["status"]).contains("open targets"));
+    assert!(ok(&api, &["target", "list"]).contains("OPEN"));
+
+    let secret = dir.path().join("host1.secret");
+    std::fs::write(&secret, "host1-secret-Z9\n").expect("write the secret");
+    let mutual = dir.path().join("tgt.secret");
+    std::fs::write(&mutual, "target-secret-Q7\n").expect("write the secret");
+    let (secret_s, mutual_s) = (secret.display().to_string(), mutual.display().to_string());
+    let out = ok(
+        &api,
+        &[
+            "target",
+            "auth",
+            "set",
+            IQN,
+            "--username",
+            "host1",
+            "--secret-file",
+            &secret_s,
+            "--mutual-username",
+            "disk",
+            "--mutual-secret-file",
+            &mutual_s,
+            "--algorithms",
+            "sha256,sha3-256",
+        ],
+    );
+    assert_eq!(
+        out,
+        format!("target {IQN} now requires mutual CHAP as host1 (sha256,sha3-256)\n")
+    );
+    let out = ok(
+        &api,
+        &[
+            "target",
+            "acl",
+            "set",
+            IQN,
+            "--initiator",
+            "iqn.2026-11.org.example:host1",
+            "--network",
+            "127.0.0.0/8",
+        ],
+    );
+    assert!(
+        out.contains(
+            "now admits only initiators iqn.2026-11.org.example:host1 from networks 127.0.0.0/8"
+        ),
+        "{out}"
+    );
+    let t = json_of(&api, &["target", "get", IQN]);
+    assert_eq!(t["tpgts"]["1"], serde_json::json!([0]), "{t}");
+    assert_eq!(t["luns"]["0"], 5, "{t}");
+    assert_eq!(t["auth"]["chap"]["username"], "host1", "{t}");
+    assert_eq!(
+        t["auth"]["chap"]["algorithms"],
+        serde_json::json!(["sha256", "sha3-256"]),
+        "{t}"
+    );
+    assert_eq!(
+        t["acl"]["networks"],
+        serde_json::json!(["127.0.0.0/8"]),
+        "{t}"
+    );
+    assert!(t["auth"]["chap"].get("secret").is_none(), "{t}");
+    assert_eq!(
+        json_of(&api, &["status"])["openTargets"],
+        serde_json::json!([])
+    );
+    assert!(ok(&api, &["target", "list"]).contains("mutual-chap+acl"));
+
+    // config get, then apply of the same file: the secrets it lacks are kept, nothing changes.
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, ok(&api, &["config", "get"])).expect("write config");
+    let f = file.display().to_string();
+    let out = ok(&api, &["apply", "-f", &f]);
+    assert!(out.contains("no changes"), "{out}");
+    let state = std::fs::read_to_string(dir.path().join("state/desired.json")).expect("state");
+    assert!(state.contains("host1-secret-Z9") && state.contains("target-secret-Q7"));
+
+    // Discovery CHAP through the whole config keeps the targets' secrets.
+    ok(
+        &api,
+        &[
+            "discovery",
+            "auth",
+            "set",
+            "--username",
+            "disc",
+            "--secret-file",
+            &secret_s,
+        ],
+    );
+    assert_eq!(
+        json_of(&api, &["discovery", "get"])["auth"]["chap"]["username"],
+        "disc"
+    );
+    let state = std::fs::read_to_string(dir.path().join("state/desired.json")).expect("state");
+    assert!(
+        state.contains("target-secret-Q7"),
+        "the target's secret survived"
+    );
+    ok(&api, &["discovery", "auth", "clear"]);
+    assert_eq!(json_of(&api, &["discovery", "get"]), serde_json::json!({}));
+
+    // A secret is never an argument, and without a file and a terminal nothing is sent.
+    let o = tgtctl(
+        &api,
+        &[
+            "target",
+            "auth",
+            "set",
+            IQN,
+            "--username",
+            "u",
+            "--secret",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = tgtctl_without_tty(&api, &["target", "auth", "set", IQN, "--username", "u"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no terminal"), "{}", text(&o));
+    assert_eq!(
+        json_of(&api, &["target", "get", IQN])["auth"]["chap"]["username"],
+        "host1"
+    );
+
+    // Clearing one half keeps the other; clearing both makes the target open again.
+    ok(&api, &["target", "auth", "clear", IQN]);
+    let t = json_of(&api, &["target", "get", IQN]);
+    assert!(t.get("auth").is_none() && t["acl"].is_object(), "{t}");
+    ok(&api, &["target", "acl", "clear", IQN]);
+    assert_eq!(
+        json_of(&api, &["status"])["openTargets"],
+        serde_json::json!([IQN])
+    );
+    let o = tgtctl(&api, &["target", "acl", "set", IQN]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = tgtctl(
+        &api,
+        &["target", "auth", "clear", "iqn.2026-11.org.example:none"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

@@ -897,6 +897,49 @@ fn wait_in_sync(api: &Api<'_>, dp: &mut Daemon) -> Value {
     }
 }
 
+/// Follows `$ref`s and picks the object branch of a `oneOf` (how the spec writes an
+/// optional object): the object schema a value stands for, if it is one.
+fn object_schema<'a>(spec: &'a Value, mut schema: &'a Value) -> Option<&'a Value> {
+    for _ in 0..8 {
+        if schema.get("$ref").is_some() {
+            schema = deref(spec, schema);
+        } else if let Some(branches) = schema["oneOf"].as_array() {
+            schema = branches
+                .iter()
+                .find_map(|b| object_schema(spec, b))
+                .unwrap_or(&Value::Null);
+        } else {
+            break;
+        }
+    }
+    let t = &schema["type"];
+    let is_object = t == "object" || t.as_array().is_some_and(|a| a.contains(&json!("object")));
+    is_object.then_some(schema)
+}
+
+/// For a request body schema: an array in place of the whole body (when it is an object),
+/// and for each of its properties that is an object, a body holding an array there; each
+/// with the JSON path the refusal must name.
+fn array_bodies(spec: &Value, schema: &Value) -> Vec<(Value, String)> {
+    let Some(obj) = object_schema(spec, schema) else {
+        return Vec::new();
+    };
+    let mut out = vec![(json!([null, null]), "$".to_string())];
+    for (name, prop) in obj["properties"].as_object().into_iter().flatten() {
+        if let Some(inner) = object_schema(spec, prop) {
+            out.push((json!({ name: [null] }), name.clone()));
+            // A map of objects (targets by name): an array as one of its values.
+            let extra = &inner["additionalProperties"];
+            if extra.is_object() && object_schema(spec, extra).is_some() {
+                out.push((json!({ name: {"k": []} }), format!("{name}.k")));
+            }
+        } else if prop["items"].is_object() && object_schema(spec, &prop["items"]).is_some() {
+            out.push((json!({ name: [[]] }), format!("{name}[0]")));
+        }
+    }
+    out
+}
+
 /// A value for each path parameter of the spec, so the loops over every operation can call
 /// it; a new parameter name needs an entry here.
 fn sample_path(template: &str) -> String {
@@ -1160,10 +1203,11 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
     assert_eq!(dry["valid"], true, "{dry}");
     let mut invalid = config.clone();
     invalid["storages"][0]["blockSize"] = json!(1000);
-    let dry = api
-        .json(200, "PUT", "/api/v1/config?dry_run=true", &invalid)
-        .json();
-    assert_eq!(dry["valid"], false, "{dry}");
+    // A dry run of an invalid config fails with the very problem the real request gives.
+    let dry = api.json(422, "PUT", "/api/v1/config?dry_run=true", &invalid);
+    let real = api.json(422, "PUT", "/api/v1/config", &invalid);
+    assert_eq!(dry.json(), real.json());
+    assert_eq!(dry.media_type(), real.media_type());
     api.json(200, "PUT", "/api/v1/config?dry_run=false", &config);
     let applied = api
         .expect(
@@ -1183,6 +1227,35 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
     let mut refused = config.clone();
     refused["storages"][0]["path"] = json!(unopenable("42.img"));
     api.json(409, "PUT", "/api/v1/config", &refused);
+
+    // Every body the spec declares as an object refuses an array in its place (serde's
+    // derive would read it as the struct's fields in order), and so does every property
+    // that is itself an object: 400 naming the JSON path.
+    let mut array_cases = 0;
+    for (m, template, op) in operations(&checker.spec) {
+        let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else {
+            continue;
+        };
+        let method = m.to_uppercase();
+        let path = sample_path(&template);
+        let before = api.get(200, "/api/v1/config").json();
+        for (body, at) in array_bodies(&checker.spec, schema) {
+            let r = api.expect(400, &method, &path, &[], Body::Json(&body.to_string()));
+            assert_eq!(
+                r.json()["errors"][0]["path"],
+                at,
+                "{method} {path} with {body}: {}",
+                r.body
+            );
+            array_cases += 1;
+        }
+        assert_eq!(
+            api.get(200, "/api/v1/config").json(),
+            before,
+            "a refused {method} {path} changed the config"
+        );
+    }
+    assert!(array_cases >= 12, "only {array_cases} array cases");
 
     // Every operation with a body refuses one over the limit: the control plane's
     // `BODY_BYTES_MAX` (1 MiB).
@@ -1266,7 +1339,8 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
     api.get(200, "/metrics");
     api.json(201, "POST", "/api/v1/storages", &disk);
 
-    // With a token, every mutating operation refuses a call without it.
+    // With a token, every operation but the health probes refuses a call without it,
+    // reads included.
     let token_dir = TempDir::new("openapi-token");
     let (_cp_token, token_addr) = start_controlplane_with_token(token_dir.path(), Some("s3cret"));
     let guarded = Api {
@@ -1276,7 +1350,7 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
     for (m, template, op) in operations(&checker.spec) {
         let method = m.to_uppercase();
         let path = sample_path(&template);
-        if m == "get" {
+        if ["/healthz", "/readyz"].contains(&template.as_str()) {
             continue;
         }
         let body = op.get("requestBody").map(|_| Body::Json("{}"));
@@ -1287,7 +1361,14 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
             "{method} {path}"
         );
     }
-    guarded.get(200, "/api/v1/config");
+    guarded.get(200, "/healthz");
+    guarded.expect(
+        200,
+        "GET",
+        "/api/v1/config",
+        &[("Authorization", "Bearer s3cret")],
+        Body::None,
+    );
 
     let (covered, total) = checker.assert_covered(NOT_CALLED);
     eprintln!(

@@ -47,6 +47,10 @@ pub trait Slot: Display + Send + Sync {
     /// Removes what clients may write but never read (CHAP secrets) from an answer.
     fn redact(_item: &mut Self::Item) {}
 
+    /// Fills what a write omits but the stored resource has and clients cannot read (CHAP
+    /// secrets), so that writing back what a GET answered changes nothing.
+    fn keep_write_only(_item: &mut Self::Item, _stored: &Self::Item) {}
+
     /// The 404 for this resource.
     fn not_found(&self) -> ApiError {
         ApiError::NotFound(format!("no {self}"))
@@ -112,7 +116,11 @@ pub async fn put<S: Slot>(
             if !matches!(mode, Write::Create { .. }) {
                 check_if_match(headers, existing.as_ref().map(shown_etag::<S>).as_deref())?;
             }
-            at.write(c, item.clone())
+            let mut item = item.clone();
+            if let Some(stored) = &existing {
+                S::keep_write_only(&mut item, stored);
+            }
+            at.write(c, item)
         })
         .await?;
     let status = if created {
@@ -288,6 +296,10 @@ impl Slot for TargetAt<'_> {
 
     fn redact(item: &mut Target) {
         item.redact_secrets();
+    }
+
+    fn keep_write_only(item: &mut Target, stored: &Target) {
+        crate::write_only::keep_target(item, stored);
     }
 
     fn write(&self, c: &mut Config, item: Target) -> Result<bool, ApiError> {

@@ -1,7 +1,7 @@
 //! The REST API under `/api/v1`, one file per resource. Handlers parse the request, call
 //! the [`Service`] and map its result to a status code; they hold no logic of their own.
-//! Shared here: the router, the bearer-token guard for mutating calls, the body, path and
-//! query extractors that answer bad input with a problem document, and ETags.
+//! Shared here: the router, the bearer-token guard and audit trail of changes, the body,
+//! path and query extractors that answer bad input with a problem document, and ETags.
 
 pub mod config;
 pub mod crud;
@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod performance;
 pub mod portals;
 pub mod sessions;
+pub mod shape;
 pub mod status;
 pub mod storages;
 pub mod targets;
@@ -19,7 +20,7 @@ pub mod targets;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -29,8 +30,11 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use tracing::{info, warn};
+
 use crate::error::ApiError;
 use crate::service::Service;
+use crate::tls::Peer;
 
 /// Largest request body accepted. A full config with thousands of LUNs fits easily.
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -40,7 +44,7 @@ pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 pub struct AppState {
     /// The service layer.
     pub service: Arc<Service>,
-    /// Bearer token required on mutating calls, if set.
+    /// Bearer token every call but [`OPEN_PATHS`] must present, if set.
     pub token: Option<Arc<str>>,
 }
 
@@ -86,40 +90,70 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::get))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }
 
-/// Refuses mutating calls without the bearer token, when one is configured.
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Paths served without the bearer token: liveness and readiness probes say only `ok` or
+/// `ready`, and a load balancer or kubelet probing them has no token to send.
+pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// The bearer-token guard and the audit trail.
+///
+/// With a token configured, every request but [`OPEN_PATHS`] needs `Authorization: Bearer
+/// <token>` (reads too: the config names every target, initiator and network, and
+/// `/metrics` every target and LUN), compared in constant time. Every mutating request
+/// runs on behalf of its client ([`audit::scope`](crate::audit::scope): the peer address,
+/// and "bearer token" when it presented one), and is logged with its outcome; the change
+/// itself is logged with its diff where it is committed.
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if let (true, Some(token)) = (mutating, &state.token) {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map_or_else(|| "an unknown peer".to_string(), |c| c.0 .0.to_string());
+    let mut who = format!("peer {peer}");
+    let open = OPEN_PATHS.contains(&req.uri().path());
+    if let (false, Some(token)) = (open, &state.token) {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            if mutating {
+                warn!(who, method = %req.method(), path = req.uri().path(), "change refused: no valid bearer token");
+            }
             return ApiError::Unauthorized.into_response();
         }
+        who.push_str(" with the bearer token");
     }
-    next.run(req).await
+    if !mutating {
+        return next.run(req).await;
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = crate::audit::scope(who.clone(), next.run(req)).await;
+    info!(who, %method, path, status = resp.status().as_u16(), "change request");
+    resp
 }
 
-/// Compares without an early exit, so response timing does not reveal the token prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares in time that depends only on the length of `expected` (the configured token),
+/// so response timing reveals neither a matching prefix nor the token's length.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= given.get(i).copied().unwrap_or(0) ^ e;
+    }
+    std::hint::black_box(diff) == 0
 }
 
-/// A JSON body: malformed JSON, unknown fields and wrong types are 400 naming the JSON
-/// path of the field at fault; a body over [`BODY_BYTES_MAX`] is 413.
+/// A JSON body: malformed JSON, unknown fields, wrong types and an array where the schema
+/// has an object ([`shape`]) are 400 naming the JSON path of the field at fault; a body
+/// over [`BODY_BYTES_MAX`] is 413.
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + utoipa::ToSchema> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -133,6 +167,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 }
             }
         })?;
+        // Read once as plain JSON to check the kinds against the schema; a syntax error is
+        // left to the typed read below, whose message has the same words and a JSON path.
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            shape::check(&T::name(), &value).map_err(|path| ApiError::BadRequest {
+                detail: format!("expected a JSON object at {path}, found an array"),
+                path: Some(path),
+            })?;
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "tgt control plane",
-        description = "REST API of the iSCSI target's control plane. Mutating calls need `Authorization: Bearer <token>` when a token is configured. Errors are `application/problem+json` naming the JSON path of the field at fault.",
+        description = "REST API of the iSCSI target's control plane. When the control plane has a bearer token (always, when it listens on an address other than loopback), every call but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`. Errors are `application/problem+json` naming the JSON path of the field at fault; a body the spec declares as an object must be one (an array in its place is 400). CHAP secrets (`secret`, `mutualSecret`) are write-only: no answer carries them, and a write that omits one keeps the secret stored for the same target (or for discovery), so a document read with GET can be written back unchanged; removing `chap` removes CHAP.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -57,10 +57,11 @@ pub struct ApiDoc;
 ///
 /// * the operationId is `<tag>_<handler>`, because utoipa's default (the bare function
 ///   name) repeats across resources (`get`, `list`, `put`...) and must be unique;
-/// * every mutating call (any method but GET, HEAD and OPTIONS) can answer 401, because
-///   the bearer-token guard in the router refuses it without the token;
+/// * every call but the health probes ([`OPEN_PATHS`](super::OPEN_PATHS)) can answer 401,
+///   because the bearer-token guard in the router refuses it without the token;
 /// * every call with a body can answer 413, because [`JsonBody`](super::JsonBody) refuses
-///   bodies over [`BODY_BYTES_MAX`](super::BODY_BYTES_MAX);
+///   bodies over [`BODY_BYTES_MAX`](super::BODY_BYTES_MAX), and 400, because it refuses
+///   malformed JSON and an array where the schema has an object ([`shape`](super::shape));
 /// * every call with a path parameter can answer 400, because
 ///   [`PathParams`](super::PathParams) refuses one that is not UTF-8 and
 ///   [`parse_param`](super::parse_param) one that is not a number.
@@ -68,27 +69,26 @@ struct ApiWideRules;
 
 impl Modify for ApiWideRules {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let guarded = !super::OPEN_PATHS.contains(&path.as_str());
             let ops = [
-                (&mut item.get, false),
-                (&mut item.head, false),
-                (&mut item.options, false),
-                (&mut item.put, true),
-                (&mut item.post, true),
-                (&mut item.patch, true),
-                (&mut item.delete, true),
-                (&mut item.trace, true),
+                &mut item.get,
+                &mut item.head,
+                &mut item.options,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.trace,
             ];
-            for (op, mutating) in ops {
-                if let Some(op) = op.as_mut() {
-                    apply_rules(op, mutating);
-                }
+            for op in ops.into_iter().flatten() {
+                apply_rules(op, guarded);
             }
         }
     }
 }
 
-fn apply_rules(op: &mut Operation, mutating: bool) {
+fn apply_rules(op: &mut Operation, guarded: bool) {
     if let (Some(tag), Some(id)) = (
         op.tags.as_ref().and_then(|t| t.first()),
         op.operation_id.as_ref(),
@@ -97,11 +97,20 @@ fn apply_rules(op: &mut Operation, mutating: bool) {
             op.operation_id = Some(format!("{tag}_{id}"));
         }
     }
-    if mutating {
-        add_problem(op, "401", "Missing or wrong bearer token");
+    if guarded {
+        add_problem(
+            op,
+            "401",
+            "Missing or wrong bearer token (when the control plane has one)",
+        );
     }
     if op.request_body.is_some() {
         add_problem(op, "413", "Body too large");
+        add_problem(
+            op,
+            "400",
+            "Malformed JSON, an unknown field, a wrong type, or an array where an object belongs",
+        );
     }
     let path_params = op
         .parameters

@@ -37,6 +37,10 @@ pub async fn get(
 }
 
 /// Creates or replaces a target.
+///
+/// CHAP secrets are write-only: a `secret` or `mutualSecret` the body omits keeps the one
+/// stored for this target, so a target read with GET can be written back unchanged;
+/// removing `auth.chap` removes CHAP.
 #[utoipa::path(put, path = "/api/v1/targets/{name}", tag = "targets", request_body = Target,
     params(("name" = String, Path, description = "The target's iSCSI name")),
     responses((status = 200, body = Target), (status = 201, body = Target),

@@ -199,7 +199,7 @@ async fn bad_requests_get_problems_naming_the_field_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn mutating_calls_need_the_token_when_one_is_set() {
+async fn every_call_but_the_probes_needs_the_token_when_one_is_set() {
     let d = state_dir("token");
     let app = app(&d, Some("s3cret"));
     let r = call(&app, "POST", "/api/v1/storages", Some(&storage(1, &d))).await;
@@ -213,10 +213,35 @@ async fn mutating_calls_need_the_token_when_one_is_set() {
     )
     .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    for uri in ["/api/v1/storages", "/api/v1/config", "/metrics"] {
+        let r = call(&app, "GET", uri, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    // A token that only starts like the right one, or is longer, is as wrong as a guess.
+    for wrong in ["Bearer s3c", "Bearer s3cret2", "Bearer S3cret", "s3cret"] {
+        let r = call_with(
+            &app,
+            "GET",
+            "/api/v1/config",
+            None,
+            &[("authorization", wrong)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{wrong}");
+    }
     assert_eq!(
-        call(&app, "GET", "/api/v1/storages", None).await.status,
+        call(&app, "GET", "/healthz", None).await.status,
         StatusCode::OK
     );
+    let r = call_with(
+        &app,
+        "GET",
+        "/api/v1/storages",
+        None,
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
     let ok = call_with(
         &app,
         "POST",
@@ -385,4 +410,121 @@ fn checked_in_openapi_spec_matches_the_code() {
         checked_in == generated,
         "openapi/openapi.json is out of date: run `TGT_UPDATE_OPENAPI=1 cargo test -p tgt-controlplane checked_in_openapi` and commit it"
     );
+}
+
+#[tokio::test]
+async fn an_array_where_an_object_belongs_is_a_bad_request_naming_its_path() {
+    let d = state_dir("arrays");
+    let app = app(&d, None);
+    let before = call(&app, "GET", "/api/v1/config", None).await;
+    let target = format!("/api/v1/targets/{IQN}");
+    let cases: [(&str, &str, &str, &str); 6] = [
+        ("PUT", "/api/v1/performance", "[null, null]", "$"),
+        ("PUT", "/api/v1/performance", "[]", "$"),
+        ("POST", "/api/v1/storages", "[7, \"/x\"]", "$"),
+        ("PUT", &target, r#"{"auth": []}"#, "auth"),
+        ("PUT", &target, r#"{"acl": [null, null]}"#, "acl"),
+        (
+            "PUT",
+            "/api/v1/config?dry_run=true",
+            r#"{"discovery": {"auth": {"chap": ["u", "secret-123456"]}}}"#,
+            "discovery.auth.chap",
+        ),
+    ];
+    for (method, uri, body, path) in cases {
+        let r = call(&app, method, uri, Some(body)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{uri} {body}: {:?}",
+            r.body
+        );
+        assert_eq!(r.content_type, "application/problem+json");
+        assert_eq!(
+            r.body["errors"][0]["path"], path,
+            "{uri} {body}: {:?}",
+            r.body
+        );
+    }
+    let after = call(&app, "GET", "/api/v1/config", None).await;
+    assert_eq!(before.etag, after.etag);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn a_dry_run_of_an_invalid_config_fails_like_the_real_request() {
+    let d = state_dir("dry-invalid");
+    let app = app(&d, None);
+    let bad = json!({"storages": [{"deviceID": 1, "path": "/x", "blockSize": 1000}]}).to_string();
+    let dry = call(&app, "PUT", "/api/v1/config?dry_run=true", Some(&bad)).await;
+    let real = call(&app, "PUT", "/api/v1/config", Some(&bad)).await;
+    assert_eq!(real.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(dry.status, real.status);
+    assert_eq!(dry.content_type, real.content_type);
+    assert_eq!(dry.body, real.body);
+    // A stale If-Match is refused by the dry run too.
+    let good = json!({"storages": [{"deviceID": 1, "path": "/x"}]}).to_string();
+    let stale = call_with(
+        &app,
+        "PUT",
+        "/api/v1/config?dry_run=true",
+        Some(&good),
+        &[("if-match", "\"9\"")],
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn a_target_read_and_written_back_keeps_its_secrets() {
+    let d = state_dir("keep-secret");
+    let app = app(&d, None);
+    let path = format!("/api/v1/targets/{IQN}");
+    let target = json!({
+        "auth": {"chap": {"username": "alice", "secret": "alice-secret-1",
+                          "mutualUsername": "tgt", "mutualSecret": "target-secret-2"}},
+        "acl": {"initiators": ["iqn.2026-01.org.example:host1"]}
+    });
+    let r = call(&app, "PUT", &path, Some(&target.to_string())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let got = call(&app, "GET", &path, None).await;
+    assert!(!got.body.to_string().contains("secret-"), "{:?}", got.body);
+    let etag = got.etag.clone().unwrap();
+    let back = call_with(
+        &app,
+        "PUT",
+        &path,
+        Some(&got.body.to_string()),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(back.status, StatusCode::OK, "{:?}", back.body);
+    assert_eq!(back.etag, got.etag);
+    // The whole config, read and written back, keeps them too.
+    let cfg = call(&app, "GET", "/api/v1/config", None).await;
+    let dry = call(
+        &app,
+        "PUT",
+        "/api/v1/config?dry_run=true",
+        Some(&cfg.body.to_string()),
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{:?}", dry.body);
+    assert!(dry.body["diff"]["targetsChanged"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let put = call(&app, "PUT", "/api/v1/config", Some(&cfg.body.to_string())).await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+    let stored = std::fs::read_to_string(d.join("desired.json")).unwrap();
+    assert!(stored.contains("alice-secret-1"), "{stored}");
+    assert!(stored.contains("target-secret-2"), "{stored}");
+    // Dropping chap drops CHAP and its secrets.
+    let open = json!({"acl": {"initiators": ["iqn.2026-01.org.example:host1"]}});
+    let r = call(&app, "PUT", &path, Some(&open.to_string())).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let stored = std::fs::read_to_string(d.join("desired.json")).unwrap();
+    assert!(!stored.contains("alice-secret-1"), "{stored}");
+    let _ = std::fs::remove_dir_all(&d);
 }

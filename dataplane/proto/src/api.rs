@@ -54,6 +54,10 @@ pub struct StatusView {
     /// The data plane's own status (portals, targets, LUNs with their active backend).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataplane: Option<Status>,
+    /// Targets of the desired config that neither an initiator ACL nor CHAP protects: any
+    /// initiator that reaches one of their portals may log in and use every LUN.
+    #[serde(default)]
+    pub open_targets: Vec<String>,
 }
 
 /// Result of a dry run of a full config.

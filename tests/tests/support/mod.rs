@@ -410,7 +410,9 @@ pub fn start_controlplane_with_token(dir: &Path, token: Option<&str>) -> (Daemon
         .env_remove("TGT_CONTROLPLANE_TOKEN")
         .env_remove("TGT_CONTROLPLANE_TOKEN_FILE");
     if let Some(token) = token {
-        cmd.arg("--token").arg(token);
+        let file = dir.join("cp-token");
+        std::fs::write(&file, token).expect("write the token file");
+        cmd.arg("--token-file").arg(file);
     }
     let (d, text) = spawn_ready(
         cmd,
