@@ -141,6 +141,8 @@ pub struct Shared {
     counters: Counters,
     /// Failed logins per source address and the lockouts they caused.
     login_throttle: Mutex<Throttle>,
+    /// The origin of [`Shared::monotonic`].
+    origin: std::time::Instant,
     /// The data buffer pools, one per NUMA node (one unbound pool with NUMA off), built
     /// from the first config applied and kept for the process's life: their memory is
     /// mapped, bound and touched once, and logical units hold handles into them.
@@ -312,6 +314,7 @@ impl Shared {
             connections: Arc::default(),
             counters: Counters::default(),
             login_throttle: Mutex::new(Throttle::default()),
+            origin: std::time::Instant::now(),
             pools: OnceLock::new(),
             portal_gauges: Mutex::default(),
             settings,
@@ -338,6 +341,12 @@ impl Shared {
     /// The live sessions.
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
+    }
+
+    /// Monotonic time since this data plane started: the clock the pure login throttle is
+    /// given.
+    pub fn monotonic(&self) -> std::time::Duration {
+        self.origin.elapsed()
     }
 
     /// Failed-login counts and lockouts by source address; locked briefly, once per login.

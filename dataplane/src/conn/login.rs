@@ -8,7 +8,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -133,7 +132,8 @@ impl Conn {
             self.sn.window = CmdWindow::new(l.cmd_sn);
             self.sn.stat_sn = SerialNumber(l.exp_stat_sn);
             let source = self.sock.peer.ip();
-            let verdict = self.shared.login_throttle().check(source, Instant::now());
+            let now = self.shared.monotonic();
+            let verdict = self.shared.login_throttle().check(source, now);
             if let Verdict::Refuse(left) = verdict {
                 let counters = self.shared.counters();
                 crate::metrics::inc(&counters.login_throttled_total);
@@ -183,7 +183,7 @@ impl Conn {
         let locked = self
             .shared
             .login_throttle()
-            .record_failure(self.sock.peer.ip(), Instant::now());
+            .record_failure(self.sock.peer.ip(), self.shared.monotonic());
         if locked {
             crate::metrics::inc(&counters.login_lockouts_total);
             warn!(

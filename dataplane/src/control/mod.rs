@@ -560,7 +560,7 @@ impl Controller {
             login_locked_sources: u64::try_from(
                 self.shared()
                     .login_throttle()
-                    .locked_sources(std::time::Instant::now()),
+                    .locked_sources(self.shared().monotonic()),
             )
             .unwrap_or(u64::MAX),
             digest_errors_total: get(&c.digest_errors_total),

@@ -9,13 +9,14 @@
 //! while locked out tells nothing, right or wrong. Logins from other sources are not
 //! affected.
 //!
-//! Pure: the clock comes in as an argument, so the rules are tested without waiting.
+//! Pure: the clock comes in as an argument (`now`, a monotonic time since an origin the
+//! caller fixes), so the rules are tested without waiting.
 //! At most [`limits::LOGIN_THROTTLE_SOURCES_MAX`] sources are tracked; when full, the
 //! source seen least recently is forgotten first.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::limits;
 
@@ -31,13 +32,13 @@ pub enum Verdict {
 #[derive(Clone, Debug)]
 struct Entry {
     /// When the current counting window started.
-    window_start: Instant,
+    window_start: Duration,
     /// Failures within the current window.
     failures: u32,
     /// End of the lockout, while one runs.
-    locked_until: Option<Instant>,
+    locked_until: Option<Duration>,
     /// Last failure or refusal, for eviction.
-    last_seen: Instant,
+    last_seen: Duration,
 }
 
 /// Failure counts and lockouts by source address.
@@ -48,7 +49,7 @@ pub struct Throttle {
 
 impl Throttle {
     /// Whether a login from `source` may start at `now`.
-    pub fn check(&mut self, source: IpAddr, now: Instant) -> Verdict {
+    pub fn check(&mut self, source: IpAddr, now: Duration) -> Verdict {
         let Some(e) = self.sources.get_mut(&source) else {
             return Verdict::Allow;
         };
@@ -68,7 +69,7 @@ impl Throttle {
 
     /// Records a failed login (authentication or authorization) from `source` at `now`;
     /// returns whether this failure started a lockout.
-    pub fn record_failure(&mut self, source: IpAddr, now: Instant) -> bool {
+    pub fn record_failure(&mut self, source: IpAddr, now: Duration) -> bool {
         if !self.sources.contains_key(&source)
             && self.sources.len() >= limits::LOGIN_THROTTLE_SOURCES_MAX
         {
@@ -84,7 +85,7 @@ impl Throttle {
         if e.locked_until.is_some() {
             return false;
         }
-        if now.saturating_duration_since(e.window_start) > limits::LOGIN_FAILURE_WINDOW {
+        if now.saturating_sub(e.window_start) > limits::LOGIN_FAILURE_WINDOW {
             e.window_start = now;
             e.failures = 0;
         }
@@ -97,7 +98,7 @@ impl Throttle {
     }
 
     /// Sources locked out at `now`.
-    pub fn locked_sources(&self, now: Instant) -> usize {
+    pub fn locked_sources(&self, now: Duration) -> usize {
         self.sources
             .values()
             .filter(|e| e.locked_until.is_some_and(|u| now < u))
@@ -106,10 +107,10 @@ impl Throttle {
 
     /// Makes room for one more source: drops every entry whose window and lockout are over,
     /// and if none is, the one seen least recently, preferring one that is not locked out.
-    fn evict(&mut self, now: Instant) {
+    fn evict(&mut self, now: Duration) {
         self.sources.retain(|_, e| match e.locked_until {
             Some(u) => now < u,
-            None => now.saturating_duration_since(e.window_start) <= limits::LOGIN_FAILURE_WINDOW,
+            None => now.saturating_sub(e.window_start) <= limits::LOGIN_FAILURE_WINDOW,
         });
         if self.sources.len() >= limits::LOGIN_THROTTLE_SOURCES_MAX {
             if let Some(oldest) = self
@@ -136,7 +137,7 @@ mod tests {
     #[test]
     fn locks_a_source_after_the_bound_and_not_before() {
         let mut t = Throttle::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         for i in 1..limits::LOGIN_FAILURES_PER_SOURCE_MAX {
             assert!(!t.record_failure(ip(1), t0), "locked after {i} failures");
             assert_eq!(t.check(ip(1), t0), Verdict::Allow);
@@ -151,7 +152,7 @@ mod tests {
     #[test]
     fn a_lockout_ends_and_the_count_starts_over() {
         let mut t = Throttle::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         for _ in 0..limits::LOGIN_FAILURES_PER_SOURCE_MAX {
             t.record_failure(ip(1), t0);
         }
@@ -168,7 +169,7 @@ mod tests {
     #[test]
     fn failures_spread_wider_than_the_window_never_lock() {
         let mut t = Throttle::default();
-        let mut now = Instant::now();
+        let mut now = Duration::from_secs(1000);
         let step = limits::LOGIN_FAILURE_WINDOW / limits::LOGIN_FAILURES_PER_SOURCE_MAX * 2;
         for _ in 0..(limits::LOGIN_FAILURES_PER_SOURCE_MAX * 4) {
             assert!(!t.record_failure(ip(1), now));
@@ -180,7 +181,7 @@ mod tests {
     #[test]
     fn tracked_sources_stay_bounded_and_lockouts_survive_eviction() {
         let mut t = Throttle::default();
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         for _ in 0..limits::LOGIN_FAILURES_PER_SOURCE_MAX {
             t.record_failure(ip(0), t0);
         }
