@@ -37,6 +37,7 @@ impl LogicalUnit {
             pool: None,
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
             counters: crate::metrics::LuCounters::default(),
         }
     }

@@ -305,6 +305,9 @@ impl LogicalUnit {
         d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
         // LBPME (thin provisioning enabled) and LBPRZ (unmapped blocks read zero), only when
         // the storage advertises provisioning (`thinprovisioning`, default on).
+        // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT; LOWEST ALIGNED LOGICAL BLOCK ADDRESS
+        // stays 0: the first physical block starts at LBA 0.
+        d[13] = self.identity.limits.physical_exponent & 0x0F;
         if self.identity.thin {
             d[14] = 0x80 | 0x40;
         }

@@ -16,6 +16,7 @@ fn cfg(lun: u16) -> LuConfig {
         online: true,
         read_only: false,
         block_size: BS,
+        physical_block_size: BS,
         create_size_bytes: None,
         target_name: "iqn.2024-01.test:tgt".into(),
         engine: Engine::File,
@@ -892,4 +893,170 @@ async fn the_lun0_controller_needs_no_medium_and_follows_the_unit_attention_rule
     let r = t.execute(0, &n, &[0x1A, 0, 0x3F, 0, 96, 0], &[], 96).await;
     assert_eq!(asc(&r), (5, 0x20, 0x00));
     assert_eq!(r.cdb_transfer_bytes, Some(96));
+}
+
+#[tokio::test]
+async fn software_write_protect_refuses_writes_until_cleared() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &[0; 6], &[]).await;
+    let ms = [0x1A, 0x08, 0x0A, 0, 255, 0];
+    let mut sel = run(&t, &n, &ms, &[]).await.data_in.to_vec();
+    sel[0] = 0;
+    sel[4 + 4] |= 0x08;
+    let cdb = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &n, &cdb, &sel).await.status, 0);
+    assert_eq!(run(&t, &n, &ms, &[]).await.data_in[2] & 0x80, 0x80);
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x2A, 0, 0, 1), &[1u8; 512]).await),
+        (7, 0x27, 0)
+    );
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+    sel[4 + 4] &= !0x08;
+    sel[2] = 0;
+    assert_eq!(run(&t, &n, &cdb, &sel).await.status, 0);
+    assert_eq!(
+        run(&t, &n, &c10(0x2A, 0, 0, 1), &[1u8; 512]).await.status,
+        0
+    );
+}
+
+fn mem_lu() -> Arc<LogicalUnit> {
+    Arc::new(
+        LogicalUnit::with_backend(
+            &cfg(0),
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap(),
+    )
+}
+
+fn atomic16(b1: u8, lba: u64, blocks: u16) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = 0x9C;
+    v[1] = b1;
+    v[2..10].copy_from_slice(&lba.to_be_bytes());
+    v[12..14].copy_from_slice(&blocks.to_be_bytes());
+    v
+}
+
+#[tokio::test]
+async fn write_atomic16_writes_checks_its_limits_and_refuses_protection() {
+    let t = mem_target();
+    let n = nexus(1);
+    let data = vec![0xA6u8; 8 * 512];
+    let r = run(&t, &n, &atomic16(0x18, 16, 8), &data).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.cdb_transfer_bytes, Some(8 * 512));
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 16, 8), &[]).await.data_in, data);
+    // Zero blocks is fine, past the end is not.
+    assert_eq!(run(&t, &n, &atomic16(0, 0, 0), &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0, BLOCKS + 1, 0), &[]).await),
+        (5, 0x21, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0, BLOCKS - 1, 2), &[0u8; 1024]).await),
+        (5, 0x21, 0)
+    );
+    // No protection information, no atomic boundaries.
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0x20, 0, 1), &[0u8; 512]).await),
+        (5, 0x24, 0)
+    );
+    let mut b = atomic16(0, 0, 1);
+    b[11] = 1;
+    assert_eq!(asc(&run(&t, &n, &b, &[0u8; 512]).await), (5, 0x24, 0));
+    // Longer than MAXIMUM ATOMIC TRANSFER LENGTH.
+    let max = crate::scsi::inquiry::BlockLimits::for_block_size(BS).max_atomic_transfer_blocks;
+    let over = u16::try_from(max + 1).unwrap();
+    let big = vec![0u8; usize::from(over) * 512];
+    let large = LogicalUnit::with_backend(
+        &cfg(0),
+        Backend::Memory(MemoryBackend::new(4 * BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let large = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(large))]);
+    assert_eq!(
+        run(&large, &n, &c10(0x2A, 0, 0, over), &big).await.status,
+        0,
+        "a plain WRITE of that length is fine"
+    );
+    assert_eq!(
+        asc(&run(&large, &n, &atomic16(0, 0, over), &big).await),
+        (5, 0x24, 0)
+    );
+    // A short Data-Out writes nothing at all.
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0, 100, 4), &[1u8; 1024]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(
+        run(&t, &n, &c10(0x28, 0, 100, 4), &[]).await.data_in,
+        vec![0u8; 2048]
+    );
+}
+
+#[tokio::test]
+async fn write_atomic16_waits_for_commands_already_on_the_medium() {
+    let lu = mem_lu();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, lu.clone())]);
+    let n = nexus(1);
+    // A command in the middle of its backend call holds the gate shared.
+    let held = lu.gate.read().await;
+    let data = vec![0x5Au8; 4 * 512];
+    let cdb = atomic16(0, 0, 4);
+    let mut atomic = Box::pin(run(&t, &n, &cdb, &data));
+    assert!(
+        futures_poll_once(atomic.as_mut()).await.is_none(),
+        "the atomic write must wait for the command in flight"
+    );
+    drop(held);
+    assert_eq!(atomic.await.status, 0);
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 4), &[]).await.data_in, data);
+}
+
+/// Polls `f` once: `Some` when it finished.
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+    let mut f = f;
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn physical_block_exponent_is_in_read_capacity16_and_block_limits() {
+    let mut c = cfg(0);
+    c.physical_block_size = 4096;
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+    let n = nexus(1);
+    let r = run(&t, &n, &c16(0x9E, 0x10, 0, 32), &[]).await;
+    assert_eq!(
+        r.data_in[13] & 0x0F,
+        3,
+        "8 logical blocks per physical block"
+    );
+    assert_eq!(r.data_in[14] & 0x3F, 0, "lowest aligned LBA 0");
+    assert_eq!(r.data_in[15], 0);
+    let r = run(&t, &n, &[0x12, 1, 0xB0, 0, 255, 0], &[]).await;
+    assert_eq!(u16::from_be_bytes([r.data_in[6], r.data_in[7]]), 8);
+    c.physical_block_size = 768;
+    assert!(LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .is_err());
+    // The default: one logical block per physical block.
+    let t = mem_target();
+    let r = run(&t, &n, &c16(0x9E, 0x10, 0, 32), &[]).await;
+    assert_eq!(r.data_in[13] & 0x0F, 0);
 }

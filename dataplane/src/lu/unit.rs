@@ -34,6 +34,11 @@ pub struct LogicalUnit {
     pub(super) pool: Option<BufferPool>,
     pub(super) state: Mutex<LuState>,
     pub(super) rmw: tokio::sync::Mutex<()>,
+    /// The medium gate: every command that reads or writes the medium holds it shared for
+    /// its backend calls, WRITE ATOMIC (16) holds it exclusively, so no other command sees
+    /// an atomic write half done (SBC-4 4.29). The lock is for the whole LU rather than
+    /// per range: atomic writes are rare and short (at most one data buffer).
+    pub(super) gate: tokio::sync::RwLock<()>,
     pub(super) counters: crate::metrics::LuCounters,
 }
 
@@ -55,6 +60,20 @@ fn validate_block_size(bs: u32) -> Result<(), BackendError> {
         ));
     }
     Ok(())
+}
+
+/// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT for a physical block of `pbs` bytes over
+/// logical blocks of `bs` (SBC-3 5.16.2: a four-bit field).
+fn physical_exponent(bs: u32, pbs: u32) -> Result<u8, BackendError> {
+    let ratio = pbs / bs.max(1);
+    if pbs % bs.max(1) != 0 || !ratio.is_power_of_two() || ratio > 1 << 15 {
+        return Err(BackendError::new(
+            ErrorKind::Unsupported,
+            format!("physical block size {pbs} is not a power-of-two multiple of {bs}"),
+        ));
+    }
+    u8::try_from(ratio.trailing_zeros())
+        .map_err(|_| BackendError::new(ErrorKind::Unsupported, "physical block exponent"))
 }
 
 impl LogicalUnit {
@@ -138,7 +157,8 @@ impl LogicalUnit {
             .as_ref()
             .map_or(0, |b| b.size_bytes() / u64::from(cfg.block_size));
         let read_only = cfg.read_only || backend.as_ref().is_some_and(Backend::read_only);
-        let mut limits = BlockLimits::for_block_size(cfg.block_size);
+        let mut limits = BlockLimits::for_block_size(cfg.block_size)
+            .with_physical_exponent(physical_exponent(cfg.block_size, cfg.physical_block_size)?);
         if let Some(pool) = &cfg.pool {
             limits = limits
                 .fit_buffer(cfg.block_size, pool.buf_size_bytes())
@@ -169,6 +189,7 @@ impl LogicalUnit {
             pool: cfg.pool.clone(),
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
             counters: crate::metrics::LuCounters::default(),
             role: Role::Disk,
         })

@@ -50,6 +50,7 @@ pub mod op {
     pub const PREFETCH_16: u8 = 0x90;
     pub const SYNC_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
     pub const MAINTENANCE_IN: u8 = 0xA3;
@@ -108,6 +109,9 @@ pub enum WriteKind {
     Verify,
     /// ORWRITE(16): new = old OR data.
     Or,
+    /// WRITE ATOMIC(16) (SBC-4 5.48): all of the blocks or none of them, as any other
+    /// command sees them.
+    Atomic,
 }
 
 /// A decoded command: the typed plan the executor runs.
@@ -387,7 +391,8 @@ pub(super) fn decode_read(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
     Ok(cmd)
 }
 
-/// Decodes WRITE (10/12/16), WRITE AND VERIFY (10/12/16) and ORWRITE (16).
+/// Decodes WRITE (10/12/16), WRITE AND VERIFY (10/12/16), ORWRITE (16) and WRITE ATOMIC
+/// (16).
 pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
     use op::*;
     let cmd = {
@@ -395,6 +400,13 @@ pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
         let (lba, n) = match opcode {
             WRITE_10 | WRITE_VERIFY_10 => (lba32(c), u64::from(c.be16(7))),
             WRITE_12 | WRITE_VERIFY_12 => (lba32(c), u64::from(c.be32(6))),
+            WRITE_ATOMIC_16 => {
+                // We advertise no MAXIMUM ATOMIC BOUNDARY SIZE, so ATOMIC BOUNDARY must be 0.
+                if c.be16(10) != 0 {
+                    return Err(invalid(10, 7));
+                }
+                (Lba(c.be64(2)), u64::from(c.be16(12)))
+            }
             _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
         };
         let kind = match opcode {
@@ -403,6 +415,7 @@ pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
                 WriteKind::Verify
             }
             ORWRITE_16 => WriteKind::Or,
+            WRITE_ATOMIC_16 => WriteKind::Atomic,
             _ => WriteKind::Plain,
         };
         // WRITE AND VERIFY has no FUA bit (bit 3 is reserved there); it is durable anyway.
@@ -1071,7 +1084,7 @@ mod tests {
 
     #[test]
     fn unknown_opcodes_are_invalid_opcode() {
-        for op in [0x04u8, 0x48, 0x83, 0x84, 0x9C, 0xC0, 0x7F, 0xFF] {
+        for op in [0x04u8, 0x06, 0x9D, 0xC0, 0x7F, 0xFF] {
             assert_eq!(key(decode(&[op; 16])), (0x20, 0), "{op:#x}");
         }
         assert_eq!(key(decode(&[])), (0x20, 0));

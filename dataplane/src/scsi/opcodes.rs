@@ -18,7 +18,7 @@ pub enum IoClass {
     /// READ (6/10/12/16).
     Read,
     /// WRITE (6/10/12/16), WRITE AND VERIFY (10/12/16), WRITE SAME (10/16), COMPARE AND
-    /// WRITE.
+    /// WRITE, WRITE ATOMIC (16).
     Write,
     /// Everything else.
     Other,
@@ -135,6 +135,7 @@ pub const OPS: &[OpEntry] = &[
     e(op::PREFETCH_16, cdb::decode_prefetch_16, "PRE-FETCH (16)", DataDir::None, &[0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     e(op::SYNC_CACHE_16, cdb::decode_sync_cache_16, "SYNCHRONIZE CACHE (16)", DataDir::None, &[0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     e(op::WRITE_SAME_16, cdb::decode_write_same, "WRITE SAME (16)", DataDir::Out, &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write),
+    e(op::WRITE_ATOMIC_16, cdb::decode_write, "WRITE ATOMIC (16)", DataDir::Out, &[0x9C, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
     sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_READ_CAPACITY_16, "READ CAPACITY (16)", DataDir::In, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_GET_LBA_STATUS, "GET LBA STATUS", DataDir::In, &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     e(op::REPORT_LUNS, cdb::decode_report_luns, "REPORT LUNS", DataDir::In, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
@@ -323,7 +324,7 @@ mod tests {
             let whole_write = matches!(
                 cmd,
                 Command::Write {
-                    kind: WriteKind::Plain | WriteKind::Verify,
+                    kind: WriteKind::Plain | WriteKind::Verify | WriteKind::Atomic,
                     ..
                 }
             );
@@ -367,7 +368,7 @@ mod tests {
         assert_eq!(of(IoClass::Read), [0x08, 0x28, 0x88, 0xA8]);
         assert_eq!(
             of(IoClass::Write),
-            [0x0A, 0x2A, 0x2E, 0x41, 0x89, 0x8A, 0x8E, 0x93, 0xAA, 0xAE]
+            [0x0A, 0x2A, 0x2E, 0x41, 0x89, 0x8A, 0x8E, 0x93, 0x9C, 0xAA, 0xAE]
         );
     }
 
