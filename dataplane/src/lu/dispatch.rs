@@ -46,6 +46,9 @@ impl LogicalUnit {
             Err(s) => return ScsiResponse::check(s),
         };
         let transfer = cmd.transfer(self.block_size);
+        if let Some(s) = self.sanitize_gate(&cmd) {
+            return ScsiResponse::check(s).with_transfer(transfer);
+        }
         let conflict = {
             let st = self.state();
             st.res.conflicts(nexus.id, &cmd) || st.pr.conflicts(&nexus.initiator_port, &cmd)
@@ -117,7 +120,7 @@ impl LogicalUnit {
                     opcode,
                     service_action,
                 },
-                opcodes::OPS,
+                &self.supported_ops(),
             )
             .map(|d| truncate(d, alloc_len)),
             Command::ModeSense {
@@ -234,6 +237,15 @@ impl LogicalUnit {
             // Without logical block provisioning UNMAP is not a command we offer (SBC-3 §4.7).
             Command::Unmap { .. } if !self.identity.thin => Err(Sense::invalid_opcode()),
             Command::Unmap { param_len } => self.unmap(param_len, data_out).await,
+            Command::Sanitize {
+                action,
+                immed,
+                ause,
+                param_len,
+            } => {
+                self.sanitize(target, action, immed, ause, param_len, data_out)
+                    .await
+            }
             Command::GetLbaStatus { lba, alloc_len } => self.get_lba_status(lba, alloc_len).await,
             Command::SyncCache { lba, blocks } => self.sync_cache(lba, blocks).await,
             Command::Prefetch { lba, blocks } => self
@@ -261,7 +273,10 @@ impl LogicalUnit {
         let pending = self.state().ua.take(nexus.id);
         let s = match pending {
             Some(s) => s,
-            None => self.ready().err().unwrap_or(Sense::no_sense()),
+            None => self
+                .sanitize_sense()
+                .or_else(|| self.ready().err())
+                .unwrap_or(Sense::no_sense()),
         };
         let s = s.encode();
         Ok(truncate(s, alloc_len))
@@ -289,6 +304,21 @@ impl LogicalUnit {
             st.ua.raise_others(Some(nexus.id), ua::UA_MODE_CHANGED);
         }
         Ok(Vec::new())
+    }
+
+    /// The commands REPORT SUPPORTED OPERATION CODES lists for this unit: the registry,
+    /// without SANITIZE BLOCK ERASE where blocks cannot be deallocated (no provisioning).
+    fn supported_ops(&self) -> Vec<opcodes::OpEntry> {
+        opcodes::OPS
+            .iter()
+            .filter(|o| {
+                self.identity.thin
+                    || !(o.opcode == crate::scsi::cdb::op::SANITIZE
+                        && o.service_action
+                            == Some(u16::from(crate::scsi::sanitize::action::BLOCK_ERASE)))
+            })
+            .copied()
+            .collect()
     }
 
     fn read_capacity10(&self) -> Vec<u8> {

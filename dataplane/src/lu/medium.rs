@@ -110,7 +110,7 @@ impl LogicalUnit {
     /// the pool's heap fallbacks. The bound keeps a command that already holds a buffer (the
     /// Data-Out of an ORWRITE or COMPARE AND WRITE, if the transport gave it one) from
     /// waiting forever on a pool only it could refill.
-    async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
+    pub(super) async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
         let Some(pool) = &self.pool else {
             return Ok(IoBuf::Vec(vec![0u8; len]));
         };

@@ -41,6 +41,7 @@
 mod controller;
 mod dispatch;
 mod medium;
+mod sanitize;
 mod target;
 #[cfg(test)]
 mod tests;

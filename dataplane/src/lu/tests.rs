@@ -1060,3 +1060,190 @@ async fn physical_block_exponent_is_in_read_capacity16_and_block_limits() {
     let r = run(&t, &n, &c16(0x9E, 0x10, 0, 32), &[]).await;
     assert_eq!(r.data_in[13] & 0x0F, 0);
 }
+
+fn sanitize_cdb(b1: u8, param_len: u16) -> Vec<u8> {
+    let mut v = vec![0u8; 10];
+    v[0] = 0x48;
+    v[1] = b1;
+    v[7..9].copy_from_slice(&param_len.to_be_bytes());
+    v
+}
+
+fn overwrite_list(b0: u8, pattern: &[u8]) -> Vec<u8> {
+    let mut v = vec![b0, 0];
+    v.extend_from_slice(&u16::try_from(pattern.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(pattern);
+    v
+}
+
+/// Sends TEST UNIT READY until it is GOOD (the sanitize ended); fails after 10 s.
+async fn wait_ready(t: &Target, n: &Nexus) {
+    for _ in 0..1000 {
+        if run(t, n, &[0; 6], &[]).await.status == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the sanitize never ended");
+}
+
+#[tokio::test]
+async fn sanitize_overwrite_writes_the_pattern_everywhere_and_refuses_media_access_meanwhile() {
+    let t = mem_target();
+    let (a, b) = (nexus(1), nexus(2));
+    run(&t, &a, &c10(0x2A, 0, 0, 1), &[b'a'; 512]).await;
+    // IMMED: GOOD at once, the operation runs on.
+    let list = overwrite_list(0x01, &[0xAA, 0x55]);
+    let r = run(&t, &a, &sanitize_cdb(0x81, 6), &list).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    for n in [&a, &b] {
+        assert_eq!(asc(&run(&t, n, &[0; 6], &[]).await), (2, 0x04, 0x1B));
+        assert_eq!(
+            asc(&run(&t, n, &c10(0x28, 0, 0, 1), &[]).await),
+            (2, 0x04, 0x1B)
+        );
+        assert_eq!(run(&t, n, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+        // REQUEST SENSE: GOOD, with SANITIZE IN PROGRESS and its progress indication.
+        let r = run(&t, n, &[0x03, 0, 0, 0, 18, 0], &[]).await;
+        assert_eq!(r.status, 0);
+        assert_eq!(
+            (r.data_in[2], r.data_in[12], r.data_in[13]),
+            (2, 0x04, 0x1B)
+        );
+        assert_eq!(r.data_in[15], 0x80, "SKSV: progress indication");
+    }
+    // A second SANITIZE is refused while the first runs.
+    assert_eq!(
+        asc(&run(&t, &b, &sanitize_cdb(0x02, 0), &[]).await),
+        (2, 0x04, 0x1B)
+    );
+    wait_ready(&t, &a).await;
+    let pattern: Vec<u8> = [0xAA, 0x55].repeat(256);
+    for lba in [0, 1000, BLOCKS as u32 - 1] {
+        assert_eq!(
+            run(&t, &a, &c10(0x28, 0, lba, 1), &[]).await.data_in,
+            pattern
+        );
+    }
+    // Without IMMED the command ends when the medium is done; INVERT flips odd passes.
+    let list = overwrite_list(0x82, &[0x0F]);
+    assert_eq!(run(&t, &a, &sanitize_cdb(0x01, 5), &list).await.status, 0);
+    assert_eq!(
+        run(&t, &a, &c10(0x28, 0, 7, 1), &[]).await.data_in,
+        vec![0xF0u8; 512],
+        "the second pass wrote the inverted pattern"
+    );
+}
+
+#[tokio::test]
+async fn sanitize_block_erase_deallocates_and_bad_requests_are_refused() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &c10(0x2A, 0, 5, 1), &[b'a'; 512]).await;
+    assert_eq!(run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &n, &c10(0x28, 0, 5, 1), &[]).await.data_in,
+        vec![0u8; 512]
+    );
+    // CRYPTO ERASE, unknown actions, a parameter list where none belongs, reserved bits
+    // and bytes, OVERWRITE parameter lengths out of 5..=block+4.
+    for (cdb, data) in [
+        (sanitize_cdb(0x03, 0), vec![]),
+        (sanitize_cdb(0x04, 0), vec![]),
+        (sanitize_cdb(0x02, 8), vec![0u8; 8]),
+        (sanitize_cdb(0x1F, 8), vec![0u8; 8]),
+        (sanitize_cdb(0x41, 516), overwrite_list(1, &[0xAA; 512])),
+        (sanitize_cdb(0x01, 4), vec![1, 0, 0, 0]),
+        (sanitize_cdb(0x01, 517), vec![1u8; 517]),
+    ] {
+        assert_eq!(
+            asc(&run(&t, &n, &cdb, &data).await),
+            (5, 0x24, 0),
+            "{cdb:?}"
+        );
+    }
+    let mut cdb = sanitize_cdb(0x01, 516);
+    cdb[3] = 1;
+    assert_eq!(
+        asc(&run(&t, &n, &cdb, &overwrite_list(1, &[0xAA; 512])).await),
+        (5, 0x24, 0)
+    );
+    // Another nexus's RESERVE (6) conflicts with it.
+    let other = nexus(2);
+    assert_eq!(run(&t, &other, &[0x16, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    // REPORT SUPPORTED OPERATION CODES lists the three actions we offer.
+    let r = run(&t, &n, &[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], &[]).await;
+    let listed: Vec<u16> = r.data_in[4..]
+        .chunks(8)
+        .filter(|d| d[0] == 0x48)
+        .map(|d| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert_eq!(listed, [1, 2, 0x1F]);
+}
+
+#[tokio::test]
+async fn a_failed_sanitize_leaves_failure_mode_only_as_ause_allows() {
+    let (t, h) = fault_target();
+    let n = nexus(1);
+    h.add(FaultRule {
+        op: FaultOp::Write,
+        start: 0,
+        end: 1 << 30,
+        effect: FaultEffect::Eio,
+    });
+    let list = overwrite_list(0x01, &[0xAA]);
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x01, 5), &list).await),
+        (3, 0x0C, 0)
+    );
+    h.clear();
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await),
+        (3, 0x31, 0x03)
+    );
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    // AUSE was 0: EXIT FAILURE MODE may not leave; a successful sanitize does.
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x1F, 0), &[]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+    // Failed with AUSE=1: EXIT FAILURE MODE leaves.
+    h.add(FaultRule {
+        op: FaultOp::Write,
+        start: 0,
+        end: 1 << 30,
+        effect: FaultEffect::Eio,
+    });
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x21, 5), &list).await),
+        (3, 0x0C, 0)
+    );
+    assert_eq!(run(&t, &n, &sanitize_cdb(0x1F, 0), &[]).await.status, 0);
+    h.clear();
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn sanitize_is_write_protected_under_swp() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &[0; 6], &[]).await;
+    let mut sel = run(&t, &n, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[])
+        .await
+        .data_in
+        .to_vec();
+    sel[0] = 0;
+    sel[4 + 4] |= 0x08;
+    let cdb = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &n, &cdb, &sel).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await),
+        (7, 0x27, 0)
+    );
+}

@@ -19,6 +19,7 @@ pub(super) struct LuState {
     pub(super) ua: UnitAttentions,
     pub(super) res: Reservations,
     pub(super) pr: PersistentReservations,
+    pub(super) sanitize: super::sanitize::SanitizeState,
 }
 
 /// A logical unit: a backend plus SCSI state.

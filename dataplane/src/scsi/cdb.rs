@@ -34,6 +34,7 @@ pub mod op {
     pub const SYNC_CACHE_10: u8 = 0x35;
     pub const READ_DEFECT_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
+    pub const SANITIZE: u8 = 0x48;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const RESERVE_10: u8 = 0x56;
@@ -223,6 +224,14 @@ pub enum Command {
     },
     Reserve,
     Release,
+    /// SANITIZE (SBC-4 5.30): the action, IMMED, AUSE and the OVERWRITE parameter list
+    /// length.
+    Sanitize {
+        action: super::sanitize::Action,
+        immed: bool,
+        ause: bool,
+        param_len: u32,
+    },
     PrIn {
         service_action: u8,
         alloc_len: u32,
@@ -389,6 +398,31 @@ pub(super) fn decode_read(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
         }
     };
     Ok(cmd)
+}
+
+/// Decodes SANITIZE: reserved bits and bytes must be zero, the service action one we
+/// offer, and only OVERWRITE has a parameter list.
+pub(super) fn decode_sanitize(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    use super::sanitize::Action;
+    if c.bit(1, 6) {
+        return Err(invalid(1, 6));
+    }
+    for i in 2..=6u16 {
+        if c.b(usize::from(i)) != 0 {
+            return Err(Sense::invalid_field_in_cdb(i, None));
+        }
+    }
+    let action = Action::from_code(c.b(1) & 0x1F)?;
+    let param_len = u32::from(c.be16(7));
+    if action != Action::Overwrite && param_len != 0 {
+        return Err(Sense::invalid_field_in_cdb(7, None));
+    }
+    Ok(Command::Sanitize {
+        action,
+        immed: c.bit(1, 7),
+        ause: c.bit(1, 5),
+        param_len,
+    })
 }
 
 /// Decodes WRITE (10/12/16), WRITE AND VERIFY (10/12/16), ORWRITE (16) and WRITE ATOMIC
@@ -782,7 +816,10 @@ impl Command {
                 t(DataDir::Out, blocks.0.saturating_mul(bs).saturating_mul(2))
             }
             Command::WriteSame { ndob, .. } => t(DataDir::Out, if ndob { 0 } else { bs }),
+            // Only OVERWRITE carries a parameter list; the other actions have no data phase.
+            Command::Sanitize { param_len: 0, .. } => t(DataDir::None, 0),
             Command::Unmap { param_len }
+            | Command::Sanitize { param_len, .. }
             | Command::ModeSelect { param_len, .. }
             | Command::PrOut { param_len, .. } => t(DataDir::Out, u64::from(param_len)),
         }
@@ -796,6 +833,7 @@ impl Command {
                 | Command::CompareAndWrite { .. }
                 | Command::WriteSame { .. }
                 | Command::Unmap { .. }
+                | Command::Sanitize { .. }
         )
     }
 }

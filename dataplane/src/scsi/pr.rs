@@ -116,6 +116,7 @@ impl PersistentReservations {
                 | Command::CompareAndWrite { .. }
                 | Command::WriteSame { .. }
                 | Command::Unmap { .. }
+                | Command::Sanitize { .. }
                 | Command::SyncCache { .. }
                 | Command::ModeSelect { .. }
                 | Command::Reserve

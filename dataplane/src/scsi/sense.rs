@@ -55,6 +55,9 @@ pub struct Sense {
     pub information: Option<u32>,
     /// Field pointer for ILLEGAL REQUEST.
     pub field: Option<FieldPointer>,
+    /// Progress indication for NOT READY (sense-key specific bytes, SPC-4 4.5.2.4.4): the
+    /// fraction done, in 65536ths.
+    pub progress: Option<u16>,
 }
 
 /// Length of the fixed-format sense data we produce.
@@ -70,6 +73,7 @@ impl Sense {
             ascq,
             information: None,
             field: None,
+            progress: None,
         }
     }
 
@@ -142,6 +146,21 @@ impl Sense {
     /// NOT READY 04h/00h LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE.
     pub const fn not_ready() -> Self {
         Self::new(SenseKey::NotReady, 0x04, 0x00)
+    }
+
+    /// NOT READY 04h/1Bh LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS, with the fraction
+    /// done in 65536ths as progress indication (SBC-4 4.33).
+    pub const fn sanitize_in_progress(progress: u16) -> Self {
+        Self {
+            progress: Some(progress),
+            ..Self::new(SenseKey::NotReady, 0x04, 0x1B)
+        }
+    }
+
+    /// MEDIUM ERROR 31h/03h SANITIZE COMMAND FAILED: the medium is in sanitize failure
+    /// mode until a SANITIZE succeeds or EXIT FAILURE MODE (SBC-4 4.33.3).
+    pub const fn sanitize_failed() -> Self {
+        Self::new(SenseKey::MediumError, 0x31, 0x03)
     }
 
     /// MISCOMPARE 1Dh/00h MISCOMPARE DURING VERIFY OPERATION, INFORMATION = byte offset.
@@ -267,6 +286,10 @@ impl Sense {
             }
             s[15] = b15;
             s[16..18].copy_from_slice(&f.byte.to_be_bytes());
+        } else if let Some(p) = self.progress {
+            // SKSV and the PROGRESS INDICATION.
+            s[15] = 0x80;
+            s[16..18].copy_from_slice(&p.to_be_bytes());
         }
         s
     }
@@ -286,6 +309,17 @@ mod tests {
         assert_eq!((s[12], s[13]), (0x24, 0x00));
         assert_eq!(s[15], 0x80 | 0x40 | 0x08 | 4);
         assert_eq!(&s[16..18], &[0, 2]);
+    }
+
+    #[test]
+    fn encodes_sanitize_progress_as_sense_key_specific_bytes() {
+        let s = Sense::sanitize_in_progress(0x8000).encode();
+        assert_eq!(s[2], 0x02);
+        assert_eq!((s[12], s[13]), (0x04, 0x1B));
+        assert_eq!(s[15], 0x80);
+        assert_eq!(&s[16..18], &[0x80, 0]);
+        let f = Sense::sanitize_failed().encode();
+        assert_eq!((f[2], f[12], f[13], f[15]), (0x03, 0x31, 0x03, 0));
     }
 
     #[test]
