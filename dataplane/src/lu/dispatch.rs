@@ -243,7 +243,7 @@ impl LogicalUnit {
                 ause,
                 param_len,
             } => {
-                self.sanitize(target, action, immed, ause, param_len, data_out)
+                self.sanitize(target, nexus.id, action, immed, ause, param_len, data_out)
                     .await
             }
             Command::GetLbaStatus { lba, alloc_len } => self.get_lba_status(lba, alloc_len).await,

@@ -45,11 +45,16 @@ pub(super) enum SanitizeState {
     },
 }
 
-/// How far a running sanitize got.
+/// How far a running sanitize got, and the release of the command waiting for it.
 #[derive(Debug)]
 pub(super) struct Progress {
     done_bytes: AtomicU64,
     total_bytes: u64,
+    /// The nexus whose SANITIZE (without IMMED) waits for the operation.
+    issuer: u64,
+    /// Wakes that command when task management aborts it: the command ends, the operation
+    /// goes on.
+    released: tokio::sync::Notify,
 }
 
 impl Progress {
@@ -83,9 +88,11 @@ impl LogicalUnit {
 
     /// SANITIZE: checks the command, then starts the operation as its own task and, unless
     /// IMMED is set, waits for it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn sanitize(
         &self,
         target: &Target,
+        issuer: u64,
         action: Action,
         immed: bool,
         ause: bool,
@@ -123,6 +130,8 @@ impl LogicalUnit {
         let progress = Arc::new(Progress {
             done_bytes: AtomicU64::new(0),
             total_bytes: self.blocks.saturating_mul(u64::from(self.block_size)),
+            issuer,
+            released: tokio::sync::Notify::new(),
         });
         {
             let mut st = self.state();
@@ -131,6 +140,7 @@ impl LogicalUnit {
             }
             st.sanitize = SanitizeState::Running(progress.clone());
         }
+        let waiter = progress.clone();
         let task = tokio::spawn(async move {
             let r = unit.sanitize_medium(job.as_ref(), &progress).await;
             unit.state().sanitize = match r {
@@ -142,9 +152,23 @@ impl LogicalUnit {
         if immed {
             return Ok(Vec::new());
         }
-        match task.await {
-            Ok(r) => r.map(|()| Vec::new()),
-            Err(_) => Err(Sense::internal_target_failure()),
+        tokio::select! {
+            r = task => match r {
+                Ok(r) => r.map(|()| Vec::new()),
+                Err(_) => Err(Sense::internal_target_failure()),
+            },
+            () = waiter.released.notified() => Err(Sense::commands_cleared()),
+        }
+    }
+
+    /// Task management reached this unit: an abort from the nexus whose SANITIZE waits
+    /// (`reset` false), or a reset from anyone (`reset` true), ends that command; the
+    /// operation itself goes on (SBC-4 4.33.2).
+    pub(super) fn release_sanitize_waiter(&self, nexus: u64, reset: bool) {
+        if let SanitizeState::Running(p) = &self.state().sanitize {
+            if reset || p.issuer == nexus {
+                p.released.notify_one();
+            }
         }
     }
 

@@ -1247,3 +1247,26 @@ async fn sanitize_is_write_protected_under_swp() {
         (7, 0x27, 0)
     );
 }
+
+#[tokio::test]
+async fn aborting_a_waiting_sanitize_ends_the_command_not_the_operation() {
+    let t = mem_target();
+    let n = nexus(1);
+    let list = overwrite_list(0x01, &[0x77]);
+    let cdb = sanitize_cdb(0x01, 5);
+    let mut cmd = Box::pin(run(&t, &n, &cdb, &list));
+    assert!(futures_poll_once(cmd.as_mut()).await.is_none());
+    assert_eq!(
+        t.task_management(TmFunction::AbortTask, 0, &n),
+        TmResponse::Complete
+    );
+    let r = cmd.await;
+    assert_eq!(r.status, status::CHECK_CONDITION);
+    // The operation goes on, then ends well.
+    assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (2, 0x04, 0x1B));
+    wait_ready(&t, &n).await;
+    assert_eq!(
+        run(&t, &n, &c10(0x28, 0, 9, 1), &[]).await.data_in,
+        vec![0x77u8; 512]
+    );
+}

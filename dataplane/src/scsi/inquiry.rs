@@ -302,6 +302,11 @@ impl Identity {
         let mut b = vec![0u8; 0x3C];
         // MEDIUM ROTATION RATE 0001h: non-rotating medium.
         b[0..2].copy_from_slice(&1u16.to_be_bytes());
+        if self.thin {
+            // WABEREQ 01b: after SANITIZE BLOCK ERASE (offered with provisioning) a read
+            // succeeds, and returns zeroes (LBPRZ).
+            b[3] = 0x40;
+        }
         self.page_header(page::BLOCK_CHARACTERISTICS, b)
     }
 
@@ -434,6 +439,15 @@ mod tests {
             .fit_buffer(512, 128 * 1024)
             .unwrap();
         assert_eq!(l.max_atomic_transfer_blocks, 256);
+    }
+
+    #[test]
+    fn characteristics_page_reports_wabereq_with_provisioning() {
+        let v = disk().vpd(page::BLOCK_CHARACTERISTICS).unwrap();
+        assert_eq!(v[7] >> 6, 1);
+        let mut thick = disk();
+        thick.thin = false;
+        assert_eq!(thick.vpd(page::BLOCK_CHARACTERISTICS).unwrap()[7], 0);
     }
 
     #[test]

@@ -163,6 +163,12 @@ impl Sense {
         Self::new(SenseKey::MediumError, 0x31, 0x03)
     }
 
+    /// ABORTED COMMAND 2Fh/00h COMMANDS CLEARED BY ANOTHER INITIATOR: task management
+    /// ended a command that was waiting (a reset from another I_T nexus).
+    pub const fn commands_cleared() -> Self {
+        Self::new(SenseKey::AbortedCommand, 0x2F, 0x00)
+    }
+
     /// MISCOMPARE 1Dh/00h MISCOMPARE DURING VERIFY OPERATION, INFORMATION = byte offset.
     pub const fn miscompare(offset: u32) -> Self {
         Self {
