@@ -153,6 +153,8 @@ impl Drop for Daemon {
 pub struct Dataplane {
     pub daemon: Daemon,
     pub portal: SocketAddr,
+    /// A second portal of the same target portal group, when `second_portal` asked for one.
+    pub portal2: Option<SocketAddr>,
     pub iqn: String,
     pub image: PathBuf,
     pub dir: TempDir,
@@ -166,6 +168,8 @@ pub struct DataplaneOptions {
     pub env: Vec<(&'static str, &'static str)>,
     /// Extra top-level JSON members, e.g. `"performance":{...}` (without a leading comma).
     pub extra_top_json: String,
+    /// Listen on a second portal in the target's portal group (a second path to its LUNs).
+    pub second_portal: bool,
 }
 
 impl Default for DataplaneOptions {
@@ -177,6 +181,7 @@ impl Default for DataplaneOptions {
             extra_storage_json: String::new(),
             env: Vec::new(),
             extra_top_json: String::new(),
+            second_portal: false,
         }
     }
 }
@@ -198,10 +203,18 @@ impl Dataplane {
         } else {
             format!(",{}", o.extra_top_json)
         };
+        let (portals, tpg) = if o.second_portal {
+            (
+                r#"{"id":0,"portal":"127.0.0.1:0"},{"id":1,"portal":"127.0.0.1:0"}"#,
+                "0,1",
+            )
+        } else {
+            (r#"{"id":0,"portal":"127.0.0.1:0"}"#, "0")
+        };
         let config = format!(
             r#"{{"storages":[{{"deviceID":1000,"path":"{}","online":true,"backendType":"{}"{}}}],
-"iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],
-"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}}}}}{extra_top}}}"#,
+"iscsiportals":[{portals}],
+"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[{tpg}]}},"luns":{{"{}":1000}}}}}}{extra_top}}}"#,
             image.display(),
             o.backend,
             o.extra_storage_json,
@@ -224,9 +237,21 @@ impl Dataplane {
             .expect("spawn tgt-dataplane");
         let mut daemon = Daemon { child, log };
         let portal = wait_ready(&mut daemon, &ready);
+        let portal2 = if o.second_portal {
+            let text = std::fs::read_to_string(&ready).expect("read ready file");
+            let addr = text
+                .split("\"addr\":\"")
+                .nth(2)
+                .and_then(|r| r.split('"').next())
+                .and_then(|a| a.parse().ok());
+            Some(addr.expect("second portal in the ready file"))
+        } else {
+            None
+        };
         Self {
             daemon,
             portal,
+            portal2,
             iqn,
             image,
             dir,
