@@ -157,6 +157,12 @@ pub struct Storage {
     /// Logical block size in bytes, 512 or 4096. Defaults to 512.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u32>,
+    /// Removable medium: INQUIRY sets RMB, START STOP UNIT with LOEJ ejects and loads the
+    /// medium (while ejected, medium access is NOT READY, MEDIUM NOT PRESENT) and PREVENT
+    /// ALLOW MEDIUM REMOVAL refuses ejecting while an initiator prevents it. The backing
+    /// file stays open either way. Defaults to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removable: Option<bool>,
     /// Physical block size in bytes: a power of two from the logical block size up to 128
     /// logical blocks and at most 65536. READ CAPACITY (16) reports it as LOGICAL BLOCKS PER
     /// PHYSICAL BLOCK EXPONENT and the Block Limits page as the optimal transfer length and

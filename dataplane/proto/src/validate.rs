@@ -84,6 +84,7 @@ pub struct ValidStorage {
     read_only: bool,
     block_size: u32,
     physical_block_size: u32,
+    removable: bool,
     direct_io: bool,
     size_bytes: Option<u64>,
     io_uring_queue_depth: u32,
@@ -209,6 +210,11 @@ impl ValidStorage {
     /// the logical block size).
     pub fn physical_block_size(&self) -> u32 {
         self.physical_block_size
+    }
+
+    /// Whether the medium is removable (`removable`, default false).
+    pub fn removable(&self) -> bool {
+        self.removable
     }
 
     /// Whether to open with O_DIRECT: true only for the `iouring` backend with `directIO`
@@ -699,6 +705,7 @@ fn validate_storages(
                 read_only: s.read_only.unwrap_or(false),
                 block_size,
                 physical_block_size,
+                removable: s.removable.unwrap_or(false),
                 direct_io: backend == BackendType::Iouring && s.direct_io.unwrap_or(true),
                 size_bytes: s.size,
                 io_uring_queue_depth: depth.unwrap_or(perf.io_uring_queue_depth),
@@ -1196,8 +1203,13 @@ mod tests {
             &with_storage(r#","physicalBlockSize":131072"#),
             &["storages[0].physicalBlockSize: 131072 is not a power of two from the block size 512 to 65536 and at most 128 blocks"],
         );
-        let v = valid(&with_storage(r#","physicalBlockSize":4096"#));
+        let v = valid(&with_storage(
+            r#","physicalBlockSize":4096,"removable":true"#,
+        ));
         assert_eq!(v.storage(1).map(|s| s.physical_block_size()), Some(4096));
+        assert_eq!(v.storage(1).map(|s| s.removable()), Some(true));
+        let v = valid(&with_storage(""));
+        assert_eq!(v.storage(1).map(|s| s.removable()), Some(false));
         check(
             &with_storage(r#","blockShift":10"#),
             &["storages[0].blockShift: 10 is not 9 (512 bytes) or 12 (4096 bytes)"],

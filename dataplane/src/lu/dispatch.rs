@@ -153,14 +153,13 @@ impl LogicalUnit {
                 sp,
                 param_len,
             } => self.mode_select(nexus, ten, pf, sp, param_len, data_out),
-            Command::StartStopUnit { .. } => Ok(Vec::new()),
-            Command::PreventAllow { prevent } => {
-                if prevent > 1 {
-                    Err(Sense::invalid_field_in_cdb(4, Some(1)))
-                } else {
-                    Ok(Vec::new())
-                }
-            }
+            Command::StartStopUnit {
+                power_condition,
+                loej,
+                start,
+                ..
+            } => self.start_stop(nexus, power_condition, loej, start),
+            Command::PreventAllow { prevent } => self.prevent_allow(nexus, prevent),
             Command::Reserve => {
                 let mut st = self.state();
                 // SPC-4 5.9.2: RESERVE(6/10) conflicts with any persistent reservation.

@@ -51,8 +51,11 @@ fn to_usize(v: u64) -> Result<usize, Sense> {
 }
 
 impl LogicalUnit {
-    /// The backend, or NOT READY / MEDIUM NOT PRESENT when offline.
+    /// The backend, or NOT READY / MEDIUM NOT PRESENT when offline or ejected.
     pub(super) fn medium(&self) -> Result<&Backend, Sense> {
+        if self.ejected.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Sense::medium_not_present());
+        }
         self.backend.as_ref().ok_or(Sense::medium_not_present())
     }
 

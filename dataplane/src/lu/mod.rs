@@ -41,6 +41,7 @@
 mod controller;
 mod dispatch;
 mod medium;
+mod removable;
 mod sanitize;
 mod target;
 #[cfg(test)]
@@ -83,6 +84,8 @@ pub struct LuConfig {
     pub block_size: u32,
     /// Physical block length in bytes: `block_size` times a power of two up to 2^15.
     pub physical_block_size: u32,
+    /// Removable medium (RMB, START STOP UNIT load/eject, PREVENT ALLOW MEDIUM REMOVAL).
+    pub removable: bool,
     /// Create a sparse file of this size when `path` is missing.
     pub create_size_bytes: Option<u64>,
     /// iSCSI target name (for identifiers).
@@ -224,6 +227,7 @@ impl LuConfig {
             read_only: storage.read_only(),
             block_size: storage.block_size(),
             physical_block_size: storage.physical_block_size(),
+            removable: storage.removable(),
             create_size_bytes: storage.size_bytes(),
             target_name: target.to_string(),
             lun,

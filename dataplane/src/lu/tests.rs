@@ -17,6 +17,7 @@ fn cfg(lun: u16) -> LuConfig {
         read_only: false,
         block_size: BS,
         physical_block_size: BS,
+        removable: false,
         create_size_bytes: None,
         target_name: "iqn.2024-01.test:tgt".into(),
         engine: Engine::File,
@@ -1269,4 +1270,116 @@ async fn aborting_a_waiting_sanitize_ends_the_command_not_the_operation() {
         run(&t, &n, &c10(0x28, 0, 9, 1), &[]).await.data_in,
         vec![0x77u8; 512]
     );
+}
+
+fn removable_target() -> Target {
+    let mut c = cfg(0);
+    c.removable = true;
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))])
+}
+
+fn ssu(power: u8, loej: bool, start: bool) -> [u8; 6] {
+    [
+        0x1B,
+        0,
+        0,
+        0,
+        (power << 4) | (u8::from(loej) << 1) | u8::from(start),
+        0,
+    ]
+}
+
+#[tokio::test]
+async fn a_removable_medium_ejects_loads_and_refuses_removal_while_prevented() {
+    let t = removable_target();
+    let (a, b) = (nexus(1), nexus(2));
+    assert_eq!(
+        run(&t, &a, &[0x12, 0, 0, 0, 36, 0], &[]).await.data_in[1],
+        0x80
+    );
+    run(&t, &b, &[0; 6], &[]).await;
+    // Eject: medium access is NOT READY, MEDIUM NOT PRESENT; INQUIRY still answers.
+    assert_eq!(run(&t, &a, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (2, 0x3A, 0));
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x28, 0, 0, 1), &[]).await),
+        (2, 0x3A, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x25, 0, 0, 0), &[]).await),
+        (2, 0x3A, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x2A, 0, 0, 1), &[0u8; 512]).await),
+        (2, 0x3A, 0)
+    );
+    assert_eq!(run(&t, &a, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+    // Load: ready again; the other nexus hears the medium may have changed.
+    assert_eq!(run(&t, &a, &ssu(0, true, true), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &[0; 6], &[]).await.status, 0);
+    assert_eq!(asc(&run(&t, &b, &[0; 6], &[]).await), (6, 0x28, 0));
+    assert_eq!(run(&t, &b, &[0; 6], &[]).await.status, 0);
+    // Prevention by any nexus refuses eject and load, for every nexus.
+    assert_eq!(run(&t, &a, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &b, &ssu(0, true, false), &[]).await),
+        (5, 0x53, 2)
+    );
+    assert_eq!(
+        asc(&run(&t, &a, &ssu(0, true, true), &[]).await),
+        (5, 0x53, 2)
+    );
+    // Without LOEJ, or with a power condition, nothing moves.
+    assert_eq!(run(&t, &a, &ssu(0, false, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &ssu(3, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &[0; 6], &[]).await.status, 0);
+    // ALLOW from a nexus that does not prevent changes nothing; from the one that does, it
+    // lets the medium go.
+    assert_eq!(run(&t, &b, &[0x1E, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &a, &ssu(0, true, false), &[]).await),
+        (5, 0x53, 2)
+    );
+    assert_eq!(run(&t, &a, &[0x1E, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &ssu(0, true, true), &[]).await.status, 0);
+    // Changer values are refused.
+    assert_eq!(
+        asc(&run(&t, &a, &[0x1E, 0, 0, 0, 2, 0], &[]).await),
+        (5, 0x24, 0)
+    );
+}
+
+#[tokio::test]
+async fn prevention_ends_with_nexus_loss_and_resets() {
+    let t = removable_target();
+    let (a, b) = (nexus(1), nexus(2));
+    assert_eq!(run(&t, &a, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    t.nexus_gone(&a);
+    assert_eq!(run(&t, &b, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &b, &ssu(0, true, true), &[]).await.status, 0);
+    assert_eq!(run(&t, &b, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    assert_eq!(
+        t.task_management(TmFunction::LogicalUnitReset, 0, &b),
+        TmResponse::Complete
+    );
+    run(&t, &b, &[0; 6], &[]).await;
+    assert_eq!(run(&t, &b, &ssu(0, true, false), &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn a_fixed_medium_ignores_eject_and_has_no_rmb() {
+    let t = mem_target();
+    let n = nexus(1);
+    assert_eq!(
+        run(&t, &n, &[0x12, 0, 0, 0, 36, 0], &[]).await.data_in[1],
+        0
+    );
+    assert_eq!(run(&t, &n, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
 }

@@ -20,6 +20,8 @@ pub(super) struct LuState {
     pub(super) res: Reservations,
     pub(super) pr: PersistentReservations,
     pub(super) sanitize: super::sanitize::SanitizeState,
+    /// The nexuses preventing medium removal (PREVENT ALLOW MEDIUM REMOVAL).
+    pub(super) prevent: std::collections::HashSet<u64>,
 }
 
 /// A logical unit: a backend plus SCSI state.
@@ -40,6 +42,9 @@ pub struct LogicalUnit {
     /// an atomic write half done (SBC-4 4.29). The lock is for the whole LU rather than
     /// per range: atomic writes are rare and short (at most one data buffer).
     pub(super) gate: tokio::sync::RwLock<()>,
+    /// A removable medium was ejected (`super::removable`): medium access is NOT READY.
+    /// Atomic so the per-command medium check takes no lock.
+    pub(super) ejected: std::sync::atomic::AtomicBool,
     pub(super) counters: crate::metrics::LuCounters,
 }
 
@@ -185,12 +190,14 @@ impl LogicalUnit {
                 device_id: cfg.device_id,
                 limits,
                 thin: cfg.thin,
+                removable: cfg.removable,
             },
             backend,
             pool: cfg.pool.clone(),
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
+            ejected: std::sync::atomic::AtomicBool::new(false),
             counters: crate::metrics::LuCounters::default(),
             role: Role::Disk,
         })
@@ -264,6 +271,7 @@ impl LogicalUnit {
     pub(super) fn reset(&self) {
         let mut st = self.state();
         st.res.reset();
+        st.prevent.clear();
         st.ua.raise_others(None, ua::UA_RESET);
     }
 
@@ -271,6 +279,7 @@ impl LogicalUnit {
         let mut st = self.state();
         st.ua.forget(nexus);
         st.res.nexus_gone(nexus);
+        st.prevent.remove(&nexus);
     }
 
     /// The pool this LU's data buffers come from, if any: the transport takes Data-Out

@@ -136,6 +136,8 @@ pub struct Identity {
     pub limits: BlockLimits,
     /// True when thin provisioning (UNMAP, WRITE SAME UNMAP) is advertised.
     pub thin: bool,
+    /// Removable medium: RMB in standard INQUIRY data.
+    pub removable: bool,
 }
 
 /// 64-bit FNV-1a.
@@ -189,6 +191,9 @@ impl Identity {
     pub fn standard(&self) -> Vec<u8> {
         let mut d = vec![0u8; 74];
         d[0] = self.device_type & 0x1F;
+        if self.removable {
+            d[1] = 0x80; // RMB
+        }
         d[2] = 0x06; // SPC-4
         d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
         d[4] = 74 - 5;
@@ -369,7 +374,16 @@ mod tests {
             device_id: 42,
             limits: BlockLimits::for_block_size(512),
             thin: true,
+            removable: false,
         }
+    }
+
+    #[test]
+    fn rmb_follows_removable() {
+        assert_eq!(disk().standard()[1], 0);
+        let mut id = disk();
+        id.removable = true;
+        assert_eq!(id.standard()[1], 0x80);
     }
 
     #[test]

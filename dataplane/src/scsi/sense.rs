@@ -163,6 +163,16 @@ impl Sense {
         Self::new(SenseKey::MediumError, 0x31, 0x03)
     }
 
+    /// ILLEGAL REQUEST 53h/02h MEDIUM REMOVAL PREVENTED.
+    pub const fn medium_removal_prevented() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x53, 0x02)
+    }
+
+    /// UNIT ATTENTION 28h/00h NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED.
+    pub const fn not_ready_to_ready_change() -> Self {
+        Self::unit_attention(0x28, 0x00)
+    }
+
     /// ABORTED COMMAND 2Fh/00h COMMANDS CLEARED BY ANOTHER INITIATOR: task management
     /// ended a command that was waiting (a reset from another I_T nexus).
     pub const fn commands_cleared() -> Self {
