@@ -147,6 +147,8 @@ fn all_tests_pass_and_the_recorded_number_runs(backend: &'static str) {
         DataplaneOptions {
             backend,
             second_portal: true,
+            // The PreventAllow, StartStopUnit and NoMedia tests need a removable medium.
+            extra_storage_json: r#","removable":true"#.to_string(),
             ..DataplaneOptions::default()
         },
     );
