@@ -236,6 +236,16 @@ impl LogicalUnit {
             // Without logical block provisioning UNMAP is not a command we offer (SBC-3 §4.7).
             Command::Unmap { .. } if !self.identity.thin => Err(Sense::invalid_opcode()),
             Command::Unmap { param_len } => self.unmap(param_len, data_out).await,
+            Command::ExtendedCopy { param_len } => {
+                self.extended_copy(target, nexus, param_len, data_out).await
+            }
+            Command::ReceiveCopyResults {
+                service_action,
+                list_id,
+                alloc_len,
+            } => self
+                .receive_copy_results(nexus, service_action, list_id)
+                .map(|d| truncate(d, alloc_len)),
             Command::Sanitize {
                 action,
                 immed,

@@ -47,6 +47,7 @@ mod target;
 #[cfg(test)]
 mod tests;
 mod unit;
+mod xcopy;
 
 pub use target::{Admission, NexusAttentions, Target};
 pub use unit::LogicalUnit;

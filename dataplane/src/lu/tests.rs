@@ -1383,3 +1383,156 @@ async fn a_fixed_medium_ignores_eject_and_has_no_rmb() {
     assert_eq!(run(&t, &n, &ssu(0, true, false), &[]).await.status, 0);
     assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
 }
+
+fn two_lun_target() -> (Target, [u8; 16], [u8; 16]) {
+    let mk = |lun: u16, id: u64| {
+        let mut c = cfg(lun);
+        c.device_id = id;
+        Arc::new(
+            LogicalUnit::with_backend(
+                &c,
+                Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b) = (mk(0, 7), mk(1, 8));
+    let (na, nb) = (a.identity.naa(), b.identity.naa());
+    (
+        Target::new("iqn.2024-01.test:tgt", vec![(0, a), (1, b)]),
+        na,
+        nb,
+    )
+}
+
+fn cscd(naa: [u8; 16]) -> Vec<u8> {
+    let mut d = vec![0u8; 32];
+    d[0] = 0xE4;
+    d[4] = 0x01;
+    d[5] = 0x03;
+    d[7] = 16;
+    d[8..24].copy_from_slice(&naa);
+    d[29..32].copy_from_slice(&[0, 2, 0]);
+    d
+}
+
+fn b2b(src: u16, dst: u16, blocks: u16, s: u64, t: u64) -> Vec<u8> {
+    let mut d = vec![0u8; 28];
+    d[0] = 0x02;
+    d[2..4].copy_from_slice(&24u16.to_be_bytes());
+    d[4..6].copy_from_slice(&src.to_be_bytes());
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[10..12].copy_from_slice(&blocks.to_be_bytes());
+    d[12..20].copy_from_slice(&s.to_be_bytes());
+    d[20..28].copy_from_slice(&t.to_be_bytes());
+    d
+}
+
+fn xcopy_list(id: u8, cscds: &[Vec<u8>], segs: &[Vec<u8>]) -> Vec<u8> {
+    let c = cscds.concat();
+    let s = segs.concat();
+    let mut v = vec![0u8; 16];
+    v[0] = id;
+    v[2..4].copy_from_slice(&u16::try_from(c.len()).unwrap().to_be_bytes());
+    v[8..12].copy_from_slice(&u32::try_from(s.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(&c);
+    v.extend_from_slice(&s);
+    v
+}
+
+fn xcopy_cdb(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = 0x83;
+    v[10..14].copy_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
+    v
+}
+
+fn rcr_cdb(sa: u8, list_id: u8) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = 0x84;
+    v[1] = sa;
+    v[2] = list_id;
+    v[10..14].copy_from_slice(&1024u32.to_be_bytes());
+    v
+}
+
+#[tokio::test]
+async fn extended_copy_moves_blocks_within_and_across_luns_and_reports_results() {
+    let (t, na, nb) = two_lun_target();
+    let n = nexus(1);
+    let data: Vec<u8> = (0..4096u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(run(&t, &n, &c10(0x2A, 0, 10, 8), &data).await.status, 0);
+    // Within LUN 0 (one CSCD), then from LUN 0 to LUN 1, in one command.
+    let l = xcopy_list(
+        5,
+        &[cscd(na), cscd(nb)],
+        &[b2b(0, 0, 8, 10, 1000), b2b(0, 1, 8, 10, 20)],
+    );
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 1000, 8), &[]).await.data_in, data);
+    let r = t
+        .execute(1, &n, &c10(0x28, 0, 20, 8), &[][..], 1 << 20)
+        .await;
+    assert_eq!(r.data_in, data);
+    // COPY STATUS of list 5: completed, two segments, 8 KiB.
+    let d = run(&t, &n, &rcr_cdb(0, 5), &[]).await.data_in;
+    assert_eq!((d[4], u16::from_be_bytes([d[5], d[6]])), (1, 2));
+    assert_eq!(&d[8..12], &8192u32.to_be_bytes());
+    // Another nexus, or another list, has no results.
+    assert_eq!(
+        asc(&run(&t, &nexus(2), &rcr_cdb(0, 5), &[]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(asc(&run(&t, &n, &rcr_cdb(0, 6), &[]).await), (5, 0x24, 0));
+    let op = run(&t, &n, &rcr_cdb(3, 0), &[]).await.data_in;
+    assert_eq!(u16::from_be_bytes([op[8], op[9]]), 4);
+    assert_eq!(
+        t.logical_unit(0).unwrap().counters().copies_total(),
+        (1, 8192)
+    );
+    // An empty list copies nothing.
+    assert_eq!(run(&t, &n, &xcopy_cdb(0), &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn extended_copy_aborts_on_unknown_luns_bad_indexes_and_ranges() {
+    let (t, na, _) = two_lun_target();
+    let n = nexus(1);
+    for (id, l) in [
+        (
+            1u8,
+            xcopy_list(1, &[cscd([0x61; 16])], &[b2b(0, 0, 1, 0, 1)]),
+        ),
+        (2, xcopy_list(2, &[cscd(na)], &[b2b(0, 1, 1, 0, 1)])),
+        (
+            3,
+            xcopy_list(3, &[cscd(na)], &[b2b(0, 0, 8, 0, BLOCKS - 1)]),
+        ),
+    ] {
+        let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+        assert_eq!(r.status, status::CHECK_CONDITION, "list {id}");
+        assert_eq!(r.sense[2] & 0x0F, 0x0A, "COPY ABORTED for list {id}");
+        // Its status and failed segment details are kept.
+        let d = run(&t, &n, &rcr_cdb(0, id), &[]).await.data_in;
+        assert_eq!(d[4], 2, "completed with error");
+        let f = run(&t, &n, &rcr_cdb(4, id), &[]).await.data_in;
+        assert_eq!(f[60 + 2] & 0x0F, 0x0A);
+    }
+    // LID4 is not offered.
+    let mut cdb = xcopy_cdb(0);
+    cdb[1] = 0x01;
+    assert_eq!(asc(&run(&t, &n, &cdb, &[]).await), (5, 0x24, 0));
+    // Write protection of the destination stops the copy.
+    let mut sel = run(&t, &n, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[])
+        .await
+        .data_in
+        .to_vec();
+    sel[0] = 0;
+    sel[4 + 4] |= 0x08;
+    let ms = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &n, &ms, &sel).await.status, 0);
+    let l = xcopy_list(9, &[cscd(na)], &[b2b(0, 0, 1, 0, 1)]);
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.sense[2] & 0x0F, 0x0A);
+}

@@ -22,6 +22,7 @@ pub(super) struct LuState {
     pub(super) sanitize: super::sanitize::SanitizeState,
     /// The nexuses preventing medium removal (PREVENT ALLOW MEDIUM REMOVAL).
     pub(super) prevent: std::collections::HashSet<u64>,
+    pub(super) copies: super::xcopy::Copies,
 }
 
 /// A logical unit: a backend plus SCSI state.

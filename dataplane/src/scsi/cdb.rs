@@ -42,6 +42,8 @@ pub mod op {
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const PR_IN: u8 = 0x5E;
     pub const PR_OUT: u8 = 0x5F;
+    pub const EXTENDED_COPY: u8 = 0x83;
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
@@ -232,6 +234,17 @@ pub enum Command {
         ause: bool,
         param_len: u32,
     },
+    /// EXTENDED COPY (LID1, SPC-4 6.4).
+    ExtendedCopy {
+        param_len: u32,
+    },
+    /// RECEIVE COPY RESULTS (SPC-4 6.18): COPY STATUS (0), OPERATING PARAMETERS (3) or
+    /// FAILED SEGMENT DETAILS (4) of the copy with LIST IDENTIFIER `list_id`.
+    ReceiveCopyResults {
+        service_action: u8,
+        list_id: u8,
+        alloc_len: u32,
+    },
     PrIn {
         service_action: u8,
         alloc_len: u32,
@@ -398,6 +411,29 @@ pub(super) fn decode_read(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
         }
     };
     Ok(cmd)
+}
+
+/// Decodes EXTENDED COPY: only the LID1 service action (00h).
+pub(super) fn decode_extended_copy(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    if c.b(1) & 0x1F != 0 {
+        return Err(invalid(1, 4));
+    }
+    Ok(Command::ExtendedCopy {
+        param_len: c.be32(10),
+    })
+}
+
+/// Decodes RECEIVE COPY RESULTS: COPY STATUS, OPERATING PARAMETERS, FAILED SEGMENT DETAILS.
+pub(super) fn decode_receive_copy_results(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let service_action = c.b(1) & 0x1F;
+    if !matches!(service_action, 0x00 | 0x03 | 0x04) {
+        return Err(invalid(1, 4));
+    }
+    Ok(Command::ReceiveCopyResults {
+        service_action,
+        list_id: c.b(2),
+        alloc_len: c.be32(10),
+    })
 }
 
 /// Decodes SANITIZE: reserved bits and bytes must be zero, the service action one we
@@ -804,6 +840,7 @@ impl Command {
             | Command::ModeSense { alloc_len, .. }
             | Command::ReportSupportedOpcodes { alloc_len, .. }
             | Command::ReadDefectData { alloc_len, .. }
+            | Command::ReceiveCopyResults { alloc_len, .. }
             | Command::PrIn { alloc_len, .. } => t(DataDir::In, u64::from(alloc_len)),
             Command::Read { blocks, .. } => t(DataDir::In, blocks.0.saturating_mul(bs)),
             Command::Write { blocks, .. } => t(DataDir::Out, blocks.0.saturating_mul(bs)),
@@ -819,6 +856,7 @@ impl Command {
             // Only OVERWRITE carries a parameter list; the other actions have no data phase.
             Command::Sanitize { param_len: 0, .. } => t(DataDir::None, 0),
             Command::Unmap { param_len }
+            | Command::ExtendedCopy { param_len }
             | Command::Sanitize { param_len, .. }
             | Command::ModeSelect { param_len, .. }
             | Command::PrOut { param_len, .. } => t(DataDir::Out, u64::from(param_len)),

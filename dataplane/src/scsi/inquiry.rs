@@ -197,6 +197,9 @@ impl Identity {
         d[2] = 0x06; // SPC-4
         d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
         d[4] = 74 - 5;
+        if self.device_type == TYPE_DISK {
+            d[5] = 0x08; // 3PC: a copy manager (EXTENDED COPY) answers through this LU.
+        }
         d[7] = 0x02; // CMDQUE
         d[8..16].copy_from_slice(VENDOR_ID);
         let product = if self.device_type == TYPE_DISK {

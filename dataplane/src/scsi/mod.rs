@@ -17,6 +17,7 @@ pub mod reservation;
 pub mod sanitize;
 pub mod sense;
 pub mod ua;
+pub mod xcopy;
 
 pub use sense::{Sense, SenseKey};
 

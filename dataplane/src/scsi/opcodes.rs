@@ -129,6 +129,10 @@ pub const OPS: &[OpEntry] = &[
     e(op::RESERVE_10, cdb::decode_reserve_release, "RESERVE (10)", DataDir::None, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     e(op::RELEASE_10, cdb::decode_reserve_release, "RELEASE (10)", DataDir::None, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     e(op::MODE_SENSE_10, cdb::decode_mode_sense, "MODE SENSE (10)", DataDir::In, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::EXTENDED_COPY, cdb::decode_extended_copy, 0x00, "EXTENDED COPY (LID1)", DataDir::Out, &[0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::RECEIVE_COPY_RESULTS, cdb::decode_receive_copy_results, 0x00, "RECEIVE COPY RESULTS / COPY STATUS", DataDir::In, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::RECEIVE_COPY_RESULTS, cdb::decode_receive_copy_results, 0x03, "RECEIVE COPY RESULTS / OPERATING PARAMETERS", DataDir::In, &[0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::RECEIVE_COPY_RESULTS, cdb::decode_receive_copy_results, 0x04, "RECEIVE COPY RESULTS / FAILED SEGMENT DETAILS", DataDir::In, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     e(op::READ_16, cdb::decode_read, "READ (16)", DataDir::In, &[0x88, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
     e(op::COMPARE_AND_WRITE, cdb::decode_compare_and_write, "COMPARE AND WRITE", DataDir::Out, &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0]).io(IoClass::Write),
     e(op::WRITE_16, cdb::decode_write, "WRITE (16)", DataDir::Out, &[0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
@@ -350,7 +354,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), OPS.len());
         // Operation codes outside the table are unknown to every lookup.
-        for opcode in [0x01u8, 0x04, 0x3B, 0x83, 0xC0, 0xFF] {
+        for opcode in [0x01u8, 0x04, 0x3B, 0x86, 0xC0, 0xFF] {
             assert!(!is_supported(opcode), "{opcode:#x}");
             assert!(!takes_pool_data_out(opcode));
             assert_eq!(io_class(opcode), IoClass::Other);

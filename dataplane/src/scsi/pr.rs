@@ -117,6 +117,7 @@ impl PersistentReservations {
                 | Command::WriteSame { .. }
                 | Command::Unmap { .. }
                 | Command::Sanitize { .. }
+                | Command::ExtendedCopy { .. }
                 | Command::SyncCache { .. }
                 | Command::ModeSelect { .. }
                 | Command::Reserve

@@ -24,6 +24,8 @@ pub enum SenseKey {
     UnitAttention = 0x6,
     /// Write protection or space allocation failure.
     DataProtect = 0x7,
+    /// An EXTENDED COPY stopped (SPC-4 5.17.7).
+    CopyAborted = 0xA,
     /// The command was aborted by the device server.
     AbortedCommand = 0xB,
     /// Verify/compare found different data.
@@ -161,6 +163,44 @@ impl Sense {
     /// mode until a SANITIZE succeeds or EXIT FAILURE MODE (SBC-4 4.33.3).
     pub const fn sanitize_failed() -> Self {
         Self::new(SenseKey::MediumError, 0x31, 0x03)
+    }
+
+    /// COPY ABORTED 0Dh/02h COPY TARGET DEVICE NOT REACHABLE: an EXTENDED COPY names a
+    /// logical unit we do not have, or a descriptor index beyond its list.
+    pub const fn copy_target_not_reachable() -> Self {
+        Self::new(SenseKey::CopyAborted, 0x0D, 0x02)
+    }
+
+    /// COPY ABORTED 00h/00h: a copy target refused a segment (out of range, write
+    /// protected, not ready); the copy stops there.
+    pub const fn copy_segment_failed() -> Self {
+        Self::new(SenseKey::CopyAborted, 0x00, 0x00)
+    }
+
+    /// ILLEGAL REQUEST 26h/06h TOO MANY TARGET DESCRIPTORS.
+    pub const fn too_many_target_descriptors() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x06)
+    }
+
+    /// ILLEGAL REQUEST 26h/07h UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const fn unsupported_target_descriptor() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x07)
+    }
+
+    /// ILLEGAL REQUEST 26h/08h TOO MANY SEGMENT DESCRIPTORS.
+    pub const fn too_many_segment_descriptors() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x08)
+    }
+
+    /// ILLEGAL REQUEST 26h/09h UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const fn unsupported_segment_descriptor() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x09)
+    }
+
+    /// ILLEGAL REQUEST 55h/03h INSUFFICIENT RESOURCES: more concurrent copies than
+    /// MAXIMUM CONCURRENT COPIES.
+    pub const fn insufficient_resources() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x55, 0x03)
     }
 
     /// ILLEGAL REQUEST 53h/02h MEDIUM REMOVAL PREVENTED.
