@@ -73,7 +73,7 @@ fn validate_block_size(bs: u32) -> Result<(), BackendError> {
 /// logical blocks of `bs` (SBC-3 5.16.2: a four-bit field).
 fn physical_exponent(bs: u32, pbs: u32) -> Result<u8, BackendError> {
     let ratio = pbs / bs.max(1);
-    if pbs % bs.max(1) != 0 || !ratio.is_power_of_two() || ratio > 1 << 15 {
+    if !pbs.is_multiple_of(bs.max(1)) || !ratio.is_power_of_two() || ratio > 1 << 15 {
         return Err(BackendError::new(
             ErrorKind::Unsupported,
             format!("physical block size {pbs} is not a power-of-two multiple of {bs}"),

@@ -22,9 +22,9 @@ pub const CSCD_DESCRIPTOR_BYTES: usize = 32;
 pub const SEGMENT_DESCRIPTOR_BYTES: usize = 28;
 /// MAXIMUM DESCRIPTOR LIST LENGTH: room for one descriptor of each kind beyond the counts, so
 /// a list with one too many descriptors is reported as such, not as too long.
-pub const MAX_DESCRIPTOR_LIST_BYTES: u32 = (MAX_CSCD_DESCRIPTORS as u32 + 1)
-    * CSCD_DESCRIPTOR_BYTES as u32
-    + (MAX_SEGMENT_DESCRIPTORS as u32 + 1) * SEGMENT_DESCRIPTOR_BYTES as u32;
+pub const MAX_DESCRIPTOR_LIST_BYTES: u32 =
+    (MAX_CSCD_DESCRIPTORS as u32 + 1) * 32 + (MAX_SEGMENT_DESCRIPTORS as u32 + 1) * 28;
+const _: () = assert!(CSCD_DESCRIPTOR_BYTES == 32 && SEGMENT_DESCRIPTOR_BYTES == 28);
 /// MAXIMUM SEGMENT LENGTH in bytes: what one segment may copy (the CDB field allows 65535
 /// blocks; 64 MiB bounds one command's work).
 pub const MAX_SEGMENT_BYTES: u32 = 64 << 20;
