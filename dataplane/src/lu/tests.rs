@@ -1536,3 +1536,18 @@ async fn extended_copy_aborts_on_unknown_luns_bad_indexes_and_ranges() {
     let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
     assert_eq!(r.sense[2] & 0x0F, 0x0A);
 }
+
+#[tokio::test]
+async fn extended_copy_fails_a_segment_on_a_unit_being_sanitized() {
+    let (t, na, nb) = two_lun_target();
+    let n = nexus(1);
+    // LUN 1 starts an IMMED overwrite; a copy into it fails at once instead of waiting.
+    let list = overwrite_list(0x01, &[0x11]);
+    let r = t
+        .execute(1, &n, &sanitize_cdb(0x81, 5), &list[..], 1 << 20)
+        .await;
+    assert_eq!(r.status, 0);
+    let l = xcopy_list(1, &[cscd(na), cscd(nb)], &[b2b(0, 1, 1, 0, 0)]);
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.sense[2] & 0x0F, 0x0A);
+}

@@ -143,6 +143,11 @@ async fn copy_segments(
         let src = unit(seg.source)?;
         let dst = unit(seg.destination)?;
         let failed = |_| Sense::copy_segment_failed();
+        // A unit being sanitized holds its medium gate for the whole operation: fail the
+        // segment rather than wait that long.
+        if src.sanitize_sense().is_some() || dst.sanitize_sense().is_some() {
+            return Err(Sense::copy_segment_failed());
+        }
         let src_backend = src.medium().map_err(failed)?;
         let dst_backend = dst.writable().map_err(failed)?;
         let blocks = BlockCount(u64::from(seg.blocks));
