@@ -209,6 +209,9 @@ pub struct LuShard {
     write_bytes_total: AtomicU64,
     check_conditions_total: AtomicU64,
     commands_total: AtomicU64,
+    /// EXTENDED COPY commands this LU ran as copy manager, and the bytes they copied.
+    copies_total: AtomicU64,
+    copy_bytes_total: AtomicU64,
     /// Commands that entered the LU; see [`LuCounters::start`].
     started: AtomicU64,
     /// Commands that left the LU, completed or dropped.
@@ -246,6 +249,21 @@ impl Drop for InFlight<'_> {
 }
 
 impl LuCounters {
+    /// Counts one EXTENDED COPY this LU ran as copy manager, which copied `bytes`.
+    pub fn note_copy(&self, bytes: u64) {
+        let s = self.shards.local();
+        s.copies_total.fetch_add(1, Ordering::Relaxed);
+        s.copy_bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// EXTENDED COPY commands run and bytes they copied, summed over the shards.
+    pub fn copies_total(&self) -> (u64, u64) {
+        (
+            self.shards.sum(|s| &s.copies_total),
+            self.shards.sum(|s| &s.copy_bytes_total),
+        )
+    }
+
     /// Counts a command entering the logical unit; it is in flight until the guard drops.
     #[inline]
     pub fn start(&self) -> InFlight<'_> {

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{require_tool, run_with_timeout, text, Dataplane};
-use tgt_system_tests::conformance::{AllowList, CuRun, ALLOW_LIST_PATH, RAN_FOR_REAL_RECORDED};
+use support::{require_tool, run_with_timeout, text, Dataplane, DataplaneOptions};
+use tgt_system_tests::conformance::{
+    AllowList, CuRun, ALLOW_LIST_PATH, MULTIPATH_TESTS, RAN_FOR_REAL_RECORDED,
+};
 
 #[test]
 fn iscsi_ls_discovers_the_target_and_its_portal() {
@@ -105,20 +107,21 @@ fn iscsi_perf_read_load_runs_without_errors() {
     );
 }
 
-/// Runs `iscsi-test-cu -d -x --test=SUITE` and returns its verdicts.
-fn conformance(dp: &Dataplane, suite: &str) -> CuRun {
+/// Runs `iscsi-test-cu -d -x -S --test=SUITE` (destructive and SANITIZE tests allowed)
+/// against `urls` (the first the LUN, the others more paths to it) and returns its verdicts.
+fn conformance(urls: &[String], suite: &str) -> CuRun {
     let dir = support::TempDir::new("cu");
     let out = run_with_timeout(
         Command::new("iscsi-test-cu")
             .current_dir(dir.path())
-            .args(["-d", "-x"])
+            .args(["-d", "-x", "-S"])
             .arg(format!("--test={suite}"))
             .args(["-i", "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"])
             .args([
                 "-I",
                 "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2",
             ])
-            .arg(dp.url(1)),
+            .args(urls),
         Duration::from_secs(900),
     );
     let output = text(&out);
@@ -129,25 +132,39 @@ fn conformance(dp: &Dataplane, suite: &str) -> CuRun {
 }
 
 /// Every test of `--test=ALL` passes (unless `conformance/allowed-failures.txt` names it
-/// with a reason) and at least the recorded number really ran: a new failure, a test that
-/// starts skipping, or a run cut short fails here (see `tgt_system_tests::conformance`).
-#[test]
-fn iscsi_test_cu_all_passes_every_test_and_runs_the_recorded_number() {
+/// with a reason) and at least the recorded number really ran; then every MultipathIO test
+/// runs for real over the target's two portals. A new failure, a test that starts skipping,
+/// or a run cut short fails here (see `tgt_system_tests::conformance`).
+fn all_tests_pass_and_the_recorded_number_runs(backend: &'static str) {
     require_tool("iscsi-test-cu");
     let allowed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(ALLOW_LIST_PATH);
     let allowed = std::fs::read_to_string(&allowed_path)
         .map_err(|e| e.to_string())
         .and_then(|t| AllowList::parse(&t))
         .unwrap_or_else(|e| panic!("{}: {e}", allowed_path.display()));
-    let mut dp = Dataplane::start("cu-all");
-    let run = conformance(&dp, "ALL");
+    let mut dp = Dataplane::start_with(
+        &format!("cu-all-{backend}"),
+        DataplaneOptions {
+            backend,
+            second_portal: true,
+            // The PreventAllow, StartStopUnit and NoMedia tests need a removable medium.
+            extra_storage_json: r#","removable":true"#.to_string(),
+            ..DataplaneOptions::default()
+        },
+    );
+    let url2 = format!(
+        "iscsi://{}/{}/1",
+        dp.portal2.expect("second portal"),
+        dp.iqn
+    );
+    let run = conformance(&[dp.url(1)], "ALL");
     assert!(
         dp.daemon.alive(),
         "the data plane died during iscsi-test-cu:\n{}",
         dp.daemon.log_text()
     );
     eprintln!(
-        "iscsi-test-cu ALL: {}/{} passed, {} ran for real ({} skipped); failed: {:?}",
+        "iscsi-test-cu ALL on {backend}: {}/{} passed, {} ran for real ({} skipped); failed: {:?}",
         run.passed(),
         run.total(),
         run.ran_for_real(),
@@ -160,4 +177,28 @@ fn iscsi_test_cu_all_passes_every_test_and_runs_the_recorded_number() {
         "conformance regressed:\n{}",
         problems.join("\n")
     );
+    let mp = conformance(&[dp.url(1), url2], "ALL.MultipathIO");
+    eprintln!(
+        "iscsi-test-cu ALL.MultipathIO on {backend} over two portals: {}/{} passed, {} ran for real",
+        mp.passed(),
+        mp.total(),
+        mp.ran_for_real()
+    );
+    let problems = mp.problems(&allowed, MULTIPATH_TESTS);
+    assert!(
+        problems.is_empty() && mp.total() == MULTIPATH_TESTS,
+        "multipath conformance regressed ({} tests):\n{}",
+        mp.total(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn iscsi_test_cu_all_passes_every_test_and_runs_the_recorded_number() {
+    all_tests_pass_and_the_recorded_number_runs("file");
+}
+
+#[test]
+fn iscsi_test_cu_all_passes_every_test_and_runs_the_recorded_number_on_io_uring() {
+    all_tests_pass_and_the_recorded_number_runs("iouring");
 }

@@ -294,6 +294,19 @@ pub struct Storage {
     /// Logical block size in bytes, 512 or 4096. Defaults to 512.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u32>,
+    /// Removable medium: INQUIRY sets RMB, START STOP UNIT with LOEJ ejects and loads the
+    /// medium (while ejected, medium access is NOT READY, MEDIUM NOT PRESENT) and PREVENT
+    /// ALLOW MEDIUM REMOVAL refuses ejecting while an initiator prevents it. The backing
+    /// file stays open either way. Defaults to false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removable: Option<bool>,
+    /// Physical block size in bytes: a power of two from the logical block size up to 128
+    /// logical blocks and at most 65536. READ CAPACITY (16) reports it as LOGICAL BLOCKS PER
+    /// PHYSICAL BLOCK EXPONENT and the Block Limits page as the optimal transfer length and
+    /// unmap granularities, so initiators align their I/O to it (for example 512-byte
+    /// logical blocks on a 4096-byte physical device). Defaults to the logical block size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_block_size: Option<u32>,
     /// Open the backing file with O_DIRECT, bypassing the page cache. Only the `iouring`
     /// backend uses it. Defaults to true.
     #[serde(default, rename = "directIO", skip_serializing_if = "Option::is_none")]

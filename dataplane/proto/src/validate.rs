@@ -279,6 +279,8 @@ pub struct ValidStorage {
     backend: BackendType,
     read_only: bool,
     block_size: u32,
+    physical_block_size: u32,
+    removable: bool,
     direct_io: bool,
     size_bytes: Option<u64>,
     io_uring_queue_depth: u32,
@@ -403,6 +405,18 @@ impl ValidStorage {
     /// Logical block size in bytes: 512 or 4096.
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// Physical block size in bytes: a power of two, a multiple of
+    /// [`block_size`](Self::block_size) by at most 128 (`physicalBlockSize`, defaults to
+    /// the logical block size).
+    pub fn physical_block_size(&self) -> u32 {
+        self.physical_block_size
+    }
+
+    /// Whether the medium is removable (`removable`, default false).
+    pub fn removable(&self) -> bool {
+        self.removable
     }
 
     /// Whether to open with O_DIRECT: true only for the `iouring` backend with `directIO`
@@ -862,6 +876,27 @@ fn validate_storages(
                 BLOCK_SIZE_BYTES_DEFAULT
             }
         };
+        let physical_block_size = match s.physical_block_size {
+            None => block_size,
+            Some(pb)
+                if pb.is_power_of_two()
+                    && pb >= block_size
+                    && pb <= PHYSICAL_BLOCK_SIZE_BYTES_MAX
+                    && pb / block_size <= LOGICAL_PER_PHYSICAL_MAX =>
+            {
+                pb
+            }
+            Some(pb) => {
+                p.push(
+                    at("physicalBlockSize"),
+                    format!(
+                        "{pb} is not a power of two from the block size {block_size} to {} and at most {LOGICAL_PER_PHYSICAL_MAX} blocks",
+                        PHYSICAL_BLOCK_SIZE_BYTES_MAX
+                    ),
+                );
+                block_size
+            }
+        };
         match s.size {
             Some(0) => p.push(at("size"), "0 is not a positive number of bytes"),
             Some(n) if n % u64::from(block_size) != 0 => p.push(
@@ -895,6 +930,8 @@ fn validate_storages(
                 backend,
                 read_only: s.read_only.unwrap_or(false),
                 block_size,
+                physical_block_size,
+                removable: s.removable.unwrap_or(false),
                 direct_io: backend == BackendType::Iouring && s.direct_io.unwrap_or(true),
                 size_bytes: s.size,
                 io_uring_queue_depth: depth.unwrap_or(perf.io_uring_queue_depth),
@@ -907,6 +944,12 @@ fn validate_storages(
     }
     out
 }
+
+/// Largest `physicalBlockSize`: the largest logical block the data plane serves.
+const PHYSICAL_BLOCK_SIZE_BYTES_MAX: u32 = 65536;
+/// Most logical blocks per physical block: 2^7, so the exponent READ CAPACITY (16) carries
+/// in four bits stays small and a physical block of 512-byte blocks is at most 64 KiB.
+const LOGICAL_PER_PHYSICAL_MAX: u32 = 128;
 
 /// Resolves `blockSize` and gotgt's `blockShift` into one block size, or names the key
 /// that is wrong.
@@ -1376,6 +1419,25 @@ mod tests {
             &with_storage(r#","blockSize":1024"#),
             &["storages[0].blockSize: 1024 is not 512 or 4096"],
         );
+        check(
+            &with_storage(r#","physicalBlockSize":3000"#),
+            &["storages[0].physicalBlockSize: 3000 is not a power of two from the block size 512 to 65536 and at most 128 blocks"],
+        );
+        check(
+            &with_storage(r#","blockSize":4096,"physicalBlockSize":512"#),
+            &["storages[0].physicalBlockSize: 512 is not a power of two from the block size 4096 to 65536 and at most 128 blocks"],
+        );
+        check(
+            &with_storage(r#","physicalBlockSize":131072"#),
+            &["storages[0].physicalBlockSize: 131072 is not a power of two from the block size 512 to 65536 and at most 128 blocks"],
+        );
+        let v = valid(&with_storage(
+            r#","physicalBlockSize":4096,"removable":true"#,
+        ));
+        assert_eq!(v.storage(1).map(|s| s.physical_block_size()), Some(4096));
+        assert_eq!(v.storage(1).map(|s| s.removable()), Some(true));
+        let v = valid(&with_storage(""));
+        assert_eq!(v.storage(1).map(|s| s.removable()), Some(false));
         check(
             &with_storage(r#","blockShift":10"#),
             &["storages[0].blockShift: 10 is not 9 (512 bytes) or 12 (4096 bytes)"],

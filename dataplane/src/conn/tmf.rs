@@ -39,6 +39,11 @@ impl Conn {
             tmf_function::ABORT_TASK => {
                 let rtt = t.rtt;
                 if self.cmds.tasks.contains_key(&rtt) {
+                    // The logical unit ends what it waits for on the task's behalf (a
+                    // SANITIZE waiting for its operation), so the abort need not wait for it.
+                    if let Some(n) = &nexus {
+                        let _ = target.scsi.task_management(TmFunction::AbortTask, lun, n);
+                    }
                     let waiting = self.abort_tasks(|t_itt, _| t_itt == rtt);
                     self.queue_tmf(itt, tmf_response::COMPLETE, waiting);
                     return Outcome::Reply;

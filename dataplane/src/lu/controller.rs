@@ -33,11 +33,14 @@ impl LogicalUnit {
                 device_id: inquiry::fnv1a64(target_name.as_bytes()),
                 limits: BlockLimits::for_block_size(CONTROLLER_BLOCK_BYTES),
                 thin: false,
+                removable: false,
             },
             backend: None,
             pool: None,
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
+            ejected: std::sync::atomic::AtomicBool::new(false),
             counters: crate::metrics::LuCounters::default(),
         }
     }

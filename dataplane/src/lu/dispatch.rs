@@ -46,6 +46,9 @@ impl LogicalUnit {
             Err(s) => return ScsiResponse::check(s),
         };
         let transfer = cmd.transfer(self.block_size);
+        if let Some(s) = self.sanitize_gate(&cmd) {
+            return ScsiResponse::check(s).with_transfer(transfer);
+        }
         let conflict = {
             let st = self.state();
             st.res.conflicts(nexus.id, &cmd) || st.pr.conflicts(&nexus.initiator_port, &cmd)
@@ -117,7 +120,7 @@ impl LogicalUnit {
                     opcode,
                     service_action,
                 },
-                opcodes::OPS,
+                &self.supported_ops(),
             )
             .map(|d| truncate(d, alloc_len)),
             Command::ModeSense {
@@ -150,14 +153,13 @@ impl LogicalUnit {
                 sp,
                 param_len,
             } => self.mode_select(nexus, ten, pf, sp, param_len, data_out),
-            Command::StartStopUnit { .. } => Ok(Vec::new()),
-            Command::PreventAllow { prevent } => {
-                if prevent > 1 {
-                    Err(Sense::invalid_field_in_cdb(4, Some(1)))
-                } else {
-                    Ok(Vec::new())
-                }
-            }
+            Command::StartStopUnit {
+                power_condition,
+                loej,
+                start,
+                ..
+            } => self.start_stop(nexus, power_condition, loej, start),
+            Command::PreventAllow { prevent } => self.prevent_allow(nexus, prevent),
             Command::Reserve => {
                 let mut st = self.state();
                 // SPC-4 5.9.2: RESERVE(6/10) conflicts with any persistent reservation.
@@ -234,6 +236,25 @@ impl LogicalUnit {
             // Without logical block provisioning UNMAP is not a command we offer (SBC-3 §4.7).
             Command::Unmap { .. } if !self.identity.thin => Err(Sense::invalid_opcode()),
             Command::Unmap { param_len } => self.unmap(param_len, data_out).await,
+            Command::ExtendedCopy { param_len } => {
+                self.extended_copy(target, nexus, param_len, data_out).await
+            }
+            Command::ReceiveCopyResults {
+                service_action,
+                list_id,
+                alloc_len,
+            } => self
+                .receive_copy_results(nexus, service_action, list_id)
+                .map(|d| truncate(d, alloc_len)),
+            Command::Sanitize {
+                action,
+                immed,
+                ause,
+                param_len,
+            } => {
+                self.sanitize(target, nexus.id, action, immed, ause, param_len, data_out)
+                    .await
+            }
             Command::GetLbaStatus { lba, alloc_len } => self.get_lba_status(lba, alloc_len).await,
             Command::SyncCache { lba, blocks } => self.sync_cache(lba, blocks).await,
             Command::Prefetch { lba, blocks } => self
@@ -261,7 +282,10 @@ impl LogicalUnit {
         let pending = self.state().ua.take(nexus.id);
         let s = match pending {
             Some(s) => s,
-            None => self.ready().err().unwrap_or(Sense::no_sense()),
+            None => self
+                .sanitize_sense()
+                .or_else(|| self.ready().err())
+                .unwrap_or(Sense::no_sense()),
         };
         let s = s.encode();
         Ok(truncate(s, alloc_len))
@@ -291,6 +315,21 @@ impl LogicalUnit {
         Ok(Vec::new())
     }
 
+    /// The commands REPORT SUPPORTED OPERATION CODES lists for this unit: the registry,
+    /// without SANITIZE BLOCK ERASE where blocks cannot be deallocated (no provisioning).
+    fn supported_ops(&self) -> Vec<opcodes::OpEntry> {
+        opcodes::OPS
+            .iter()
+            .filter(|o| {
+                self.identity.thin
+                    || !(o.opcode == crate::scsi::cdb::op::SANITIZE
+                        && o.service_action
+                            == Some(u16::from(crate::scsi::sanitize::action::BLOCK_ERASE)))
+            })
+            .copied()
+            .collect()
+    }
+
     fn read_capacity10(&self) -> Vec<u8> {
         let last = self.blocks().saturating_sub(1);
         let last32 = u32::try_from(last).unwrap_or(u32::MAX);
@@ -305,6 +344,9 @@ impl LogicalUnit {
         d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
         // LBPME (thin provisioning enabled) and LBPRZ (unmapped blocks read zero), only when
         // the storage advertises provisioning (`thinprovisioning`, default on).
+        // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT; LOWEST ALIGNED LOGICAL BLOCK ADDRESS
+        // stays 0: the first physical block starts at LBA 0.
+        d[13] = self.identity.limits.physical_exponent & 0x0F;
         if self.identity.thin {
             d[14] = 0x80 | 0x40;
         }

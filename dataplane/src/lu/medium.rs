@@ -1,6 +1,6 @@
 //! The commands that move data between the network and the medium (SBC-3 5: READ, WRITE,
 //! WRITE AND VERIFY, ORWRITE, VERIFY, COMPARE AND WRITE, WRITE SAME, UNMAP, GET LBA STATUS,
-//! SYNCHRONIZE CACHE), the data buffers they use, and the one mapping from a backend error
+//! SYNCHRONIZE CACHE; SBC-4 5.48 WRITE ATOMIC (16)), the data buffers they use, and the one mapping from a backend error
 //! kind to sense data (the SCSI layer knows nothing of backends, so it lives here).
 
 use super::dispatch::truncate;
@@ -51,8 +51,11 @@ fn to_usize(v: u64) -> Result<usize, Sense> {
 }
 
 impl LogicalUnit {
-    /// The backend, or NOT READY / MEDIUM NOT PRESENT when offline.
+    /// The backend, or NOT READY / MEDIUM NOT PRESENT when offline or ejected.
     pub(super) fn medium(&self) -> Result<&Backend, Sense> {
+        if self.ejected.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Sense::medium_not_present());
+        }
         self.backend.as_ref().ok_or(Sense::medium_not_present())
     }
 
@@ -66,9 +69,9 @@ impl LogicalUnit {
         }
     }
 
-    fn writable(&self) -> Result<&Backend, Sense> {
+    pub(super) fn writable(&self) -> Result<&Backend, Sense> {
         let b = self.medium()?;
-        if self.read_only {
+        if self.read_only || self.state().mode.swp {
             return Err(Sense::write_protected());
         }
         Ok(b)
@@ -97,6 +100,7 @@ impl LogicalUnit {
         }
         let (off, len) = self.bytes(lba, blocks);
         let buf = self.data_buf(to_usize(len)?).await?;
+        let _shared = self.gate.read().await;
         let (buf, r) = b.read(off, buf).await;
         r.map_err(|e| sense_read(&e))?;
         Ok(buf)
@@ -109,7 +113,7 @@ impl LogicalUnit {
     /// the pool's heap fallbacks. The bound keeps a command that already holds a buffer (the
     /// Data-Out of an ORWRITE or COMPARE AND WRITE, if the transport gave it one) from
     /// waiting forever on a pool only it could refill.
-    async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
+    pub(super) async fn data_buf(&self, len: usize) -> Result<IoBuf, Sense> {
         let Some(pool) = &self.pool else {
             return Ok(IoBuf::Vec(vec![0u8; len]));
         };
@@ -158,6 +162,11 @@ impl LogicalUnit {
         let b = self.writable()?;
         check_lba_range(lba, blocks, self.blocks())?;
         self.check_transfer_len(blocks, 7)?;
+        if kind == WriteKind::Atomic
+            && blocks.0 > u64::from(self.identity.limits.max_atomic_transfer_blocks)
+        {
+            return Err(Sense::invalid_field_in_cdb(12, None));
+        }
         let (off, len) = self.bytes(lba, blocks);
         // Only whole blocks that actually arrived are written.
         let bs = u64::from(self.block_size);
@@ -165,7 +174,18 @@ impl LogicalUnit {
         if have == 0 {
             return Ok(Vec::new());
         }
+        if kind == WriteKind::Atomic && have != len {
+            // All or nothing: an atomic write whose data did not all arrive writes nothing.
+            return Err(Sense::invalid_field_in_cdb(12, None));
+        }
         data_out.truncate(to_usize(have)?);
+        // WRITE ATOMIC excludes every other medium command for its one backend write; the
+        // rest only exclude it.
+        let (_shared, _exclusive) = if kind == WriteKind::Atomic {
+            (None, Some(self.gate.write().await))
+        } else {
+            (Some(self.gate.read().await), None)
+        };
         if kind == WriteKind::Or {
             let _guard = self.rmw.lock().await;
             let old = self.data_buf(data_out.len()).await?;
@@ -201,6 +221,7 @@ impl LogicalUnit {
         }
         let (off, len) = self.bytes(lba, blocks);
         let bs = u64::from(self.block_size);
+        let _shared = self.gate.read().await;
         let mut pos = 0u64;
         while pos < len {
             let n = (len - pos).min(self.chunk_bytes());
@@ -259,6 +280,7 @@ impl LogicalUnit {
             return Ok(Vec::new());
         }
         let n = to_usize(len)?;
+        let _shared = self.gate.read().await;
         let _guard = self.rmw.lock().await;
         let cur = self.data_buf(n).await?;
         let (cur, r) = b.read(off, cur).await;
@@ -316,6 +338,7 @@ impl LogicalUnit {
             return Ok(Vec::new());
         }
         let all_zero = block.iter().all(|&x| x == 0);
+        let _shared = self.gate.read().await;
         if unmap && self.identity.thin {
             // UNMAP=1 asks for deallocation whatever the data block holds (SBC-4 §5.48;
             // libiscsi's WriteSame10.UnmapUntilEnd writes 0xFF blocks and expects zeroes
@@ -356,6 +379,7 @@ impl LogicalUnit {
             limits.max_unmap_descriptors,
             limits.max_unmap_lba_count,
         )?;
+        let _shared = self.gate.read().await;
         for (lba, count) in ranges {
             let (off, len) = self.bytes(lba, count);
             b.punch_hole(off, len).await.map_err(|e| sense_write(&e))?;

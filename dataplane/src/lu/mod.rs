@@ -43,10 +43,13 @@
 mod controller;
 mod dispatch;
 mod medium;
+mod removable;
+mod sanitize;
 mod target;
 #[cfg(test)]
 mod tests;
 mod unit;
+mod xcopy;
 
 pub use target::{Admission, NexusAttentions, Target};
 pub use unit::LogicalUnit;
@@ -82,6 +85,10 @@ pub struct LuConfig {
     pub read_only: bool,
     /// Logical block length in bytes (power of two, 512..=65536).
     pub block_size: u32,
+    /// Physical block length in bytes: `block_size` times a power of two up to 2^15.
+    pub physical_block_size: u32,
+    /// Removable medium (RMB, START STOP UNIT load/eject, PREVENT ALLOW MEDIUM REMOVAL).
+    pub removable: bool,
     /// Create a sparse file of this size when `path` is missing.
     pub create_size_bytes: Option<u64>,
     /// iSCSI target name (for identifiers).
@@ -222,6 +229,8 @@ impl LuConfig {
             online: storage.online(),
             read_only: storage.read_only(),
             block_size: storage.block_size(),
+            physical_block_size: storage.physical_block_size(),
+            removable: storage.removable(),
             create_size_bytes: storage.size_bytes(),
             target_name: target.to_string(),
             lun,

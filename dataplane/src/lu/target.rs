@@ -141,6 +141,9 @@ impl Target {
     pub fn task_management(&self, func: TmFunction, lun: u16, nexus: &Nexus) -> TmResponse {
         match func {
             TmFunction::AbortTask | TmFunction::AbortTaskSet | TmFunction::ClearTaskSet => {
+                if let Some(lu) = self.luns.get(&lun) {
+                    lu.release_sanitize_waiter(nexus.id, false);
+                }
                 if self.lun_exists(lun) {
                     TmResponse::Complete
                 } else {
@@ -151,6 +154,7 @@ impl Target {
             TmFunction::LogicalUnitReset => match self.luns.get(&lun) {
                 Some(lu) => {
                     lu.state().ua.touch(nexus.id);
+                    lu.release_sanitize_waiter(nexus.id, true);
                     lu.reset();
                     TmResponse::Complete
                 }
@@ -160,6 +164,7 @@ impl Target {
             TmFunction::TargetWarmReset | TmFunction::TargetColdReset => {
                 for lu in self.luns.values() {
                     lu.state().ua.touch(nexus.id);
+                    lu.release_sanitize_waiter(nexus.id, true);
                     lu.reset();
                 }
                 self.controller.reset();

@@ -16,6 +16,8 @@ fn cfg(lun: u16) -> LuConfig {
         online: true,
         read_only: false,
         block_size: BS,
+        physical_block_size: BS,
+        removable: false,
         create_size_bytes: None,
         target_name: "iqn.2024-01.test:tgt".into(),
         engine: Engine::File,
@@ -972,4 +974,660 @@ async fn several_grows_before_the_next_command_are_reported_once() {
     assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (6, 0x2A, 0x09));
     assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
     assert_eq!(lu.capacity_blocks(), 3 * BLOCKS);
+}
+
+#[tokio::test]
+async fn software_write_protect_refuses_writes_until_cleared() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &[0; 6], &[]).await;
+    let ms = [0x1A, 0x08, 0x0A, 0, 255, 0];
+    let mut sel = run(&t, &n, &ms, &[]).await.data_in.to_vec();
+    sel[0] = 0;
+    sel[4 + 4] |= 0x08;
+    let cdb = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &n, &cdb, &sel).await.status, 0);
+    assert_eq!(run(&t, &n, &ms, &[]).await.data_in[2] & 0x80, 0x80);
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x2A, 0, 0, 1), &[1u8; 512]).await),
+        (7, 0x27, 0)
+    );
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+    sel[4 + 4] &= !0x08;
+    sel[2] = 0;
+    assert_eq!(run(&t, &n, &cdb, &sel).await.status, 0);
+    assert_eq!(
+        run(&t, &n, &c10(0x2A, 0, 0, 1), &[1u8; 512]).await.status,
+        0
+    );
+}
+
+fn mem_lu() -> Arc<LogicalUnit> {
+    Arc::new(
+        LogicalUnit::with_backend(
+            &cfg(0),
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap(),
+    )
+}
+
+fn atomic16(b1: u8, lba: u64, blocks: u16) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = 0x9C;
+    v[1] = b1;
+    v[2..10].copy_from_slice(&lba.to_be_bytes());
+    v[12..14].copy_from_slice(&blocks.to_be_bytes());
+    v
+}
+
+#[tokio::test]
+async fn write_atomic16_writes_checks_its_limits_and_refuses_protection() {
+    let t = mem_target();
+    let n = nexus(1);
+    let data = vec![0xA6u8; 8 * 512];
+    let r = run(&t, &n, &atomic16(0x18, 16, 8), &data).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.cdb_transfer_bytes, Some(8 * 512));
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 16, 8), &[]).await.data_in, data);
+    // Zero blocks is fine, past the end is not.
+    assert_eq!(run(&t, &n, &atomic16(0, 0, 0), &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0, BLOCKS + 1, 0), &[]).await),
+        (5, 0x21, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0, BLOCKS - 1, 2), &[0u8; 1024]).await),
+        (5, 0x21, 0)
+    );
+    // No protection information, no atomic boundaries.
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0x20, 0, 1), &[0u8; 512]).await),
+        (5, 0x24, 0)
+    );
+    let mut b = atomic16(0, 0, 1);
+    b[11] = 1;
+    assert_eq!(asc(&run(&t, &n, &b, &[0u8; 512]).await), (5, 0x24, 0));
+    // Longer than MAXIMUM ATOMIC TRANSFER LENGTH.
+    let max = crate::scsi::inquiry::BlockLimits::for_block_size(BS).max_atomic_transfer_blocks;
+    let over = u16::try_from(max + 1).unwrap();
+    let big = vec![0u8; usize::from(over) * 512];
+    let large = LogicalUnit::with_backend(
+        &cfg(0),
+        Backend::Memory(MemoryBackend::new(4 * BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let large = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(large))]);
+    assert_eq!(
+        run(&large, &n, &c10(0x2A, 0, 0, over), &big).await.status,
+        0,
+        "a plain WRITE of that length is fine"
+    );
+    assert_eq!(
+        asc(&run(&large, &n, &atomic16(0, 0, over), &big).await),
+        (5, 0x24, 0)
+    );
+    // A short Data-Out writes nothing at all.
+    assert_eq!(
+        asc(&run(&t, &n, &atomic16(0, 100, 4), &[1u8; 1024]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(
+        run(&t, &n, &c10(0x28, 0, 100, 4), &[]).await.data_in,
+        vec![0u8; 2048]
+    );
+}
+
+#[tokio::test]
+async fn write_atomic16_waits_for_commands_already_on_the_medium() {
+    let lu = mem_lu();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, lu.clone())]);
+    let n = nexus(1);
+    // A command in the middle of its backend call holds the gate shared.
+    let held = lu.gate.read().await;
+    let data = vec![0x5Au8; 4 * 512];
+    let cdb = atomic16(0, 0, 4);
+    let mut atomic = Box::pin(run(&t, &n, &cdb, &data));
+    assert!(
+        futures_poll_once(atomic.as_mut()).await.is_none(),
+        "the atomic write must wait for the command in flight"
+    );
+    drop(held);
+    assert_eq!(atomic.await.status, 0);
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 4), &[]).await.data_in, data);
+}
+
+/// Polls `f` once: `Some` when it finished.
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+    let mut f = f;
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn physical_block_exponent_is_in_read_capacity16_and_block_limits() {
+    let mut c = cfg(0);
+    c.physical_block_size = 4096;
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+    let n = nexus(1);
+    let r = run(&t, &n, &c16(0x9E, 0x10, 0, 32), &[]).await;
+    assert_eq!(
+        r.data_in[13] & 0x0F,
+        3,
+        "8 logical blocks per physical block"
+    );
+    assert_eq!(r.data_in[14] & 0x3F, 0, "lowest aligned LBA 0");
+    assert_eq!(r.data_in[15], 0);
+    let r = run(&t, &n, &[0x12, 1, 0xB0, 0, 255, 0], &[]).await;
+    assert_eq!(u16::from_be_bytes([r.data_in[6], r.data_in[7]]), 8);
+    c.physical_block_size = 768;
+    assert!(LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .is_err());
+    // The default: one logical block per physical block.
+    let t = mem_target();
+    let r = run(&t, &n, &c16(0x9E, 0x10, 0, 32), &[]).await;
+    assert_eq!(r.data_in[13] & 0x0F, 0);
+}
+
+fn sanitize_cdb(b1: u8, param_len: u16) -> Vec<u8> {
+    let mut v = vec![0u8; 10];
+    v[0] = 0x48;
+    v[1] = b1;
+    v[7..9].copy_from_slice(&param_len.to_be_bytes());
+    v
+}
+
+fn overwrite_list(b0: u8, pattern: &[u8]) -> Vec<u8> {
+    let mut v = vec![b0, 0];
+    v.extend_from_slice(&u16::try_from(pattern.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(pattern);
+    v
+}
+
+/// Sends TEST UNIT READY until it is GOOD (the sanitize ended); fails after 10 s.
+async fn wait_ready(t: &Target, n: &Nexus) {
+    for _ in 0..1000 {
+        if run(t, n, &[0; 6], &[]).await.status == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the sanitize never ended");
+}
+
+#[tokio::test]
+async fn sanitize_overwrite_writes_the_pattern_everywhere_and_refuses_media_access_meanwhile() {
+    let t = mem_target();
+    let (a, b) = (nexus(1), nexus(2));
+    run(&t, &a, &c10(0x2A, 0, 0, 1), &[b'a'; 512]).await;
+    // IMMED: GOOD at once, the operation runs on.
+    let list = overwrite_list(0x01, &[0xAA, 0x55]);
+    let r = run(&t, &a, &sanitize_cdb(0x81, 6), &list).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    for n in [&a, &b] {
+        assert_eq!(asc(&run(&t, n, &[0; 6], &[]).await), (2, 0x04, 0x1B));
+        assert_eq!(
+            asc(&run(&t, n, &c10(0x28, 0, 0, 1), &[]).await),
+            (2, 0x04, 0x1B)
+        );
+        assert_eq!(run(&t, n, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+        // REQUEST SENSE: GOOD, with SANITIZE IN PROGRESS and its progress indication.
+        let r = run(&t, n, &[0x03, 0, 0, 0, 18, 0], &[]).await;
+        assert_eq!(r.status, 0);
+        assert_eq!(
+            (r.data_in[2], r.data_in[12], r.data_in[13]),
+            (2, 0x04, 0x1B)
+        );
+        assert_eq!(r.data_in[15], 0x80, "SKSV: progress indication");
+    }
+    // A second SANITIZE is refused while the first runs.
+    assert_eq!(
+        asc(&run(&t, &b, &sanitize_cdb(0x02, 0), &[]).await),
+        (2, 0x04, 0x1B)
+    );
+    wait_ready(&t, &a).await;
+    let pattern: Vec<u8> = [0xAA, 0x55].repeat(256);
+    for lba in [0, 1000, BLOCKS as u32 - 1] {
+        assert_eq!(
+            run(&t, &a, &c10(0x28, 0, lba, 1), &[]).await.data_in,
+            pattern
+        );
+    }
+    // Without IMMED the command ends when the medium is done; INVERT flips odd passes.
+    let list = overwrite_list(0x82, &[0x0F]);
+    assert_eq!(run(&t, &a, &sanitize_cdb(0x01, 5), &list).await.status, 0);
+    assert_eq!(
+        run(&t, &a, &c10(0x28, 0, 7, 1), &[]).await.data_in,
+        vec![0xF0u8; 512],
+        "the second pass wrote the inverted pattern"
+    );
+}
+
+#[tokio::test]
+async fn sanitize_block_erase_deallocates_and_bad_requests_are_refused() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &c10(0x2A, 0, 5, 1), &[b'a'; 512]).await;
+    assert_eq!(run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &n, &c10(0x28, 0, 5, 1), &[]).await.data_in,
+        vec![0u8; 512]
+    );
+    // CRYPTO ERASE, unknown actions, a parameter list where none belongs, reserved bits
+    // and bytes, OVERWRITE parameter lengths out of 5..=block+4.
+    for (cdb, data) in [
+        (sanitize_cdb(0x03, 0), vec![]),
+        (sanitize_cdb(0x04, 0), vec![]),
+        (sanitize_cdb(0x02, 8), vec![0u8; 8]),
+        (sanitize_cdb(0x1F, 8), vec![0u8; 8]),
+        (sanitize_cdb(0x41, 516), overwrite_list(1, &[0xAA; 512])),
+        (sanitize_cdb(0x01, 4), vec![1, 0, 0, 0]),
+        (sanitize_cdb(0x01, 517), vec![1u8; 517]),
+    ] {
+        assert_eq!(
+            asc(&run(&t, &n, &cdb, &data).await),
+            (5, 0x24, 0),
+            "{cdb:?}"
+        );
+    }
+    let mut cdb = sanitize_cdb(0x01, 516);
+    cdb[3] = 1;
+    assert_eq!(
+        asc(&run(&t, &n, &cdb, &overwrite_list(1, &[0xAA; 512])).await),
+        (5, 0x24, 0)
+    );
+    // Another nexus's RESERVE (6) conflicts with it.
+    let other = nexus(2);
+    assert_eq!(run(&t, &other, &[0x16, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(
+        run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await.status,
+        status::RESERVATION_CONFLICT
+    );
+    // REPORT SUPPORTED OPERATION CODES lists the three actions we offer.
+    let r = run(&t, &n, &[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0], &[]).await;
+    let listed: Vec<u16> = r.data_in[4..]
+        .chunks(8)
+        .filter(|d| d[0] == 0x48)
+        .map(|d| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert_eq!(listed, [1, 2, 0x1F]);
+}
+
+#[tokio::test]
+async fn a_failed_sanitize_leaves_failure_mode_only_as_ause_allows() {
+    let (t, h) = fault_target();
+    let n = nexus(1);
+    h.add(FaultRule {
+        op: FaultOp::Write,
+        start: 0,
+        end: 1 << 30,
+        effect: FaultEffect::Eio,
+    });
+    let list = overwrite_list(0x01, &[0xAA]);
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x01, 5), &list).await),
+        (3, 0x0C, 0)
+    );
+    h.clear();
+    assert_eq!(
+        asc(&run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await),
+        (3, 0x31, 0x03)
+    );
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+    // AUSE was 0: EXIT FAILURE MODE may not leave; a successful sanitize does.
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x1F, 0), &[]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+    // Failed with AUSE=1: EXIT FAILURE MODE leaves.
+    h.add(FaultRule {
+        op: FaultOp::Write,
+        start: 0,
+        end: 1 << 30,
+        effect: FaultEffect::Eio,
+    });
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x21, 5), &list).await),
+        (3, 0x0C, 0)
+    );
+    assert_eq!(run(&t, &n, &sanitize_cdb(0x1F, 0), &[]).await.status, 0);
+    h.clear();
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn sanitize_is_write_protected_under_swp() {
+    let t = mem_target();
+    let n = nexus(1);
+    run(&t, &n, &[0; 6], &[]).await;
+    let mut sel = run(&t, &n, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[])
+        .await
+        .data_in
+        .to_vec();
+    sel[0] = 0;
+    sel[4 + 4] |= 0x08;
+    let cdb = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &n, &cdb, &sel).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &n, &sanitize_cdb(0x02, 0), &[]).await),
+        (7, 0x27, 0)
+    );
+}
+
+#[tokio::test]
+async fn aborting_a_waiting_sanitize_ends_the_command_not_the_operation() {
+    let t = mem_target();
+    let n = nexus(1);
+    let list = overwrite_list(0x01, &[0x77]);
+    let cdb = sanitize_cdb(0x01, 5);
+    let mut cmd = Box::pin(run(&t, &n, &cdb, &list));
+    assert!(futures_poll_once(cmd.as_mut()).await.is_none());
+    assert_eq!(
+        t.task_management(TmFunction::AbortTask, 0, &n),
+        TmResponse::Complete
+    );
+    let r = cmd.await;
+    assert_eq!(r.status, status::CHECK_CONDITION);
+    // The operation goes on, then ends well.
+    assert_eq!(asc(&run(&t, &n, &[0; 6], &[]).await), (2, 0x04, 0x1B));
+    wait_ready(&t, &n).await;
+    assert_eq!(
+        run(&t, &n, &c10(0x28, 0, 9, 1), &[]).await.data_in,
+        vec![0x77u8; 512]
+    );
+}
+
+fn removable_target() -> Target {
+    let mut c = cfg(0);
+    c.removable = true;
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))])
+}
+
+fn ssu(power: u8, loej: bool, start: bool) -> [u8; 6] {
+    [
+        0x1B,
+        0,
+        0,
+        0,
+        (power << 4) | (u8::from(loej) << 1) | u8::from(start),
+        0,
+    ]
+}
+
+#[tokio::test]
+async fn a_removable_medium_ejects_loads_and_refuses_removal_while_prevented() {
+    let t = removable_target();
+    let (a, b) = (nexus(1), nexus(2));
+    assert_eq!(
+        run(&t, &a, &[0x12, 0, 0, 0, 36, 0], &[]).await.data_in[1],
+        0x80
+    );
+    run(&t, &b, &[0; 6], &[]).await;
+    // Eject: medium access is NOT READY, MEDIUM NOT PRESENT; INQUIRY still answers.
+    assert_eq!(run(&t, &a, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (2, 0x3A, 0));
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x28, 0, 0, 1), &[]).await),
+        (2, 0x3A, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x25, 0, 0, 0), &[]).await),
+        (2, 0x3A, 0)
+    );
+    assert_eq!(
+        asc(&run(&t, &a, &c10(0x2A, 0, 0, 1), &[0u8; 512]).await),
+        (2, 0x3A, 0)
+    );
+    assert_eq!(run(&t, &a, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+    // Load: ready again; the other nexus hears the medium may have changed.
+    assert_eq!(run(&t, &a, &ssu(0, true, true), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &[0; 6], &[]).await.status, 0);
+    assert_eq!(asc(&run(&t, &b, &[0; 6], &[]).await), (6, 0x28, 0));
+    assert_eq!(run(&t, &b, &[0; 6], &[]).await.status, 0);
+    // Prevention by any nexus refuses eject and load, for every nexus.
+    assert_eq!(run(&t, &a, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &b, &ssu(0, true, false), &[]).await),
+        (5, 0x53, 2)
+    );
+    assert_eq!(
+        asc(&run(&t, &a, &ssu(0, true, true), &[]).await),
+        (5, 0x53, 2)
+    );
+    // Without LOEJ, or with a power condition, nothing moves.
+    assert_eq!(run(&t, &a, &ssu(0, false, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &ssu(3, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &[0; 6], &[]).await.status, 0);
+    // ALLOW from a nexus that does not prevent changes nothing; from the one that does, it
+    // lets the medium go.
+    assert_eq!(run(&t, &b, &[0x1E, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(
+        asc(&run(&t, &a, &ssu(0, true, false), &[]).await),
+        (5, 0x53, 2)
+    );
+    assert_eq!(run(&t, &a, &[0x1E, 0, 0, 0, 0, 0], &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &a, &ssu(0, true, true), &[]).await.status, 0);
+    // Changer values are refused.
+    assert_eq!(
+        asc(&run(&t, &a, &[0x1E, 0, 0, 0, 2, 0], &[]).await),
+        (5, 0x24, 0)
+    );
+}
+
+#[tokio::test]
+async fn prevention_ends_with_nexus_loss_and_resets() {
+    let t = removable_target();
+    let (a, b) = (nexus(1), nexus(2));
+    assert_eq!(run(&t, &a, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    t.nexus_gone(&a);
+    assert_eq!(run(&t, &b, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &b, &ssu(0, true, true), &[]).await.status, 0);
+    assert_eq!(run(&t, &b, &[0x1E, 0, 0, 0, 1, 0], &[]).await.status, 0);
+    assert_eq!(
+        t.task_management(TmFunction::LogicalUnitReset, 0, &b),
+        TmResponse::Complete
+    );
+    run(&t, &b, &[0; 6], &[]).await;
+    assert_eq!(run(&t, &b, &ssu(0, true, false), &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn a_fixed_medium_ignores_eject_and_has_no_rmb() {
+    let t = mem_target();
+    let n = nexus(1);
+    assert_eq!(
+        run(&t, &n, &[0x12, 0, 0, 0, 36, 0], &[]).await.data_in[1],
+        0
+    );
+    assert_eq!(run(&t, &n, &ssu(0, true, false), &[]).await.status, 0);
+    assert_eq!(run(&t, &n, &[0; 6], &[]).await.status, 0);
+}
+
+fn two_lun_target() -> (Target, [u8; 16], [u8; 16]) {
+    let mk = |lun: u16, id: u64| {
+        let mut c = cfg(lun);
+        c.device_id = id;
+        Arc::new(
+            LogicalUnit::with_backend(
+                &c,
+                Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b) = (mk(0, 7), mk(1, 8));
+    let (na, nb) = (a.identity.naa(), b.identity.naa());
+    (
+        Target::new("iqn.2024-01.test:tgt", vec![(0, a), (1, b)]),
+        na,
+        nb,
+    )
+}
+
+fn cscd(naa: [u8; 16]) -> Vec<u8> {
+    let mut d = vec![0u8; 32];
+    d[0] = 0xE4;
+    d[4] = 0x01;
+    d[5] = 0x03;
+    d[7] = 16;
+    d[8..24].copy_from_slice(&naa);
+    d[29..32].copy_from_slice(&[0, 2, 0]);
+    d
+}
+
+fn b2b(src: u16, dst: u16, blocks: u16, s: u64, t: u64) -> Vec<u8> {
+    let mut d = vec![0u8; 28];
+    d[0] = 0x02;
+    d[2..4].copy_from_slice(&24u16.to_be_bytes());
+    d[4..6].copy_from_slice(&src.to_be_bytes());
+    d[6..8].copy_from_slice(&dst.to_be_bytes());
+    d[10..12].copy_from_slice(&blocks.to_be_bytes());
+    d[12..20].copy_from_slice(&s.to_be_bytes());
+    d[20..28].copy_from_slice(&t.to_be_bytes());
+    d
+}
+
+fn xcopy_list(id: u8, cscds: &[Vec<u8>], segs: &[Vec<u8>]) -> Vec<u8> {
+    let c = cscds.concat();
+    let s = segs.concat();
+    let mut v = vec![0u8; 16];
+    v[0] = id;
+    v[2..4].copy_from_slice(&u16::try_from(c.len()).unwrap().to_be_bytes());
+    v[8..12].copy_from_slice(&u32::try_from(s.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(&c);
+    v.extend_from_slice(&s);
+    v
+}
+
+fn xcopy_cdb(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = 0x83;
+    v[10..14].copy_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
+    v
+}
+
+fn rcr_cdb(sa: u8, list_id: u8) -> Vec<u8> {
+    let mut v = vec![0u8; 16];
+    v[0] = 0x84;
+    v[1] = sa;
+    v[2] = list_id;
+    v[10..14].copy_from_slice(&1024u32.to_be_bytes());
+    v
+}
+
+#[tokio::test]
+async fn extended_copy_moves_blocks_within_and_across_luns_and_reports_results() {
+    let (t, na, nb) = two_lun_target();
+    let n = nexus(1);
+    let data: Vec<u8> = (0..4096u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(run(&t, &n, &c10(0x2A, 0, 10, 8), &data).await.status, 0);
+    // Within LUN 0 (one CSCD), then from LUN 0 to LUN 1, in one command.
+    let l = xcopy_list(
+        5,
+        &[cscd(na), cscd(nb)],
+        &[b2b(0, 0, 8, 10, 1000), b2b(0, 1, 8, 10, 20)],
+    );
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(run(&t, &n, &c10(0x28, 0, 1000, 8), &[]).await.data_in, data);
+    let r = t
+        .execute(1, &n, &c10(0x28, 0, 20, 8), &[][..], 1 << 20)
+        .await;
+    assert_eq!(r.data_in, data);
+    // COPY STATUS of list 5: completed, two segments, 8 KiB.
+    let d = run(&t, &n, &rcr_cdb(0, 5), &[]).await.data_in;
+    assert_eq!((d[4], u16::from_be_bytes([d[5], d[6]])), (1, 2));
+    assert_eq!(&d[8..12], &8192u32.to_be_bytes());
+    // Another nexus, or another list, has no results.
+    assert_eq!(
+        asc(&run(&t, &nexus(2), &rcr_cdb(0, 5), &[]).await),
+        (5, 0x24, 0)
+    );
+    assert_eq!(asc(&run(&t, &n, &rcr_cdb(0, 6), &[]).await), (5, 0x24, 0));
+    let op = run(&t, &n, &rcr_cdb(3, 0), &[]).await.data_in;
+    assert_eq!(u16::from_be_bytes([op[8], op[9]]), 4);
+    assert_eq!(
+        t.logical_unit(0).unwrap().counters().copies_total(),
+        (1, 8192)
+    );
+    // An empty list copies nothing.
+    assert_eq!(run(&t, &n, &xcopy_cdb(0), &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn extended_copy_aborts_on_unknown_luns_bad_indexes_and_ranges() {
+    let (t, na, _) = two_lun_target();
+    let n = nexus(1);
+    for (id, l) in [
+        (
+            1u8,
+            xcopy_list(1, &[cscd([0x61; 16])], &[b2b(0, 0, 1, 0, 1)]),
+        ),
+        (2, xcopy_list(2, &[cscd(na)], &[b2b(0, 1, 1, 0, 1)])),
+        (
+            3,
+            xcopy_list(3, &[cscd(na)], &[b2b(0, 0, 8, 0, BLOCKS - 1)]),
+        ),
+    ] {
+        let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+        assert_eq!(r.status, status::CHECK_CONDITION, "list {id}");
+        assert_eq!(r.sense[2] & 0x0F, 0x0A, "COPY ABORTED for list {id}");
+        // Its status and failed segment details are kept.
+        let d = run(&t, &n, &rcr_cdb(0, id), &[]).await.data_in;
+        assert_eq!(d[4], 2, "completed with error");
+        let f = run(&t, &n, &rcr_cdb(4, id), &[]).await.data_in;
+        assert_eq!(f[60 + 2] & 0x0F, 0x0A);
+    }
+    // LID4 is not offered.
+    let mut cdb = xcopy_cdb(0);
+    cdb[1] = 0x01;
+    assert_eq!(asc(&run(&t, &n, &cdb, &[]).await), (5, 0x24, 0));
+    // Write protection of the destination stops the copy.
+    let mut sel = run(&t, &n, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[])
+        .await
+        .data_in
+        .to_vec();
+    sel[0] = 0;
+    sel[4 + 4] |= 0x08;
+    let ms = [0x15, 0x10, 0, 0, u8::try_from(sel.len()).unwrap(), 0];
+    assert_eq!(run(&t, &n, &ms, &sel).await.status, 0);
+    let l = xcopy_list(9, &[cscd(na)], &[b2b(0, 0, 1, 0, 1)]);
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.sense[2] & 0x0F, 0x0A);
+}
+
+#[tokio::test]
+async fn extended_copy_fails_a_segment_on_a_unit_being_sanitized() {
+    let (t, na, nb) = two_lun_target();
+    let n = nexus(1);
+    // LUN 1 starts an IMMED overwrite; a copy into it fails at once instead of waiting.
+    let list = overwrite_list(0x01, &[0x11]);
+    let r = t
+        .execute(1, &n, &sanitize_cdb(0x81, 5), &list[..], 1 << 20)
+        .await;
+    assert_eq!(r.status, 0);
+    let l = xcopy_list(1, &[cscd(na), cscd(nb)], &[b2b(0, 1, 1, 0, 0)]);
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.sense[2] & 0x0F, 0x0A);
 }

@@ -20,6 +20,10 @@ pub(super) struct LuState {
     pub(super) ua: UnitAttentions,
     pub(super) res: Reservations,
     pub(super) pr: PersistentReservations,
+    pub(super) sanitize: super::sanitize::SanitizeState,
+    /// The nexuses preventing medium removal (PREVENT ALLOW MEDIUM REMOVAL).
+    pub(super) prevent: std::collections::HashSet<u64>,
+    pub(super) copies: super::xcopy::Copies,
 }
 
 /// A logical unit: a backend plus SCSI state.
@@ -37,6 +41,14 @@ pub struct LogicalUnit {
     pub(super) pool: Option<BufferPool>,
     pub(super) state: Mutex<LuState>,
     pub(super) rmw: tokio::sync::Mutex<()>,
+    /// The medium gate: every command that reads or writes the medium holds it shared for
+    /// its backend calls, WRITE ATOMIC (16) holds it exclusively, so no other command sees
+    /// an atomic write half done (SBC-4 4.29). The lock is for the whole LU rather than
+    /// per range: atomic writes are rare and short (at most one data buffer).
+    pub(super) gate: tokio::sync::RwLock<()>,
+    /// A removable medium was ejected (`super::removable`): medium access is NOT READY.
+    /// Atomic so the per-command medium check takes no lock.
+    pub(super) ejected: std::sync::atomic::AtomicBool,
     pub(super) counters: crate::metrics::LuCounters,
 }
 
@@ -58,6 +70,20 @@ fn validate_block_size(bs: u32) -> Result<(), BackendError> {
         ));
     }
     Ok(())
+}
+
+/// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT for a physical block of `pbs` bytes over
+/// logical blocks of `bs` (SBC-3 5.16.2: a four-bit field).
+fn physical_exponent(bs: u32, pbs: u32) -> Result<u8, BackendError> {
+    let ratio = pbs / bs.max(1);
+    if !pbs.is_multiple_of(bs.max(1)) || !ratio.is_power_of_two() || ratio > 1 << 15 {
+        return Err(BackendError::new(
+            ErrorKind::Unsupported,
+            format!("physical block size {pbs} is not a power-of-two multiple of {bs}"),
+        ));
+    }
+    u8::try_from(ratio.trailing_zeros())
+        .map_err(|_| BackendError::new(ErrorKind::Unsupported, "physical block exponent"))
 }
 
 impl LogicalUnit {
@@ -141,7 +167,8 @@ impl LogicalUnit {
             .as_ref()
             .map_or(0, |b| b.size_bytes() / u64::from(cfg.block_size));
         let read_only = cfg.read_only || backend.as_ref().is_some_and(Backend::read_only);
-        let mut limits = BlockLimits::for_block_size(cfg.block_size);
+        let mut limits = BlockLimits::for_block_size(cfg.block_size)
+            .with_physical_exponent(physical_exponent(cfg.block_size, cfg.physical_block_size)?);
         if let Some(pool) = &cfg.pool {
             limits = limits
                 .fit_buffer(cfg.block_size, pool.buf_size_bytes())
@@ -167,11 +194,14 @@ impl LogicalUnit {
                 device_id: cfg.device_id,
                 limits,
                 thin: cfg.thin,
+                removable: cfg.removable,
             },
             backend,
             pool: cfg.pool.clone(),
             state: Mutex::new(LuState::default()),
             rmw: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
+            ejected: std::sync::atomic::AtomicBool::new(false),
             counters: crate::metrics::LuCounters::default(),
             role: Role::Disk,
         })
@@ -296,6 +326,7 @@ impl LogicalUnit {
     pub(super) fn reset(&self) {
         let mut st = self.state();
         st.res.reset();
+        st.prevent.clear();
         st.ua.raise_others(None, ua::UA_RESET);
     }
 
@@ -303,6 +334,7 @@ impl LogicalUnit {
         let mut st = self.state();
         st.ua.forget(nexus);
         st.res.nexus_gone(nexus);
+        st.prevent.remove(&nexus);
     }
 
     /// The pool this LU's data buffers come from, if any: the transport takes Data-Out

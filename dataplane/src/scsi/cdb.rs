@@ -34,6 +34,7 @@ pub mod op {
     pub const SYNC_CACHE_10: u8 = 0x35;
     pub const READ_DEFECT_10: u8 = 0x37;
     pub const WRITE_SAME_10: u8 = 0x41;
+    pub const SANITIZE: u8 = 0x48;
     pub const UNMAP: u8 = 0x42;
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const RESERVE_10: u8 = 0x56;
@@ -41,6 +42,8 @@ pub mod op {
     pub const MODE_SENSE_10: u8 = 0x5A;
     pub const PR_IN: u8 = 0x5E;
     pub const PR_OUT: u8 = 0x5F;
+    pub const EXTENDED_COPY: u8 = 0x83;
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
     pub const READ_16: u8 = 0x88;
     pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8A;
@@ -50,6 +53,7 @@ pub mod op {
     pub const PREFETCH_16: u8 = 0x90;
     pub const SYNC_CACHE_16: u8 = 0x91;
     pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9E;
     pub const REPORT_LUNS: u8 = 0xA0;
     pub const MAINTENANCE_IN: u8 = 0xA3;
@@ -108,6 +112,9 @@ pub enum WriteKind {
     Verify,
     /// ORWRITE(16): new = old OR data.
     Or,
+    /// WRITE ATOMIC(16) (SBC-4 5.48): all of the blocks or none of them, as any other
+    /// command sees them.
+    Atomic,
 }
 
 /// A decoded command: the typed plan the executor runs.
@@ -219,6 +226,25 @@ pub enum Command {
     },
     Reserve,
     Release,
+    /// SANITIZE (SBC-4 5.30): the action, IMMED, AUSE and the OVERWRITE parameter list
+    /// length.
+    Sanitize {
+        action: super::sanitize::Action,
+        immed: bool,
+        ause: bool,
+        param_len: u32,
+    },
+    /// EXTENDED COPY (LID1, SPC-4 6.4).
+    ExtendedCopy {
+        param_len: u32,
+    },
+    /// RECEIVE COPY RESULTS (SPC-4 6.18): COPY STATUS (0), OPERATING PARAMETERS (3) or
+    /// FAILED SEGMENT DETAILS (4) of the copy with LIST IDENTIFIER `list_id`.
+    ReceiveCopyResults {
+        service_action: u8,
+        list_id: u8,
+        alloc_len: u32,
+    },
     PrIn {
         service_action: u8,
         alloc_len: u32,
@@ -387,7 +413,56 @@ pub(super) fn decode_read(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
     Ok(cmd)
 }
 
-/// Decodes WRITE (10/12/16), WRITE AND VERIFY (10/12/16) and ORWRITE (16).
+/// Decodes EXTENDED COPY: only the LID1 service action (00h).
+pub(super) fn decode_extended_copy(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    if c.b(1) & 0x1F != 0 {
+        return Err(invalid(1, 4));
+    }
+    Ok(Command::ExtendedCopy {
+        param_len: c.be32(10),
+    })
+}
+
+/// Decodes RECEIVE COPY RESULTS: COPY STATUS, OPERATING PARAMETERS, FAILED SEGMENT DETAILS.
+pub(super) fn decode_receive_copy_results(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    let service_action = c.b(1) & 0x1F;
+    if !matches!(service_action, 0x00 | 0x03 | 0x04) {
+        return Err(invalid(1, 4));
+    }
+    Ok(Command::ReceiveCopyResults {
+        service_action,
+        list_id: c.b(2),
+        alloc_len: c.be32(10),
+    })
+}
+
+/// Decodes SANITIZE: reserved bits and bytes must be zero, the service action one we
+/// offer, and only OVERWRITE has a parameter list.
+pub(super) fn decode_sanitize(c: Cdb<'_>, _opcode: u8) -> Result<Command, Sense> {
+    use super::sanitize::Action;
+    if c.bit(1, 6) {
+        return Err(invalid(1, 6));
+    }
+    for i in 2..=6u16 {
+        if c.b(usize::from(i)) != 0 {
+            return Err(Sense::invalid_field_in_cdb(i, None));
+        }
+    }
+    let action = Action::from_code(c.b(1) & 0x1F)?;
+    let param_len = u32::from(c.be16(7));
+    if action != Action::Overwrite && param_len != 0 {
+        return Err(Sense::invalid_field_in_cdb(7, None));
+    }
+    Ok(Command::Sanitize {
+        action,
+        immed: c.bit(1, 7),
+        ause: c.bit(1, 5),
+        param_len,
+    })
+}
+
+/// Decodes WRITE (10/12/16), WRITE AND VERIFY (10/12/16), ORWRITE (16) and WRITE ATOMIC
+/// (16).
 pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
     use op::*;
     let cmd = {
@@ -395,6 +470,13 @@ pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
         let (lba, n) = match opcode {
             WRITE_10 | WRITE_VERIFY_10 => (lba32(c), u64::from(c.be16(7))),
             WRITE_12 | WRITE_VERIFY_12 => (lba32(c), u64::from(c.be32(6))),
+            WRITE_ATOMIC_16 => {
+                // We advertise no MAXIMUM ATOMIC BOUNDARY SIZE, so ATOMIC BOUNDARY must be 0.
+                if c.be16(10) != 0 {
+                    return Err(invalid(10, 7));
+                }
+                (Lba(c.be64(2)), u64::from(c.be16(12)))
+            }
             _ => (Lba(c.be64(2)), u64::from(c.be32(10))),
         };
         let kind = match opcode {
@@ -403,6 +485,7 @@ pub(super) fn decode_write(c: Cdb<'_>, opcode: u8) -> Result<Command, Sense> {
                 WriteKind::Verify
             }
             ORWRITE_16 => WriteKind::Or,
+            WRITE_ATOMIC_16 => WriteKind::Atomic,
             _ => WriteKind::Plain,
         };
         // WRITE AND VERIFY has no FUA bit (bit 3 is reserved there); it is durable anyway.
@@ -757,6 +840,7 @@ impl Command {
             | Command::ModeSense { alloc_len, .. }
             | Command::ReportSupportedOpcodes { alloc_len, .. }
             | Command::ReadDefectData { alloc_len, .. }
+            | Command::ReceiveCopyResults { alloc_len, .. }
             | Command::PrIn { alloc_len, .. } => t(DataDir::In, u64::from(alloc_len)),
             Command::Read { blocks, .. } => t(DataDir::In, blocks.0.saturating_mul(bs)),
             Command::Write { blocks, .. } => t(DataDir::Out, blocks.0.saturating_mul(bs)),
@@ -769,7 +853,11 @@ impl Command {
                 t(DataDir::Out, blocks.0.saturating_mul(bs).saturating_mul(2))
             }
             Command::WriteSame { ndob, .. } => t(DataDir::Out, if ndob { 0 } else { bs }),
+            // Only OVERWRITE carries a parameter list; the other actions have no data phase.
+            Command::Sanitize { param_len: 0, .. } => t(DataDir::None, 0),
             Command::Unmap { param_len }
+            | Command::ExtendedCopy { param_len }
+            | Command::Sanitize { param_len, .. }
             | Command::ModeSelect { param_len, .. }
             | Command::PrOut { param_len, .. } => t(DataDir::Out, u64::from(param_len)),
         }
@@ -783,6 +871,7 @@ impl Command {
                 | Command::CompareAndWrite { .. }
                 | Command::WriteSame { .. }
                 | Command::Unmap { .. }
+                | Command::Sanitize { .. }
         )
     }
 }
@@ -1071,7 +1160,7 @@ mod tests {
 
     #[test]
     fn unknown_opcodes_are_invalid_opcode() {
-        for op in [0x04u8, 0x48, 0x83, 0x84, 0x9C, 0xC0, 0x7F, 0xFF] {
+        for op in [0x04u8, 0x06, 0x9D, 0xC0, 0x7F, 0xFF] {
             assert_eq!(key(decode(&[op; 16])), (0x20, 0), "{op:#x}");
         }
         assert_eq!(key(decode(&[])), (0x20, 0));

@@ -53,6 +53,14 @@ pub struct BlockLimits {
     pub unmap_granularity_blocks: u32,
     /// MAXIMUM WRITE SAME LENGTH in blocks.
     pub max_write_same_blocks: u64,
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of READ CAPACITY (16) (SBC-3 5.16.2):
+    /// a physical block holds `1 << physical_exponent` logical blocks, the first of them at
+    /// LBA 0 (LOWEST ALIGNED LOGICAL BLOCK ADDRESS 0).
+    pub physical_exponent: u8,
+    /// MAXIMUM ATOMIC TRANSFER LENGTH in blocks (SBC-4 6.6.4): the longest WRITE ATOMIC
+    /// (16). The logical unit makes such a write atomic against every other command to the
+    /// medium (`crate::lu`); it is one buffer, so one backend write.
+    pub max_atomic_transfer_blocks: u32,
 }
 
 impl BlockLimits {
@@ -73,7 +81,28 @@ impl BlockLimits {
             // 65536, which is where libiscsi's WriteSame16.Unmap would send a 32 MiB WRITE(16)
             // larger than MAXIMUM TRANSFER LENGTH.
             max_write_same_blocks: (1 << 16) - 1,
+            physical_exponent: 0,
+            // One optimal transfer: a WRITE ATOMIC fits one data buffer.
+            max_atomic_transfer_blocks: (1 << 20) / bs,
         }
+    }
+
+    /// These limits on a physical block of `1 << exponent` logical blocks: the optimal
+    /// transfer length and unmap granularities become whole physical blocks.
+    pub fn with_physical_exponent(self, exponent: u8) -> Self {
+        let per_physical = 1u32 << exponent.min(15);
+        Self {
+            physical_exponent: exponent,
+            unmap_granularity_blocks: self.unmap_granularity_blocks.max(per_physical),
+            ..self
+        }
+    }
+
+    /// OPTIMAL TRANSFER LENGTH GRANULARITY in blocks: one physical block, and at least the
+    /// 4 KiB the page cache and O_DIRECT work in.
+    pub fn optimal_granularity_blocks(&self) -> u32 {
+        self.unmap_granularity_blocks
+            .max(1u32 << self.physical_exponent.min(15))
     }
 
     /// These limits (for `block_size`) with OPTIMAL TRANSFER LENGTH shrunk to one data
@@ -88,6 +117,7 @@ impl BlockLimits {
         }
         Some(Self {
             optimal_transfer_blocks: self.optimal_transfer_blocks.min(per_buf),
+            max_atomic_transfer_blocks: self.max_atomic_transfer_blocks.min(per_buf),
             ..self
         })
     }
@@ -106,6 +136,8 @@ pub struct Identity {
     pub limits: BlockLimits,
     /// True when thin provisioning (UNMAP, WRITE SAME UNMAP) is advertised.
     pub thin: bool,
+    /// Removable medium: RMB in standard INQUIRY data.
+    pub removable: bool,
 }
 
 /// 64-bit FNV-1a.
@@ -159,9 +191,15 @@ impl Identity {
     pub fn standard(&self) -> Vec<u8> {
         let mut d = vec![0u8; 74];
         d[0] = self.device_type & 0x1F;
+        if self.removable {
+            d[1] = 0x80; // RMB
+        }
         d[2] = 0x06; // SPC-4
         d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
         d[4] = 74 - 5;
+        if self.device_type == TYPE_DISK {
+            d[5] = 0x08; // 3PC: a copy manager (EXTENDED COPY) answers through this LU.
+        }
         d[7] = 0x02; // CMDQUE
         d[8..16].copy_from_slice(VENDOR_ID);
         let product = if self.device_type == TYPE_DISK {
@@ -249,7 +287,7 @@ impl Identity {
         b[0] = 0; // WSNZ=0: a zero NUMBER OF LOGICAL BLOCKS in WRITE SAME means "to the end".
         b[1] = l.max_compare_and_write_blocks;
         b[2..4].copy_from_slice(
-            &u16::try_from(l.unmap_granularity_blocks)
+            &u16::try_from(l.optimal_granularity_blocks())
                 .unwrap_or(1)
                 .to_be_bytes(),
         );
@@ -261,6 +299,10 @@ impl Identity {
             b[24..28].copy_from_slice(&l.unmap_granularity_blocks.to_be_bytes());
         }
         b[32..40].copy_from_slice(&l.max_write_same_blocks.to_be_bytes());
+        // WRITE ATOMIC (16): MAXIMUM ATOMIC TRANSFER LENGTH; ATOMIC ALIGNMENT and ATOMIC
+        // TRANSFER LENGTH GRANULARITY 0 (any LBA, any length: atomicity comes from the
+        // logical unit's lock, not from the medium); no atomic boundaries.
+        b[40..44].copy_from_slice(&l.max_atomic_transfer_blocks.to_be_bytes());
         self.page_header(page::BLOCK_LIMITS, b)
     }
 
@@ -268,6 +310,11 @@ impl Identity {
         let mut b = vec![0u8; 0x3C];
         // MEDIUM ROTATION RATE 0001h: non-rotating medium.
         b[0..2].copy_from_slice(&1u16.to_be_bytes());
+        if self.thin {
+            // WABEREQ 01b: after SANITIZE BLOCK ERASE (offered with provisioning) a read
+            // succeeds, and returns zeroes (LBPRZ).
+            b[3] = 0x40;
+        }
         self.page_header(page::BLOCK_CHARACTERISTICS, b)
     }
 
@@ -330,7 +377,16 @@ mod tests {
             device_id: 42,
             limits: BlockLimits::for_block_size(512),
             thin: true,
+            removable: false,
         }
+    }
+
+    #[test]
+    fn rmb_follows_removable() {
+        assert_eq!(disk().standard()[1], 0);
+        let mut id = disk();
+        id.removable = true;
+        assert_eq!(id.standard()[1], 0x80);
     }
 
     #[test]
@@ -375,6 +431,40 @@ mod tests {
         assert!(bdc > 0);
         let ws = u64::from_be_bytes(v[36..44].try_into().unwrap());
         assert_eq!(ws, (1 << 16) - 1);
+        let atomic = u32::from_be_bytes([v[44], v[45], v[46], v[47]]);
+        let max_xfer = u32::from_be_bytes([v[8], v[9], v[10], v[11]]);
+        assert!(atomic >= 256 && atomic <= max_xfer, "{atomic}");
+        assert_eq!(&v[48..56], &[0; 8], "no alignment or granularity rule");
+    }
+
+    #[test]
+    fn physical_blocks_raise_the_granularities() {
+        let mut id = disk();
+        id.limits = BlockLimits::for_block_size(512).with_physical_exponent(4);
+        let v = id.vpd(page::BLOCK_LIMITS).unwrap();
+        assert_eq!(u16::from_be_bytes([v[6], v[7]]), 16, "optimal granularity");
+        assert_eq!(u32::from_be_bytes([v[28], v[29], v[30], v[31]]), 16);
+        // 8 x 512 is the 4 KiB the default already uses.
+        let l = BlockLimits::for_block_size(512).with_physical_exponent(3);
+        assert_eq!(l.optimal_granularity_blocks(), 8);
+        assert_eq!(l.physical_exponent, 3);
+    }
+
+    #[test]
+    fn atomic_length_fits_one_buffer() {
+        let l = BlockLimits::for_block_size(512)
+            .fit_buffer(512, 128 * 1024)
+            .unwrap();
+        assert_eq!(l.max_atomic_transfer_blocks, 256);
+    }
+
+    #[test]
+    fn characteristics_page_reports_wabereq_with_provisioning() {
+        let v = disk().vpd(page::BLOCK_CHARACTERISTICS).unwrap();
+        assert_eq!(v[7] >> 6, 1);
+        let mut thick = disk();
+        thick.thin = false;
+        assert_eq!(thick.vpd(page::BLOCK_CHARACTERISTICS).unwrap()[7], 0);
     }
 
     #[test]

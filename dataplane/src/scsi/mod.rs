@@ -1,7 +1,7 @@
 //! The SCSI target layer: transport-agnostic and pure (no I/O, no clock, nothing about
 //! iSCSI, no backend types). It holds the opcode registry (`opcodes`), turns CDB bytes into
 //! a typed plan (`cdb`), builds the data-in payloads for SPC-4 / SBC-3 commands (`inquiry`,
-//! `mode`, `opcodes`, `luns`, `provisioning`), owns the per-LU state machines (`ua` for unit
+//! `mode`, `opcodes`, `luns`, `provisioning`), decides SANITIZE's parameters (`sanitize`), owns the per-LU state machines (`ua` for unit
 //! attentions, `reservation` for SPC-2 RESERVE/RELEASE, `pr` for persistent reservations)
 //! and names every sense condition (`sense`). The executor in `crate::lu` ties these
 //! decisions to a block backend, including what a backend failure looks like as sense.
@@ -14,8 +14,10 @@ pub mod opcodes;
 pub mod pr;
 pub mod provisioning;
 pub mod reservation;
+pub mod sanitize;
 pub mod sense;
 pub mod ua;
+pub mod xcopy;
 
 pub use sense::{Sense, SenseKey};
 

@@ -1,6 +1,7 @@
 //! Mode parameters (SPC-4 7.5, SBC-3 6.4): MODE SENSE(6/10) data and MODE SELECT(6/10)
 //! parsing for the Caching (08h), Control (0Ah) and Informational Exceptions Control (1Ch)
-//! pages. Only WCE in the Caching page is changeable; saving is not supported.
+//! pages. Only WCE in the Caching page and SWP (software write protect, SPC-4 7.5.8) in the
+//! Control page are changeable; saving is not supported.
 
 #![warn(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
@@ -29,11 +30,17 @@ pub mod pc {
 pub struct ModeState {
     /// Write cache enable: when false every write is made durable before GOOD.
     pub wce: bool,
+    /// Software write protect (Control page SWP): while set, the logical unit refuses every
+    /// write to the medium with DATA PROTECT / WRITE PROTECTED.
+    pub swp: bool,
 }
 
 impl Default for ModeState {
     fn default() -> Self {
-        Self { wce: true }
+        Self {
+            wce: true,
+            swp: false,
+        }
     }
 }
 
@@ -90,7 +97,12 @@ fn page_bytes(code: u8, pc: u8, st: &ModeState) -> Vec<u8> {
             let mut p = vec![0u8; 12];
             p[0] = PAGE_CONTROL;
             p[1] = 10;
-            if pc != pc::CHANGEABLE {
+            if pc == pc::CHANGEABLE {
+                p[4] = 0x08;
+            } else {
+                if pc == pc::CURRENT && st.swp {
+                    p[4] = 0x08;
+                }
                 // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering allowed.
                 p[3] = 0x10;
                 // BUSY TIMEOUT PERIOD: unlimited.
@@ -152,7 +164,8 @@ pub fn mode_sense(req: SenseRequest, st: &ModeState, dev: ModeDevice) -> Result<
         }
     }
     // WP, and DPOFUA: DPO and FUA are accepted in READ/WRITE CDBs (SBC-3 6.4.1).
-    let dsp = if dev.read_only { 0x80 } else { 0 } | 0x10;
+    // SWP write-protects the medium as a read-only storage does (SPC-4 7.5.8).
+    let dsp = if dev.read_only || st.swp { 0x80 } else { 0 } | 0x10;
     let mut out = Vec::new();
     if req.ten {
         let total = 8 + bd.len() + body.len();
@@ -261,6 +274,9 @@ pub fn mode_select(
         if code == PAGE_CACHING {
             new.wce = page[2] & 0x04 != 0;
         }
+        if code == PAGE_CONTROL {
+            new.swp = page[4] & 0x08 != 0;
+        }
         pos += 2 + plen;
     }
     Ok(new)
@@ -361,7 +377,7 @@ mod tests {
         r.dbd = true;
         let mut d = mode_sense(r, &st, DEV).unwrap();
         d[0] = 0;
-        d[4 + 4] |= 0x08; // SWP is not changeable.
+        d[4 + 4] |= 0x04; // RAERP is not changeable.
         assert_eq!(
             mode_select(false, true, false, &d, &st, DEV)
                 .unwrap_err()
@@ -412,5 +428,29 @@ mod tests {
                 .asc,
             0x26
         );
+    }
+
+    #[test]
+    fn swp_is_changeable_and_write_protects_the_mode_header() {
+        let st = ModeState::default();
+        let mut r = req(false, PAGE_CONTROL, pc::CHANGEABLE);
+        r.dbd = true;
+        let ch = mode_sense(r, &st, DEV).unwrap();
+        assert_eq!(ch[4 + 4] & 0x08, 0x08);
+        r.pc = pc::CURRENT;
+        let mut d = mode_sense(r, &st, DEV).unwrap();
+        assert_eq!(d[2] & 0x80, 0);
+        d[0] = 0;
+        d[4 + 4] |= 0x08;
+        let new = mode_select(false, true, false, &d, &st, DEV).unwrap();
+        assert!(new.swp);
+        let d = mode_sense(r, &new, DEV).unwrap();
+        assert_eq!(d[4 + 4] & 0x08, 0x08);
+        assert_eq!(d[2] & 0x80, 0x80, "WP follows SWP");
+        let mut d = d;
+        d[0] = 0;
+        d[2] = 0;
+        d[4 + 4] &= !0x08;
+        assert!(!mode_select(false, true, false, &d, &new, DEV).unwrap().swp);
     }
 }

@@ -18,7 +18,7 @@ pub enum IoClass {
     /// READ (6/10/12/16).
     Read,
     /// WRITE (6/10/12/16), WRITE AND VERIFY (10/12/16), WRITE SAME (10/16), COMPARE AND
-    /// WRITE.
+    /// WRITE, WRITE ATOMIC (16).
     Write,
     /// Everything else.
     Other,
@@ -122,10 +122,17 @@ pub const OPS: &[OpEntry] = &[
     e(op::READ_DEFECT_10, cdb::decode_read_defect_10, "READ DEFECT DATA (10)", DataDir::In, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     e(op::WRITE_SAME_10, cdb::decode_write_same, "WRITE SAME (10)", DataDir::Out, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]).io(IoClass::Write),
     e(op::UNMAP, cdb::decode_unmap, "UNMAP", DataDir::Out, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
+    sa(op::SANITIZE, cdb::decode_sanitize, 0x01, "SANITIZE / OVERWRITE", DataDir::Out, &[0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::SANITIZE, cdb::decode_sanitize, 0x02, "SANITIZE / BLOCK ERASE", DataDir::None, &[0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::SANITIZE, cdb::decode_sanitize, 0x1F, "SANITIZE / EXIT FAILURE MODE", DataDir::None, &[0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     e(op::MODE_SELECT_10, cdb::decode_mode_select, "MODE SELECT (10)", DataDir::Out, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     e(op::RESERVE_10, cdb::decode_reserve_release, "RESERVE (10)", DataDir::None, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     e(op::RELEASE_10, cdb::decode_reserve_release, "RELEASE (10)", DataDir::None, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     e(op::MODE_SENSE_10, cdb::decode_mode_sense, "MODE SENSE (10)", DataDir::In, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
+    sa(op::EXTENDED_COPY, cdb::decode_extended_copy, 0x00, "EXTENDED COPY (LID1)", DataDir::Out, &[0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::RECEIVE_COPY_RESULTS, cdb::decode_receive_copy_results, 0x00, "RECEIVE COPY RESULTS / COPY STATUS", DataDir::In, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::RECEIVE_COPY_RESULTS, cdb::decode_receive_copy_results, 0x03, "RECEIVE COPY RESULTS / OPERATING PARAMETERS", DataDir::In, &[0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::RECEIVE_COPY_RESULTS, cdb::decode_receive_copy_results, 0x04, "RECEIVE COPY RESULTS / FAILED SEGMENT DETAILS", DataDir::In, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     e(op::READ_16, cdb::decode_read, "READ (16)", DataDir::In, &[0x88, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
     e(op::COMPARE_AND_WRITE, cdb::decode_compare_and_write, "COMPARE AND WRITE", DataDir::Out, &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0]).io(IoClass::Write),
     e(op::WRITE_16, cdb::decode_write, "WRITE (16)", DataDir::Out, &[0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
@@ -135,6 +142,7 @@ pub const OPS: &[OpEntry] = &[
     e(op::PREFETCH_16, cdb::decode_prefetch_16, "PRE-FETCH (16)", DataDir::None, &[0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     e(op::SYNC_CACHE_16, cdb::decode_sync_cache_16, "SYNCHRONIZE CACHE (16)", DataDir::None, &[0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     e(op::WRITE_SAME_16, cdb::decode_write_same, "WRITE SAME (16)", DataDir::Out, &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write),
+    e(op::WRITE_ATOMIC_16, cdb::decode_write, "WRITE ATOMIC (16)", DataDir::Out, &[0x9C, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),
     sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_READ_CAPACITY_16, "READ CAPACITY (16)", DataDir::In, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_GET_LBA_STATUS, "GET LBA STATUS", DataDir::In, &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     e(op::REPORT_LUNS, cdb::decode_report_luns, "REPORT LUNS", DataDir::In, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
@@ -323,7 +331,7 @@ mod tests {
             let whole_write = matches!(
                 cmd,
                 Command::Write {
-                    kind: WriteKind::Plain | WriteKind::Verify,
+                    kind: WriteKind::Plain | WriteKind::Verify | WriteKind::Atomic,
                     ..
                 }
             );
@@ -346,7 +354,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), OPS.len());
         // Operation codes outside the table are unknown to every lookup.
-        for opcode in [0x01u8, 0x04, 0x3B, 0x83, 0xC0, 0xFF] {
+        for opcode in [0x01u8, 0x04, 0x3B, 0x86, 0xC0, 0xFF] {
             assert!(!is_supported(opcode), "{opcode:#x}");
             assert!(!takes_pool_data_out(opcode));
             assert_eq!(io_class(opcode), IoClass::Other);
@@ -367,7 +375,7 @@ mod tests {
         assert_eq!(of(IoClass::Read), [0x08, 0x28, 0x88, 0xA8]);
         assert_eq!(
             of(IoClass::Write),
-            [0x0A, 0x2A, 0x2E, 0x41, 0x89, 0x8A, 0x8E, 0x93, 0xAA, 0xAE]
+            [0x0A, 0x2A, 0x2E, 0x41, 0x89, 0x8A, 0x8E, 0x93, 0x9C, 0xAA, 0xAE]
         );
     }
 

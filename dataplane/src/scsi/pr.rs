@@ -116,6 +116,8 @@ impl PersistentReservations {
                 | Command::CompareAndWrite { .. }
                 | Command::WriteSame { .. }
                 | Command::Unmap { .. }
+                | Command::Sanitize { .. }
+                | Command::ExtendedCopy { .. }
                 | Command::SyncCache { .. }
                 | Command::ModeSelect { .. }
                 | Command::Reserve

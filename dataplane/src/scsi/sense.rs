@@ -24,6 +24,8 @@ pub enum SenseKey {
     UnitAttention = 0x6,
     /// Write protection or space allocation failure.
     DataProtect = 0x7,
+    /// An EXTENDED COPY stopped (SPC-4 5.17.7).
+    CopyAborted = 0xA,
     /// The command was aborted by the device server.
     AbortedCommand = 0xB,
     /// Verify/compare found different data.
@@ -55,6 +57,9 @@ pub struct Sense {
     pub information: Option<u32>,
     /// Field pointer for ILLEGAL REQUEST.
     pub field: Option<FieldPointer>,
+    /// Progress indication for NOT READY (sense-key specific bytes, SPC-4 4.5.2.4.4): the
+    /// fraction done, in 65536ths.
+    pub progress: Option<u16>,
 }
 
 /// Length of the fixed-format sense data we produce.
@@ -70,6 +75,7 @@ impl Sense {
             ascq,
             information: None,
             field: None,
+            progress: None,
         }
     }
 
@@ -142,6 +148,75 @@ impl Sense {
     /// NOT READY 04h/00h LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE.
     pub const fn not_ready() -> Self {
         Self::new(SenseKey::NotReady, 0x04, 0x00)
+    }
+
+    /// NOT READY 04h/1Bh LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS, with the fraction
+    /// done in 65536ths as progress indication (SBC-4 4.33).
+    pub const fn sanitize_in_progress(progress: u16) -> Self {
+        Self {
+            progress: Some(progress),
+            ..Self::new(SenseKey::NotReady, 0x04, 0x1B)
+        }
+    }
+
+    /// MEDIUM ERROR 31h/03h SANITIZE COMMAND FAILED: the medium is in sanitize failure
+    /// mode until a SANITIZE succeeds or EXIT FAILURE MODE (SBC-4 4.33.3).
+    pub const fn sanitize_failed() -> Self {
+        Self::new(SenseKey::MediumError, 0x31, 0x03)
+    }
+
+    /// COPY ABORTED 0Dh/02h COPY TARGET DEVICE NOT REACHABLE: an EXTENDED COPY names a
+    /// logical unit we do not have, or a descriptor index beyond its list.
+    pub const fn copy_target_not_reachable() -> Self {
+        Self::new(SenseKey::CopyAborted, 0x0D, 0x02)
+    }
+
+    /// COPY ABORTED 00h/00h: a copy target refused a segment (out of range, write
+    /// protected, not ready); the copy stops there.
+    pub const fn copy_segment_failed() -> Self {
+        Self::new(SenseKey::CopyAborted, 0x00, 0x00)
+    }
+
+    /// ILLEGAL REQUEST 26h/06h TOO MANY TARGET DESCRIPTORS.
+    pub const fn too_many_target_descriptors() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x06)
+    }
+
+    /// ILLEGAL REQUEST 26h/07h UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const fn unsupported_target_descriptor() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x07)
+    }
+
+    /// ILLEGAL REQUEST 26h/08h TOO MANY SEGMENT DESCRIPTORS.
+    pub const fn too_many_segment_descriptors() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x08)
+    }
+
+    /// ILLEGAL REQUEST 26h/09h UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const fn unsupported_segment_descriptor() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x26, 0x09)
+    }
+
+    /// ILLEGAL REQUEST 55h/03h INSUFFICIENT RESOURCES: more concurrent copies than
+    /// MAXIMUM CONCURRENT COPIES.
+    pub const fn insufficient_resources() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x55, 0x03)
+    }
+
+    /// ILLEGAL REQUEST 53h/02h MEDIUM REMOVAL PREVENTED.
+    pub const fn medium_removal_prevented() -> Self {
+        Self::new(SenseKey::IllegalRequest, 0x53, 0x02)
+    }
+
+    /// UNIT ATTENTION 28h/00h NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED.
+    pub const fn not_ready_to_ready_change() -> Self {
+        Self::unit_attention(0x28, 0x00)
+    }
+
+    /// ABORTED COMMAND 2Fh/00h COMMANDS CLEARED BY ANOTHER INITIATOR: task management
+    /// ended a command that was waiting (a reset from another I_T nexus).
+    pub const fn commands_cleared() -> Self {
+        Self::new(SenseKey::AbortedCommand, 0x2F, 0x00)
     }
 
     /// MISCOMPARE 1Dh/00h MISCOMPARE DURING VERIFY OPERATION, INFORMATION = byte offset.
@@ -267,6 +342,10 @@ impl Sense {
             }
             s[15] = b15;
             s[16..18].copy_from_slice(&f.byte.to_be_bytes());
+        } else if let Some(p) = self.progress {
+            // SKSV and the PROGRESS INDICATION.
+            s[15] = 0x80;
+            s[16..18].copy_from_slice(&p.to_be_bytes());
         }
         s
     }
@@ -286,6 +365,17 @@ mod tests {
         assert_eq!((s[12], s[13]), (0x24, 0x00));
         assert_eq!(s[15], 0x80 | 0x40 | 0x08 | 4);
         assert_eq!(&s[16..18], &[0, 2]);
+    }
+
+    #[test]
+    fn encodes_sanitize_progress_as_sense_key_specific_bytes() {
+        let s = Sense::sanitize_in_progress(0x8000).encode();
+        assert_eq!(s[2], 0x02);
+        assert_eq!((s[12], s[13]), (0x04, 0x1B));
+        assert_eq!(s[15], 0x80);
+        assert_eq!(&s[16..18], &[0x80, 0]);
+        let f = Sense::sanitize_failed().encode();
+        assert_eq!((f[2], f[12], f[13], f[15]), (0x03, 0x31, 0x03, 0));
     }
 
     #[test]

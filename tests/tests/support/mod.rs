@@ -182,6 +182,8 @@ impl Drop for Daemon {
 pub struct Dataplane {
     pub daemon: Daemon,
     pub portal: SocketAddr,
+    /// A second portal of the same target portal group, when `second_portal` asked for one.
+    pub portal2: Option<SocketAddr>,
     pub iqn: String,
     pub image: PathBuf,
     pub dir: TempDir,
@@ -197,6 +199,8 @@ pub struct DataplaneOptions {
     pub extra_top_json: String,
     /// Extra members of the target object, e.g. `"auth":{...}` (without a leading comma).
     pub extra_target_json: String,
+    /// Listen on a second portal in the target's portal group (a second path to its LUNs).
+    pub second_portal: bool,
 }
 
 impl Default for DataplaneOptions {
@@ -209,6 +213,7 @@ impl Default for DataplaneOptions {
             env: Vec::new(),
             extra_top_json: String::new(),
             extra_target_json: String::new(),
+            second_portal: false,
         }
     }
 }
@@ -235,10 +240,18 @@ impl Dataplane {
         } else {
             format!(",{}", o.extra_target_json)
         };
+        let (portals, tpg) = if o.second_portal {
+            (
+                r#"{"id":0,"portal":"127.0.0.1:0"},{"id":1,"portal":"127.0.0.1:0"}"#,
+                "0,1",
+            )
+        } else {
+            (r#"{"id":0,"portal":"127.0.0.1:0"}"#, "0")
+        };
         let config = format!(
             r#"{{"storages":[{{"deviceID":1000,"path":"{}","online":true,"backendType":"{}"{}}}],
-"iscsiportals":[{{"id":0,"portal":"127.0.0.1:0"}}],
-"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[0]}},"luns":{{"{}":1000}}{extra_target}}}}}{extra_top}}}"#,
+"iscsiportals":[{portals}],
+"iscsitargets":{{"{iqn}":{{"tpgts":{{"1":[{tpg}]}},"luns":{{"{}":1000}}{extra_target}}}}}{extra_top}}}"#,
             image.display(),
             o.backend,
             o.extra_storage_json,
@@ -255,9 +268,18 @@ impl Dataplane {
             "tgt-dataplane",
         );
         let portal = ready_value(&ready, "addr").expect("portal address in the ready file");
+        let portal2 = o.second_portal.then(|| {
+            ready
+                .split("\"addr\":\"")
+                .nth(2)
+                .and_then(|r| r.split('"').next())
+                .and_then(|a| a.parse().ok())
+                .expect("second portal in the ready file")
+        });
         Self {
             daemon,
             portal,
+            portal2,
             iqn,
             image,
             dir,
