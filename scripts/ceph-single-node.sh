@@ -119,6 +119,9 @@ mon_allow_pool_size_one = true
 mon_allow_pool_delete = true
 mon_warn_on_pool_no_redundancy = false
 osd_crush_chooseleaf_type = 0
+# A client killed with SIGKILL keeps its watch, and so blocks a new owner of its RBD
+# image's exclusive lock, until this many seconds pass (default 30).
+osd_client_watch_timeout = 5
 [mon]
 admin_socket = $dir/run/\$name.asok
 mon_data = $dir/mon/\$cluster-\$id

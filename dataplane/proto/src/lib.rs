@@ -41,7 +41,7 @@ pub mod socket;
 mod validate;
 
 pub use config::{
-    BackendType, Config, Performance, Portal, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
+    BackendType, Config, Performance, Portal, RbdImage, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
     CPU_INDEX_MAX, IO_URING_QUEUE_DEPTH_DEFAULT, IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT,
     LUN_MAX, NUMA_BUFFER_POOL_SIZE_DEFAULT, NUMA_BUFFER_POOL_SIZE_MAX,
     NUMA_BUFFER_SIZE_BYTES_DEFAULT, NUMA_BUFFER_SIZE_BYTES_MAX, NUMA_BUFFER_SIZE_BYTES_MIN,
@@ -51,6 +51,6 @@ pub use cpu_list::{parse_kernel_cpu_list, CpuList, CpuListError};
 pub use name::{check_iscsi_name, is_valid_iscsi_name, IscsiNameError, ISCSI_NAME_BYTES_MAX};
 pub use refs::Use;
 pub use validate::{
-    FieldError, ValidConfig, ValidPerformance, ValidPortal, ValidStorage, ValidTarget,
+    FieldError, ValidConfig, ValidPerformance, ValidPortal, ValidRbd, ValidStorage, ValidTarget,
     ValidationError,
 };

@@ -64,7 +64,7 @@ impl LogicalUnit {
         if !cfg.online {
             return Self::build(cfg, None);
         }
-        let backend = match cfg.engine {
+        let backend = match &cfg.engine {
             Engine::File => Backend::File(FileBackend::open(
                 &cfg.path,
                 cfg.read_only,
@@ -75,8 +75,8 @@ impl LogicalUnit {
                 direct,
             } => {
                 let opts = crate::backend::UringOptions {
-                    queue_depth: Some(queue_depth),
-                    direct,
+                    queue_depth: Some(*queue_depth),
+                    direct: *direct,
                     block_size_bytes: cfg.block_size,
                     force_unavailable: false,
                 };
@@ -102,6 +102,9 @@ impl LogicalUnit {
                     Err(crate::backend::UringOpenError::Backend(e)) => return Err(e),
                 }
             }
+            Engine::Rbd(spec) => {
+                Backend::Rbd(crate::backend::RbdBackend::open(spec, cfg.read_only)?)
+            }
         };
         Self::build(cfg, Some(backend))
     }
@@ -117,6 +120,7 @@ impl LogicalUnit {
         match &self.backend {
             None => "none",
             Some(Backend::Uring(u)) => u.active_kind(),
+            Some(Backend::Rbd(_)) => "rbd",
             Some(_) => "file",
         }
     }
