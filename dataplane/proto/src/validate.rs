@@ -1587,7 +1587,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("unknown variant `io_uring`, expected `file` or `iouring`"),
+            err.contains("unknown variant `io_uring`, expected one of `file`, `iouring`, `rbd`"),
             "{err}"
         );
     }
@@ -1600,6 +1600,92 @@ mod tests {
         assert!(err.contains("missing field `deviceID`"), "{err}");
     }
 
+    #[test]
+    fn rbd_storage_is_validated_and_resolved() {
+        let v = valid(
+            r#"{"storages":[{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","namespace":"n","cephConf":"/etc/ceph/ceph.conf","clientId":"gw","keyring":"/k"}}],
+            "performance":{"enableIoUring":false}}"#,
+        );
+        let s = v.storage(1).unwrap();
+        assert_eq!(
+            s.backend(),
+            BackendType::Rbd,
+            "enableIoUring: false leaves rbd alone"
+        );
+        let r = s.rbd().unwrap();
+        assert_eq!((r.pool(), r.namespace(), r.image()), ("p", Some("n"), "i"));
+        assert_eq!(r.ceph_conf(), Some(Path::new("/etc/ceph/ceph.conf")));
+        assert_eq!(
+            (r.client_id(), r.keyring()),
+            (Some("gw"), Some(Path::new("/k")))
+        );
+        assert!(valid(r#"{"storages":[{"deviceID":1,"path":"/a"}]}"#)
+            .storage(1)
+            .unwrap()
+            .rbd()
+            .is_none());
+    }
+
+    #[test]
+    fn refuses_bad_rbd_storages() {
+        let cases = [
+            (
+                r#"{"deviceID":1,"backendType":"rbd"}"#,
+                "storages[0].rbd: backendType rbd needs the rbd object naming its image",
+            ),
+            (
+                r#"{"deviceID":1,"path":"/a","rbd":{"image":"p/i"}}"#,
+                "storages[0].rbd: only a storage with backendType rbd has an rbd image",
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"disk0"}}"#,
+                r#"storages[0].rbd.image: "disk0" is not of the form pool/image"#,
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/a@s"}}"#,
+                r#"storages[0].rbd.image: image "a@s" contains '@'"#,
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/a/b"}}"#,
+                r#"storages[0].rbd.image: image "a/b" contains '/'"#,
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"/i"}}"#,
+                "storages[0].rbd.image: pool is empty",
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","clientId":"client.gw"}}"#,
+                r#"storages[0].rbd.clientId: "client.gw": give the id without the "client." prefix"#,
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","cephConf":"ceph.conf"}}"#,
+                r#"storages[0].rbd.cephConf: "ceph.conf" is not an absolute path"#,
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","namespace":""}}"#,
+                "storages[0].rbd.namespace: namespace is empty",
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","path":"/a","rbd":{"image":"p/i"}}"#,
+                "storages[0].path: an rbd storage has no path (its image is rbd.image)",
+            ),
+            (
+                r#"{"deviceID":1,"backendType":"rbd","size":4096,"rbd":{"image":"p/i"}}"#,
+                "storages[0].size: an rbd storage takes its size from the image",
+            ),
+        ];
+        for (storage, want) in cases {
+            let got = problems(&format!(r#"{{"storages":[{storage}]}}"#));
+            assert_eq!(got, vec![want.to_string()], "{storage}");
+        }
+        let got = problems(
+            r#"{"storages":[{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i"}},{"deviceID":2,"backendType":"rbd","rbd":{"image":"p/i"}}]}"#,
+        );
+        assert_eq!(
+            got,
+            vec![r#"storages[1].rbd.image: duplicate image "p/i" (also storages[0])"#.to_string()]
+        );
+    }
     #[test]
     fn keys_with_quotes_are_escaped_in_paths() {
         assert_eq!(quote_key(r#"a"b\c"#), r#""a\"b\\c""#);
