@@ -3,8 +3,8 @@
 //!
 //! # Completions
 //!
-//! Every operation is one heap block ([`Op`]) that owns its data buffer. Its address is the
-//! completion's callback argument; librbd calls [`on_complete`] on one of its own threads,
+//! Every operation is one heap block (`Op`) that owns its data buffer. Its address is the
+//! completion's callback argument; librbd calls `on_complete` on one of its own threads,
 //! which releases the completion and sends the block back over a tokio oneshot channel. The
 //! waiting future never blocks a runtime thread. A future that is dropped (the command was
 //! aborted) or that gives up after [`RBD_OP_TIMEOUT`] only drops the receiver: the block,
@@ -221,21 +221,34 @@ fn rbd_error(rc: i64, context: impl Into<String>) -> BackendError {
         .and_then(|n| c_int::try_from(n).ok())
         .unwrap_or(libc::EIO);
     let context = context.into();
-    match errno {
-        ffi::EBLOCKLISTED => BackendError::new(
+    let (kind, context) = match errno {
+        ffi::EBLOCKLISTED => (
             ErrorKind::NotReady,
             format!("{context}: this client is blocklisted (another client took the image's lock)"),
         ),
-        libc::ETIMEDOUT => BackendError::new(
+        libc::ETIMEDOUT => (
             ErrorKind::NotReady,
             format!("{context}: timed out in the cluster"),
         ),
-        libc::EROFS => BackendError::new(
+        libc::EROFS => (
             ErrorKind::ReadOnly,
             format!("{context}: image is read-only or its lock is held elsewhere"),
         ),
-        _ => BackendError::from_io(std::io::Error::from_raw_os_error(errno), context),
+        _ => return BackendError::from_io(std::io::Error::from_raw_os_error(errno), context),
+    };
+    BackendError {
+        kind,
+        context,
+        source: Some(std::io::Error::from_raw_os_error(errno)),
     }
+}
+
+/// Whether a failed write means this client no longer owns the image's lock.
+fn lock_lost(e: &BackendError) -> bool {
+    matches!(
+        e.source.as_ref().and_then(std::io::Error::raw_os_error),
+        Some(ffi::EBLOCKLISTED) | Some(libc::EROFS)
+    )
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString, BackendError> {
@@ -507,10 +520,8 @@ impl RbdBackend {
 
     /// A write-class failure that means the lock is gone: stop acknowledging writes.
     fn note_write_error(&self, e: &BackendError) {
-        if e.kind == ErrorKind::NotReady || e.kind == ErrorKind::ReadOnly {
-            if self.h.stats.lock_owner.swap(false, Ordering::AcqRel) {
-                tracing::warn!(image = %self.spec, error = %e, "lost the exclusive lock: writes are refused");
-            }
+        if lock_lost(e) && self.h.stats.lock_owner.swap(false, Ordering::AcqRel) {
+            tracing::warn!(image = %self.spec, error = %e, "lost the exclusive lock: writes are refused");
         }
     }
 
@@ -911,6 +922,13 @@ mod tests {
         );
         assert_eq!(rbd_error(-i64::from(libc::EIO), "w").kind, ErrorKind::Io);
         assert_eq!(rbd_error(i64::MIN, "w").kind, ErrorKind::Io);
+        assert!(lock_lost(&rbd_error(-i64::from(ffi::EBLOCKLISTED), "w")));
+        assert!(lock_lost(&rbd_error(-i64::from(libc::EROFS), "w")));
+        assert!(!lock_lost(&rbd_error(-i64::from(libc::ETIMEDOUT), "w")));
+        assert!(!lock_lost(&BackendError::new(
+            ErrorKind::NotReady,
+            "timeout"
+        )));
     }
 
     #[test]
