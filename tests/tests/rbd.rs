@@ -2,7 +2,8 @@
 //! starts with `scripts/ceph-single-node.sh` (Ceph 16.2 from Debian 12's packages, which
 //! `scripts/test-all.sh` installs): libiscsi's conformance suite on an RBD LUN, the verified
 //! load, `rbd export` against what the initiator wrote, SIGKILL of the data plane under FUA
-//! writes, and a second data plane on an image whose exclusive lock the first one owns.
+//! writes, a second data plane on an image whose exclusive lock the first one owns, and a
+//! stalled OSD (SIGSTOP): NOT READY within the bound, the data plane stays up, I/O resumes.
 //!
 //! One test function runs the phases in order on one cluster (starting a cluster costs
 //! about 15 s); each phase names itself in its failure messages.
@@ -444,6 +445,74 @@ fn phase_second_gateway(cluster: &Cluster) {
     eprintln!("second gateway: writes refused while the first owns the lock, reads served");
 }
 
+/// Sends SIGSTOP or SIGCONT to the cluster's OSD (a PID the script recorded).
+fn signal_osd(cluster: &Cluster, sig: &str) {
+    let pid = std::fs::read_to_string(cluster.dir.path().join("pids/osd.0.pid"))
+        .expect("the script records the OSD's PID");
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(pid.trim())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} of the OSD failed");
+}
+
+/// Resumes the OSD when dropped, so a failing phase does not leave it stopped.
+struct OsdStopped<'a>(&'a Cluster);
+
+impl Drop for OsdStopped<'_> {
+    fn drop(&mut self) {
+        signal_osd(self.0, "-CONT");
+    }
+}
+
+fn phase_stalled_cluster(cluster: &Cluster) {
+    cluster.create_image("stall", 16);
+    let mut dp = RbdDataplane::start(cluster, "rbd-stall", "stall");
+    let s = dp.session();
+    s.write16(1, 0, &pattern(0, 5, BLOCK as usize), BLOCK)
+        .expect("write before the stall");
+    signal_osd(cluster, "-STOP");
+    let stopped = OsdStopped(cluster);
+    let t0 = Instant::now();
+    let r = s.write16(1, 8, &pattern(8, 5, BLOCK as usize), BLOCK);
+    let waited = t0.elapsed();
+    drop(stopped);
+    match r {
+        Err(tgt_system_tests::initiator::Error::Scsi {
+            sense: Some(sense), ..
+        }) => assert_eq!(sense.key, 2, "a stalled cluster is NOT READY, got {sense}"),
+        other => panic!("a write to a stalled cluster gave {other:?}"),
+    }
+    assert!(
+        waited < Duration::from_secs(28),
+        "the stalled write took {waited:?}, more than the bound"
+    );
+    assert!(
+        dp.daemon.alive(),
+        "the data plane died while the cluster stalled"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match s.write16(1, 8, &pattern(8, 6, BLOCK as usize), BLOCK) {
+            Ok(()) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "I/O did not resume after the cluster came back: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        s.read16(1, 8, 1, BLOCK).expect("read after the stall"),
+        pattern(8, 6, BLOCK as usize)
+    );
+    eprintln!(
+        "stalled cluster: NOT READY after {:.1} s, data plane up, I/O resumed",
+        waited.as_secs_f64()
+    );
+}
+
 #[test]
 fn rbd_backend_on_a_single_node_ceph_cluster() {
     let cluster = Cluster::start();
@@ -452,6 +521,7 @@ fn rbd_backend_on_a_single_node_ceph_cluster() {
     phase_export(&cluster);
     phase_kill9_under_fua(&cluster);
     phase_verified_load(&cluster);
+    phase_stalled_cluster(&cluster);
     phase_conformance(&cluster);
     eprintln!("rbd phases done in {:.0} s", t0.elapsed().as_secs_f64());
 }
