@@ -32,6 +32,9 @@ timeout_s=${CEPH_START_TIMEOUT_S:-90}
 
 log() { echo "ceph-single-node: $*" >&2; }
 
+# Daemons this run started; waiting stops early when one of them exits.
+started=()
+
 require_tools() {
   local missing=()
   for t in ceph-mon ceph-osd ceph ceph-authtool monmaptool rbd; do
@@ -78,6 +81,7 @@ spawn() {
   shift
   setsid "$@" -f -c "$conf" </dev/null >>"$dir/log/$name.out" 2>&1 &
   echo $! >"$pids/$name.pid"
+  started+=("$name")
 }
 
 ceph_cli() { timeout 30 ceph -c "$conf" --connect-timeout 10 "$@"; }
@@ -86,6 +90,12 @@ wait_until() {
   local what=$1 deadline=$((SECONDS + timeout_s))
   shift
   until "$@" >/dev/null 2>&1; do
+    for d in "${started[@]}"; do
+      if ! alive "$d"; then
+        log "$d exited while waiting for $what: $(tail -n 3 "$dir/log/$d.out" 2>/dev/null | tr '\n' ' ')"
+        return 1
+      fi
+    done
     if ((SECONDS >= deadline)); then
       log "timed out after ${timeout_s}s waiting for $what"
       return 1
@@ -126,8 +136,10 @@ osd_client_watch_timeout = 5
 admin_socket = $dir/run/\$name.asok
 mon_data = $dir/mon/\$cluster-\$id
 keyring = \$mon_data/keyring
-mon_data_avail_warn = 1
-mon_data_avail_crit = 1
+# A test cluster on a nearly full disk still starts (the OSD file is small and sparse);
+# -1 turns the check off (0 still refuses a disk that is under 1 % free).
+mon_data_avail_warn = -1
+mon_data_avail_crit = -1
 [osd]
 admin_socket = $dir/run/\$name.asok
 osd_data = $dir/osd/\$cluster-\$id
