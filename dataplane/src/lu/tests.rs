@@ -1485,28 +1485,7 @@ fn two_lun_target() -> (Target, [u8; 16], [u8; 16]) {
     )
 }
 
-fn cscd(naa: [u8; 16]) -> Vec<u8> {
-    let mut d = vec![0u8; 32];
-    d[0] = 0xE4;
-    d[4] = 0x01;
-    d[5] = 0x03;
-    d[7] = 16;
-    d[8..24].copy_from_slice(&naa);
-    d[29..32].copy_from_slice(&[0, 2, 0]);
-    d
-}
-
-fn b2b(src: u16, dst: u16, blocks: u16, s: u64, t: u64) -> Vec<u8> {
-    let mut d = vec![0u8; 28];
-    d[0] = 0x02;
-    d[2..4].copy_from_slice(&24u16.to_be_bytes());
-    d[4..6].copy_from_slice(&src.to_be_bytes());
-    d[6..8].copy_from_slice(&dst.to_be_bytes());
-    d[10..12].copy_from_slice(&blocks.to_be_bytes());
-    d[12..20].copy_from_slice(&s.to_be_bytes());
-    d[20..28].copy_from_slice(&t.to_be_bytes());
-    d
-}
+use crate::scsi::xcopy::test_descriptors::{cscd, seg as b2b};
 
 fn xcopy_list(id: u8, cscds: &[Vec<u8>], segs: &[Vec<u8>]) -> Vec<u8> {
     let c = cscds.concat();

@@ -247,11 +247,11 @@ pub fn operating_parameters() -> Vec<u8> {
     d
 }
 
+/// Parameter-list pieces for tests of the copy manager, here and in `lu`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cscd(naa: [u8; 16]) -> Vec<u8> {
+pub(crate) mod test_descriptors {
+    /// An identification CSCD descriptor (E4h) naming a LU by its 16-byte NAA designator.
+    pub(crate) fn cscd(naa: [u8; 16]) -> Vec<u8> {
         let mut d = vec![0u8; 32];
         d[0] = 0xE4;
         d[4] = 0x01;
@@ -262,7 +262,8 @@ mod tests {
         d
     }
 
-    fn seg(src: u16, dst: u16, blocks: u16, s: u64, t: u64) -> Vec<u8> {
+    /// A block-to-block segment descriptor (02h).
+    pub(crate) fn seg(src: u16, dst: u16, blocks: u16, s: u64, t: u64) -> Vec<u8> {
         let mut d = vec![0u8; 28];
         d[0] = 0x02;
         d[2..4].copy_from_slice(&24u16.to_be_bytes());
@@ -273,6 +274,12 @@ mod tests {
         d[20..28].copy_from_slice(&t.to_be_bytes());
         d
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_descriptors::{cscd, seg};
+    use super::*;
 
     pub(crate) fn list(id: u8, usage: u8, cscds: &[Vec<u8>], segs: &[Vec<u8>]) -> Vec<u8> {
         let c: Vec<u8> = cscds.concat();
