@@ -8,14 +8,14 @@ use axum::response::Response;
 use tgt_proto::api::LunMapping;
 
 use super::crud::{self, LunAt, TargetAt, Write};
+use super::problems;
 use super::{parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
 /// The LUN map of a target: LUN (decimal string) → `deviceID`.
 #[utoipa::path(get, path = "/api/v1/targets/{name}/luns", tag = "luns",
     params(("name" = String, Path, description = "The target's iSCSI name")),
-    responses((status = 200, body = std::collections::BTreeMap<String, u64>),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = std::collections::BTreeMap<String, u64>), problems::NotFound))]
 pub async fn list(
     State(st): State<AppState>,
     PathParams(name): PathParams<String>,
@@ -29,8 +29,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/targets/{name}/luns/{lun}", tag = "luns",
     params(("name" = String, Path, description = "The target's iSCSI name"),
         ("lun" = u16, Path, description = "The LUN (0..=16383)")),
-    responses((status = 200, body = LunMapping),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = LunMapping), problems::NotFound))]
 pub async fn get(
     State(st): State<AppState>,
     PathParams((name, raw)): PathParams<(String, String)>,
@@ -43,12 +42,7 @@ pub async fn get(
 #[utoipa::path(put, path = "/api/v1/targets/{name}/luns/{lun}", tag = "luns", request_body = LunMapping,
     params(("name" = String, Path, description = "The target's iSCSI name"),
         ("lun" = u16, Path, description = "The LUN (0..=16383)")),
-    responses((status = 200, body = LunMapping), (status = 201, body = LunMapping),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = LunMapping), (status = 201, body = LunMapping), problems::BadRequest, problems::NotFound, problems::Conflict, problems::PreconditionFailed, problems::Unprocessable))]
 pub async fn put(
     State(st): State<AppState>,
     PathParams((name, raw)): PathParams<(String, String)>,
@@ -70,10 +64,7 @@ pub async fn put(
 #[utoipa::path(delete, path = "/api/v1/targets/{name}/luns/{lun}", tag = "luns",
     params(("name" = String, Path, description = "The target's iSCSI name"),
         ("lun" = u16, Path, description = "The LUN (0..=16383)")),
-    responses((status = 204),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204), problems::NotFound, problems::Conflict, problems::PreconditionFailed))]
 pub async fn delete(
     State(st): State<AppState>,
     PathParams((name, raw)): PathParams<(String, String)>,

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod performance;
 pub mod portals;
+pub mod problems;
 pub mod sessions;
 pub mod shape;
 pub mod status;

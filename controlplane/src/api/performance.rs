@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tgt_proto::Performance;
 
+use super::problems;
 use super::{check_if_match, etag_of, resource, AppState, JsonBody};
 use crate::error::ApiError;
 
@@ -24,11 +25,7 @@ pub async fn get(State(st): State<AppState>) -> Response {
 
 /// Replaces the performance settings.
 #[utoipa::path(put, path = "/api/v1/performance", tag = "performance", request_body = Performance,
-    responses((status = 200, body = Performance),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Performance), problems::BadRequest, problems::Conflict, problems::PreconditionFailed, problems::Unprocessable))]
 pub async fn put(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -47,9 +44,7 @@ pub async fn put(
 
 /// Removes every performance setting (all defaults).
 #[utoipa::path(delete, path = "/api/v1/performance", tag = "performance",
-    responses((status = 204),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204), problems::Conflict, problems::PreconditionFailed))]
 pub async fn delete(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     st.service
         .update(|c, _| {

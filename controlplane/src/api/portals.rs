@@ -7,6 +7,7 @@ use axum::response::Response;
 use tgt_proto::Portal;
 
 use super::crud::{self, Keyed, Write};
+use super::problems;
 use super::{parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
@@ -22,10 +23,7 @@ pub async fn list(State(st): State<AppState>) -> Response {
 
 /// Adds a portal; 409 when its `id` is taken.
 #[utoipa::path(post, path = "/api/v1/portals", tag = "portals", request_body = Portal,
-    responses((status = 201, body = Portal),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = Portal), problems::BadRequest, problems::Conflict, problems::Unprocessable))]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(portal): JsonBody<Portal>,
@@ -46,8 +44,7 @@ pub async fn create(
 /// One portal.
 #[utoipa::path(get, path = "/api/v1/portals/{id}", tag = "portals",
     params(("id" = u16, Path, description = "The portal's id")),
-    responses((status = 200, body = Portal),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Portal), problems::NotFound))]
 pub async fn get(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,
@@ -58,12 +55,7 @@ pub async fn get(
 /// Replaces a portal; honours `If-Match`.
 #[utoipa::path(put, path = "/api/v1/portals/{id}", tag = "portals", request_body = Portal,
     params(("id" = u16, Path, description = "The portal's id")),
-    responses((status = 200, body = Portal),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Portal), problems::BadRequest, problems::NotFound, problems::Conflict, problems::PreconditionFailed, problems::Unprocessable))]
 pub async fn put(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,
@@ -77,10 +69,7 @@ pub async fn put(
 /// Removes a portal; 409 while a target's portal group lists it.
 #[utoipa::path(delete, path = "/api/v1/portals/{id}", tag = "portals",
     params(("id" = u16, Path, description = "The portal's id")),
-    responses((status = 204),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204), problems::NotFound, problems::Conflict, problems::PreconditionFailed))]
 pub async fn delete(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,

@@ -6,13 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tgt_proto::socket::SessionInfo;
 
+use super::problems;
 use super::{parse_param, AppState, PathParams};
 use crate::error::ApiError;
 
 /// The data plane's sessions; 503 when it is not reachable.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
-    responses((status = 200, body = Vec<SessionInfo>),
-        (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SessionInfo>), problems::Unavailable))]
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
     Ok(Json(st.service.sessions().await?))
 }
@@ -20,9 +20,7 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<SessionInfo>>, 
 /// Closes every connection of a session.
 #[utoipa::path(delete, path = "/api/v1/sessions/{tsih}", tag = "sessions",
     params(("tsih" = u16, Path, description = "The session's TSIH")),
-    responses((status = 204),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204), problems::NotFound, problems::Unavailable))]
 pub async fn delete(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,

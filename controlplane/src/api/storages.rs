@@ -7,6 +7,7 @@ use axum::response::Response;
 use tgt_proto::Storage;
 
 use super::crud::{self, Keyed, Write};
+use super::problems;
 use super::{parse_param, resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
@@ -19,10 +20,7 @@ pub async fn list(State(st): State<AppState>) -> Response {
 
 /// Adds a storage; 409 when its `deviceID` is taken.
 #[utoipa::path(post, path = "/api/v1/storages", tag = "storages", request_body = Storage,
-    responses((status = 201, body = Storage),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = Storage), problems::BadRequest, problems::Conflict, problems::Unprocessable))]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(storage): JsonBody<Storage>,
@@ -43,8 +41,7 @@ pub async fn create(
 /// One storage.
 #[utoipa::path(get, path = "/api/v1/storages/{device_id}", tag = "storages",
     params(("device_id" = u64, Path, description = "The storage's deviceID")),
-    responses((status = 200, body = Storage),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Storage), problems::NotFound))]
 pub async fn get(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,
@@ -55,12 +52,7 @@ pub async fn get(
 /// Replaces a storage; honours `If-Match`.
 #[utoipa::path(put, path = "/api/v1/storages/{device_id}", tag = "storages", request_body = Storage,
     params(("device_id" = u64, Path, description = "The storage's deviceID")),
-    responses((status = 200, body = Storage),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Storage), problems::BadRequest, problems::NotFound, problems::Conflict, problems::PreconditionFailed, problems::Unprocessable))]
 pub async fn put(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,
@@ -74,10 +66,7 @@ pub async fn put(
 /// Removes a storage; 409 while a LUN uses it.
 #[utoipa::path(delete, path = "/api/v1/storages/{device_id}", tag = "storages",
     params(("device_id" = u64, Path, description = "The storage's deviceID")),
-    responses((status = 204),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204), problems::NotFound, problems::Conflict, problems::PreconditionFailed))]
 pub async fn delete(
     State(st): State<AppState>,
     PathParams(raw): PathParams<String>,

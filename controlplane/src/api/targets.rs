@@ -11,6 +11,7 @@ use axum::response::Response;
 use tgt_proto::Target;
 
 use super::crud::{self, TargetAt, Write};
+use super::problems;
 use super::{resource, AppState, JsonBody, PathParams};
 use crate::error::ApiError;
 
@@ -27,8 +28,7 @@ pub async fn list(State(st): State<AppState>) -> Response {
 /// One target.
 #[utoipa::path(get, path = "/api/v1/targets/{name}", tag = "targets",
     params(("name" = String, Path, description = "The target's iSCSI name")),
-    responses((status = 200, body = Target),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Target), problems::NotFound))]
 pub async fn get(
     State(st): State<AppState>,
     PathParams(name): PathParams<String>,
@@ -43,11 +43,7 @@ pub async fn get(
 /// removing `auth.chap` removes CHAP.
 #[utoipa::path(put, path = "/api/v1/targets/{name}", tag = "targets", request_body = Target,
     params(("name" = String, Path, description = "The target's iSCSI name")),
-    responses((status = 200, body = Target), (status = 201, body = Target),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Target), (status = 201, body = Target), problems::BadRequest, problems::Conflict, problems::PreconditionFailed, problems::Unprocessable))]
 pub async fn put(
     State(st): State<AppState>,
     PathParams(name): PathParams<String>,
@@ -68,10 +64,7 @@ pub async fn put(
 /// Removes a target.
 #[utoipa::path(delete, path = "/api/v1/targets/{name}", tag = "targets",
     params(("name" = String, Path, description = "The target's iSCSI name")),
-    responses((status = 204),
-        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 412, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 204), problems::NotFound, problems::Conflict, problems::PreconditionFailed))]
 pub async fn delete(
     State(st): State<AppState>,
     PathParams(name): PathParams<String>,
