@@ -30,6 +30,41 @@ pub struct TargetEntry {
     pub tpgs: BTreeMap<u16, Vec<u16>>,
 }
 
+/// The copy scope of the data plane ([`lu::CopyScope`]): an EXTENDED COPY may name the
+/// logical units of every target the initiator has a logged-in session with now (the rule
+/// and why: `crate::lu`'s `xcopy` module). Holds the live state weakly, because the
+/// targets it is given to are themselves held by that state.
+#[derive(Debug)]
+pub struct PlaneCopyScope(std::sync::Weak<Shared>);
+
+impl PlaneCopyScope {
+    /// The copy scope over `shared`'s snapshot and sessions.
+    pub fn new(shared: &Arc<Shared>) -> Self {
+        Self(Arc::downgrade(shared))
+    }
+}
+
+impl lu::CopyScope for PlaneCopyScope {
+    fn reachable_targets(&self, own: &str, initiator: &str) -> Vec<Arc<lu::Target>> {
+        let Some(shared) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let sessions = shared.sessions().list();
+        let snapshot = shared.current();
+        snapshot
+            .targets
+            .values()
+            .filter(|t| t.name != own)
+            .filter(|t| {
+                sessions
+                    .iter()
+                    .any(|s| s.target == t.name && s.initiator.eq_ignore_ascii_case(initiator))
+            })
+            .map(|t| Arc::clone(&t.scsi))
+            .collect()
+    }
+}
+
 /// Who may log in to one target: its initiator ACL and the CHAP credentials it requires.
 /// Kept apart from [`TargetEntry`] so that changing credentials never rebuilds the SCSI side.
 #[derive(Debug, Default)]
