@@ -516,6 +516,76 @@ mod tests {
     use super::*;
 
     #[test]
+    fn copy_scope_offers_the_other_targets_the_initiator_has_sessions_with() {
+        use crate::lu::CopyScope;
+        let (shared, writer) = Shared::new(Settings::default());
+        let entry = |name: &str| {
+            Arc::new(TargetEntry {
+                name: name.to_string(),
+                scsi: Arc::new(lu::Target::new(name, Vec::new())),
+                tpgs: BTreeMap::new(),
+            })
+        };
+        let mut snap = Snapshot::default();
+        for name in ["iqn.t:a", "iqn.t:b", "iqn.t:c"] {
+            snap.targets.insert(name.to_string(), entry(name));
+        }
+        writer.install(snap);
+        let scope = PlaneCopyScope::new(&shared);
+        let names = |own: &str, initiator: &str| -> Vec<String> {
+            scope
+                .reachable_targets(own, initiator)
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect()
+        };
+        assert!(names("iqn.t:a", "iqn.i:host").is_empty(), "no sessions");
+        let sessions = shared.sessions();
+        let (a, _ka) = sessions
+            .register(
+                "iqn.i:host",
+                [1; 6],
+                "iqn.t:a",
+                String::new(),
+                String::new(),
+            )
+            .unwrap();
+        let (b, _kb) = sessions
+            .register(
+                "iqn.i:host",
+                [2; 6],
+                "iqn.t:b",
+                String::new(),
+                String::new(),
+            )
+            .unwrap();
+        let (_c, _kc) = sessions
+            .register(
+                "iqn.i:other",
+                [3; 6],
+                "iqn.t:c",
+                String::new(),
+                String::new(),
+            )
+            .unwrap();
+        // The own target is never offered; a session of another initiator is no ticket.
+        assert_eq!(names("iqn.t:a", "iqn.i:host"), ["iqn.t:b"]);
+        assert_eq!(
+            names("iqn.t:a", "IQN.I:HOST"),
+            ["iqn.t:b"],
+            "names ignore case"
+        );
+        assert_eq!(names("iqn.t:b", "iqn.i:host"), ["iqn.t:a"]);
+        assert!(names("iqn.t:c", "iqn.i:nobody").is_empty());
+        sessions.remove(b.tsih, b.nexus_id);
+        assert!(names("iqn.t:a", "iqn.i:host").is_empty(), "session ended");
+        sessions.remove(a.tsih, a.nexus_id);
+        // Once the live state is gone nothing is reachable (the scope holds it weakly).
+        drop((shared, writer));
+        assert!(scope.reachable_targets("iqn.t:a", "iqn.i:host").is_empty());
+    }
+
+    #[test]
     fn permits_are_bounded_and_each_drop_frees_one_slot() {
         let open = Arc::new(AtomicUsize::new(0));
         let a = acquire(&open, 2).unwrap();

@@ -1,8 +1,8 @@
 //! EXTENDED COPY (LID1) and RECEIVE COPY RESULTS on a logical unit (SPC-4 6.4, 6.18): the
 //! copy manager resolves each identification CSCD descriptor to a logical unit by its NAA
-//! designator, then copies each block-to-block segment from the source's
-//! backend to the destination's, one data buffer at a time, without the data passing through
-//! the connection. Each read and each write holds its unit's medium gate shared (never both
+//! designator (see below for which units it may name), then copies each block-to-block
+//! segment from the source's backend to the destination's, one data buffer at a time,
+//! without the data passing through the connection. Each read and each write holds its unit's medium gate shared (never both
 //! at once), so a copy neither tears an atomic write nor deadlocks against one. At most
 //! [`xcopy::MAX_CONCURRENT_COPIES`] copies run per logical unit; the status of the last
 //! copies whose LIST ID USAGE asks for it is kept, [`RESULTS_KEPT`] at most, for RECEIVE COPY
