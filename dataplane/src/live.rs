@@ -30,6 +30,41 @@ pub struct TargetEntry {
     pub tpgs: BTreeMap<u16, Vec<u16>>,
 }
 
+/// The copy scope of the data plane ([`lu::CopyScope`]): an EXTENDED COPY may name the
+/// logical units of every target the initiator has a logged-in session with now (the rule
+/// and why: `crate::lu`'s `xcopy` module). Holds the live state weakly, because the
+/// targets it is given to are themselves held by that state.
+#[derive(Debug)]
+pub struct PlaneCopyScope(std::sync::Weak<Shared>);
+
+impl PlaneCopyScope {
+    /// The copy scope over `shared`'s snapshot and sessions.
+    pub fn new(shared: &Arc<Shared>) -> Self {
+        Self(Arc::downgrade(shared))
+    }
+}
+
+impl lu::CopyScope for PlaneCopyScope {
+    fn reachable_targets(&self, own: &str, initiator: &str) -> Vec<Arc<lu::Target>> {
+        let Some(shared) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let sessions = shared.sessions().list();
+        let snapshot = shared.current();
+        snapshot
+            .targets
+            .values()
+            .filter(|t| t.name != own)
+            .filter(|t| {
+                sessions
+                    .iter()
+                    .any(|s| s.target == t.name && s.initiator.eq_ignore_ascii_case(initiator))
+            })
+            .map(|t| Arc::clone(&t.scsi))
+            .collect()
+    }
+}
+
 /// Who may log in to one target: its initiator ACL and the CHAP credentials it requires.
 /// Kept apart from [`TargetEntry`] so that changing credentials never rebuilds the SCSI side.
 #[derive(Debug, Default)]
@@ -479,6 +514,76 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_scope_offers_the_other_targets_the_initiator_has_sessions_with() {
+        use crate::lu::CopyScope;
+        let (shared, writer) = Shared::new(Settings::default());
+        let entry = |name: &str| {
+            Arc::new(TargetEntry {
+                name: name.to_string(),
+                scsi: Arc::new(lu::Target::new(name, Vec::new())),
+                tpgs: BTreeMap::new(),
+            })
+        };
+        let mut snap = Snapshot::default();
+        for name in ["iqn.t:a", "iqn.t:b", "iqn.t:c"] {
+            snap.targets.insert(name.to_string(), entry(name));
+        }
+        writer.install(snap);
+        let scope = PlaneCopyScope::new(&shared);
+        let names = |own: &str, initiator: &str| -> Vec<String> {
+            scope
+                .reachable_targets(own, initiator)
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect()
+        };
+        assert!(names("iqn.t:a", "iqn.i:host").is_empty(), "no sessions");
+        let sessions = shared.sessions();
+        let (a, _ka) = sessions
+            .register(
+                "iqn.i:host",
+                [1; 6],
+                "iqn.t:a",
+                String::new(),
+                String::new(),
+            )
+            .unwrap();
+        let (b, _kb) = sessions
+            .register(
+                "iqn.i:host",
+                [2; 6],
+                "iqn.t:b",
+                String::new(),
+                String::new(),
+            )
+            .unwrap();
+        let (_c, _kc) = sessions
+            .register(
+                "iqn.i:other",
+                [3; 6],
+                "iqn.t:c",
+                String::new(),
+                String::new(),
+            )
+            .unwrap();
+        // The own target is never offered; a session of another initiator is no ticket.
+        assert_eq!(names("iqn.t:a", "iqn.i:host"), ["iqn.t:b"]);
+        assert_eq!(
+            names("iqn.t:a", "IQN.I:HOST"),
+            ["iqn.t:b"],
+            "names ignore case"
+        );
+        assert_eq!(names("iqn.t:b", "iqn.i:host"), ["iqn.t:a"]);
+        assert!(names("iqn.t:c", "iqn.i:nobody").is_empty());
+        sessions.remove(b.tsih, b.nexus_id);
+        assert!(names("iqn.t:a", "iqn.i:host").is_empty(), "session ended");
+        sessions.remove(a.tsih, a.nexus_id);
+        // Once the live state is gone nothing is reachable (the scope holds it weakly).
+        drop((shared, writer));
+        assert!(scope.reachable_targets("iqn.t:a", "iqn.i:host").is_empty());
+    }
 
     #[test]
     fn permits_are_bounded_and_each_drop_frees_one_slot() {

@@ -209,9 +209,11 @@ pub struct LuShard {
     write_bytes_total: AtomicU64,
     check_conditions_total: AtomicU64,
     commands_total: AtomicU64,
-    /// EXTENDED COPY commands this LU ran as copy manager, and the bytes they copied.
+    /// EXTENDED COPY commands this LU ran as copy manager, the bytes they copied, and how
+    /// many of them failed.
     copies_total: AtomicU64,
     copy_bytes_total: AtomicU64,
+    copy_failures_total: AtomicU64,
     /// Commands that entered the LU; see [`LuCounters::start`].
     started: AtomicU64,
     /// Commands that left the LU, completed or dropped.
@@ -249,11 +251,15 @@ impl Drop for InFlight<'_> {
 }
 
 impl LuCounters {
-    /// Counts one EXTENDED COPY this LU ran as copy manager, which copied `bytes`.
-    pub fn note_copy(&self, bytes: u64) {
+    /// Counts one EXTENDED COPY this LU ran as copy manager, which copied `bytes` and
+    /// failed or not.
+    pub fn note_copy(&self, bytes: u64, failed: bool) {
         let s = self.shards.local();
         s.copies_total.fetch_add(1, Ordering::Relaxed);
         s.copy_bytes_total.fetch_add(bytes, Ordering::Relaxed);
+        if failed {
+            s.copy_failures_total.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// EXTENDED COPY commands run and bytes they copied, summed over the shards.
@@ -346,6 +352,9 @@ impl LuCounters {
             check_conditions_total: self.shards.sum(|s| &s.check_conditions_total),
             commands_total: self.shards.sum(|s| &s.commands_total),
             commands_in_flight,
+            copies_total: self.shards.sum(|s| &s.copies_total),
+            copy_bytes_total: self.shards.sum(|s| &s.copy_bytes_total),
+            copy_failures_total: self.shards.sum(|s| &s.copy_failures_total),
             read_latency: histogram(&self.shards, |s| &s.read_latency),
             write_latency: histogram(&self.shards, |s| &s.write_latency),
         }
@@ -469,6 +478,19 @@ mod tests {
         assert_eq!(s.commands_total, 4);
         assert_eq!(s.read_latency.counts.iter().sum::<u64>(), 2);
         assert_eq!(s.write_latency.counts.iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn copies_reach_the_socket_stats() {
+        let c = LuCounters::default();
+        c.note_copy(1 << 20, false);
+        c.note_copy(4096, true);
+        let s = lu_stats(&c);
+        assert_eq!(
+            (s.copies_total, s.copy_bytes_total, s.copy_failures_total),
+            (2, (1 << 20) + 4096, 1)
+        );
+        assert_eq!(c.copies_total(), (2, (1 << 20) + 4096));
     }
 
     #[test]

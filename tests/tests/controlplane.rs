@@ -344,6 +344,45 @@ fn configures_the_data_plane_through_rest_and_reapplies_after_a_restart() {
         "{}",
         m.0
     );
+    // An EXTENDED COPY through LUN 0 (its copy manager) from LUN 0 to LUN 1, and one that
+    // fails (a CSCD naming no unit of the data plane), move LUN 0's copy counters.
+    let copies = |m: &Scrape| {
+        let l = [("lun", "0")];
+        let present = m
+            .samples("tgt_lun_copies_total")
+            .iter()
+            .any(|(labels, _)| has_labels(labels, &l));
+        assert!(present, "no tgt_lun_copies_total for LUN 0\n{}", m.0);
+        (
+            m.value("tgt_lun_copies_total", &l),
+            m.value("tgt_lun_copy_bytes_total", &l),
+            m.value("tgt_lun_copy_failures_total", &l),
+        )
+    };
+    let before = copies(&Scrape::get(api));
+    let naa0 = tgt_system_tests::xcopy::naa(&session, 0).expect("NAA of LUN 0");
+    let naa1 = tgt_system_tests::xcopy::naa(&session, 1).expect("NAA of LUN 1");
+    let seg = tgt_system_tests::xcopy::Segment {
+        source: 0,
+        destination: 1,
+        blocks: 64,
+        source_lba: 0,
+        destination_lba: 128,
+    };
+    let list = tgt_system_tests::xcopy::parameter_list(1, &[naa0, naa1], 512, &[seg]);
+    let o = tgt_system_tests::xcopy::extended_copy(&session, 0, &list).expect("EXTENDED COPY");
+    assert_eq!(o.status, 0, "EXTENDED COPY: {:02x?}", o.sense);
+    let list = tgt_system_tests::xcopy::parameter_list(2, &[naa0, [0x6f; 16]], 512, &[seg]);
+    let o = tgt_system_tests::xcopy::extended_copy(&session, 0, &list).expect("EXTENDED COPY");
+    assert_eq!(o.status, 2, "a copy to no unit fails");
+    let after = copies(&Scrape::get(api));
+    assert_eq!(after.0 - before.0, 2.0, "copies: {before:?} -> {after:?}");
+    assert_eq!(
+        after.1 - before.1,
+        64.0 * 512.0,
+        "bytes: {before:?} -> {after:?}"
+    );
+    assert_eq!(after.2 - before.2, 1.0, "failures: {before:?} -> {after:?}");
     session.logout().expect("logout");
     // The connection task ends after the logout response went out; poll for it.
     let deadline = Instant::now() + Duration::from_secs(10);

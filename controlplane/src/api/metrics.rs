@@ -439,6 +439,18 @@ pub fn render(
                 "tgt_lun_commands_total",
                 "Commands the logical unit completed, of every opcode.",
             ),
+            (
+                "tgt_lun_copies_total",
+                "EXTENDED COPY commands the logical unit ran as copy manager.",
+            ),
+            (
+                "tgt_lun_copy_bytes_total",
+                "Bytes those copies wrote to their destinations.",
+            ),
+            (
+                "tgt_lun_copy_failures_total",
+                "Those copies that failed (COPY ABORTED).",
+            ),
         ];
         for (i, (name, help)) in lun_counters.iter().enumerate() {
             let v = prometheus::IntCounterVec::new(Opts::new(*name, *help), &["target", "lun"])?;
@@ -449,7 +461,10 @@ pub fn render(
                     2 => l.read_bytes_total,
                     3 => l.write_bytes_total,
                     4 => l.check_conditions_total,
-                    _ => l.commands_total,
+                    5 => l.commands_total,
+                    6 => l.copies_total,
+                    7 => l.copy_bytes_total,
+                    _ => l.copy_failures_total,
                 };
                 v.with_label_values(&[&l.target, &l.lun.to_string()])
                     .inc_by(n);
@@ -512,6 +527,9 @@ mod tests {
                 check_conditions_total: 0,
                 commands_total: 15,
                 commands_in_flight: 2,
+                copies_total: 2,
+                copy_bytes_total: 1_048_576,
+                copy_failures_total: 1,
                 read_latency: histogram(&[1, 2, 3, 0, 4], 12_500_000_000),
                 write_latency: histogram(&[0, 0, 4, 0, 0], 2_000_000),
             }],
@@ -622,6 +640,9 @@ mod tests {
         for (prefix, want) in [
             ("tgt_lun_commands_in_flight{lun=\"3\"", 2.0),
             ("tgt_lun_commands_total{lun=\"3\"", 15.0),
+            ("tgt_lun_copies_total{lun=\"3\"", 2.0),
+            ("tgt_lun_copy_bytes_total{lun=\"3\"", 1_048_576.0),
+            ("tgt_lun_copy_failures_total{lun=\"3\"", 1.0),
             ("tgt_uring_submissions_total ", 20.0),
             ("tgt_uring_completions_total ", 19.0),
             ("tgt_uring_enter_calls_total ", 7.0),

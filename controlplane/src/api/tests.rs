@@ -359,6 +359,9 @@ fn metrics_follow_the_naming_rules() {
             check_conditions_total: 0,
             commands_total: 9,
             commands_in_flight: 0,
+            copies_total: 2,
+            copy_bytes_total: 1_048_576,
+            copy_failures_total: 1,
             read_latency: LatencyHistogram {
                 bounds_ns: vec![10_000],
                 counts: vec![4, 0],

@@ -437,6 +437,17 @@ pub struct LunStats {
     pub commands_total: u64,
     /// Commands executing in the logical unit now (a gauge).
     pub commands_in_flight: u64,
+    /// EXTENDED COPY commands this logical unit ran as copy manager (it received them):
+    /// those whose parameter list it accepted and that got a copy slot, good or failed.
+    /// Absent from data planes older than the counter.
+    #[serde(default)]
+    pub copies_total: u64,
+    /// Bytes those copies wrote to their destinations, failed copies' partial work included.
+    #[serde(default)]
+    pub copy_bytes_total: u64,
+    /// Those copies that failed (COPY ABORTED).
+    #[serde(default)]
+    pub copy_failures_total: u64,
     /// How long completed read commands (READ 6/10/12/16) executed in the logical unit,
     /// backend I/O and waits for a data buffer included. Timing starts when the command
     /// reaches the logical unit and stops when its status is known, before Data-In is
@@ -535,6 +546,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn lun_stats_from_a_data_plane_without_copy_counters_read_as_zero() {
+        let body = r#"{"target":"t","lun":0,"readCommandsTotal":1,"writeCommandsTotal":2,
+            "readBytesTotal":3,"writeBytesTotal":4,"checkConditionsTotal":0,"commandsTotal":3,
+            "commandsInFlight":0,"readLatency":{"boundsNs":[],"counts":[0],"sumNs":0},
+            "writeLatency":{"boundsNs":[],"counts":[0],"sumNs":0}}"#;
+        let l: LunStats = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (l.copies_total, l.copy_bytes_total, l.copy_failures_total),
+            (0, 0, 0)
+        );
+        assert_eq!(l.commands_total, 3);
+    }
 
     #[test]
     fn frame_header_round_trips() {
@@ -675,6 +700,9 @@ mod tests {
                     check_conditions_total: 0,
                     commands_total: 12,
                     commands_in_flight: 1,
+                    copies_total: 2,
+                    copy_bytes_total: 1_048_576,
+                    copy_failures_total: 1,
                     read_latency: LatencyHistogram {
                         bounds_ns: vec![10_000, 25_000],
                         counts: vec![3, 1, 1],

@@ -409,7 +409,9 @@ impl Controller {
                 Some(e) => e.clone(),
                 None => Arc::new(TargetEntry {
                     name: t.name().to_string(),
-                    scsi: Arc::new(lu::Target::new(t.name(), luns)),
+                    scsi: Arc::new(lu::Target::new(t.name(), luns).with_copy_scope(Arc::new(
+                        crate::live::PlaneCopyScope::new(self.shared()),
+                    ))),
                     tpgs,
                 }),
             };

@@ -51,7 +51,7 @@ mod tests;
 mod unit;
 mod xcopy;
 
-pub use target::{Admission, NexusAttentions, Target};
+pub use target::{Admission, CopyScope, NexusAttentions, Target};
 pub use unit::LogicalUnit;
 
 use crate::buf::IoBuf;

@@ -21,12 +21,26 @@ use std::time::Instant;
 /// The block size transfer lengths are computed in for a LUN without a logical unit.
 const NO_LUN_BLOCK_BYTES: u32 = 512;
 
+/// Where an EXTENDED COPY finds logical units of the data plane's other targets (SPC-4
+/// 6.4.5: a CSCD descriptor may name any logical unit the copy manager can reach). The
+/// data plane implements it over its live configuration and sessions; a target without
+/// one copies between its own logical units only.
+pub trait CopyScope: Send + Sync + std::fmt::Debug {
+    /// The targets other than `own` whose logical units the initiator named `initiator` may
+    /// name as copy sources and destinations.
+    fn reachable_targets(&self, own: &str, initiator: &str) -> Vec<Arc<Target>>;
+}
+
 /// The SCSI target device: a LUN map plus a synthetic LUN 0 when none is configured.
 #[derive(Debug)]
 pub struct Target {
+    /// The target's iSCSI name.
+    name: String,
     luns: BTreeMap<u16, Arc<LogicalUnit>>,
     /// Answers LUN 0 when `luns` has no logical unit there.
     controller: LogicalUnit,
+    /// The other targets an EXTENDED COPY may reach; `None`: this target's units only.
+    copy_scope: Option<Arc<dyn CopyScope>>,
 }
 
 impl Target {
@@ -37,9 +51,34 @@ impl Target {
             .filter(|(l, _)| *l <= luns::LUN_MAX)
             .collect();
         Self {
+            name: name.to_string(),
             luns: map,
             controller: LogicalUnit::controller(name),
+            copy_scope: None,
         }
+    }
+
+    /// Lets EXTENDED COPY through this target reach the logical units `scope` offers.
+    #[must_use]
+    pub fn with_copy_scope(mut self, scope: Arc<dyn CopyScope>) -> Self {
+        self.copy_scope = Some(scope);
+        self
+    }
+
+    /// The target's iSCSI name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The targets other than this one whose logical units the initiator of `nexus` may
+    /// name in an EXTENDED COPY (none without a copy scope).
+    pub(super) fn copy_peers(&self, nexus: &super::Nexus) -> Vec<Arc<Target>> {
+        let Some(scope) = &self.copy_scope else {
+            return Vec::new();
+        };
+        // The initiator port name is "<iSCSI name>,i,0x<ISID>" (RFC 7143 §4.2.7.1 / SAM-5).
+        let initiator = nexus.initiator_port.split(",i,").next().unwrap_or_default();
+        scope.reachable_targets(&self.name, initiator)
     }
 
     /// True when `lun` answers commands (a configured LU, or the synthetic LUN 0).

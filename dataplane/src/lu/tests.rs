@@ -1554,6 +1554,69 @@ async fn extended_copy_moves_blocks_within_and_across_luns_and_reports_results()
     assert_eq!(run(&t, &n, &xcopy_cdb(0), &[]).await.status, 0);
 }
 
+/// A copy scope that offers `peers` to the initiator named `allowed` only.
+#[derive(Debug)]
+struct FixedScope {
+    allowed: &'static str,
+    peers: Vec<Arc<Target>>,
+}
+
+impl super::CopyScope for FixedScope {
+    fn reachable_targets(&self, own: &str, initiator: &str) -> Vec<Arc<Target>> {
+        assert_eq!(own, "iqn.2024-01.test:tgt");
+        if initiator == self.allowed {
+            self.peers.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+#[tokio::test]
+async fn extended_copy_reaches_another_target_only_through_the_copy_scope() {
+    let mut c = cfg(0);
+    c.device_id = 9;
+    c.target_name = "iqn.2024-01.test:other".into();
+    let other_lu = Arc::new(
+        LogicalUnit::with_backend(
+            &c,
+            Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+        )
+        .unwrap(),
+    );
+    let n_other = other_lu.identity.naa();
+    let other = Arc::new(Target::new("iqn.2024-01.test:other", vec![(0, other_lu)]));
+    let (plain, na, _) = two_lun_target();
+    let n = nexus(1);
+    let l = xcopy_list(1, &[cscd(na), cscd(n_other)], &[b2b(0, 1, 8, 10, 30)]);
+    // Without a copy scope the other target's unit is not reachable.
+    let r = run(&plain, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(asc(&r), (0x0A, 0x0D, 0x02), "{r:?}");
+    // With one, the initiator it allows copies into the other target's unit.
+    let (t, _, _) = two_lun_target();
+    let t = t.with_copy_scope(Arc::new(FixedScope {
+        allowed: "iqn.init1",
+        peers: vec![Arc::clone(&other)],
+    }));
+    let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(run(&t, &n, &c10(0x2A, 0, 10, 8), &data).await.status, 0);
+    let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let back = other
+        .execute(0, &n, &c10(0x28, 0, 30, 8), &[][..], 1 << 20)
+        .await;
+    assert_eq!(back.data_in, data);
+    assert_eq!(
+        t.logical_unit(0).unwrap().counters().copies_total(),
+        (1, 4096)
+    );
+    // Another initiator (no session with the other target) cannot.
+    let r = run(&t, &nexus(2), &xcopy_cdb(l.len()), &l).await;
+    assert_eq!(asc(&r), (0x0A, 0x0D, 0x02), "{r:?}");
+    let s = t.logical_unit(0).unwrap().counters().stats("t", 0);
+    assert_eq!((s.copies_total, s.copy_failures_total), (2, 1));
+}
+
 #[tokio::test]
 async fn extended_copy_aborts_on_unknown_luns_bad_indexes_and_ranges() {
     let (t, na, _) = two_lun_target();

@@ -1,12 +1,29 @@
 //! EXTENDED COPY (LID1) and RECEIVE COPY RESULTS on a logical unit (SPC-4 6.4, 6.18): the
-//! copy manager resolves each identification CSCD descriptor to a logical unit of the same
-//! target by its NAA designator, then copies each block-to-block segment from the source's
-//! backend to the destination's, one data buffer at a time, without the data passing through
-//! the connection. Each read and each write holds its unit's medium gate shared (never both
+//! copy manager resolves each identification CSCD descriptor to a logical unit by its NAA
+//! designator (see below for which units it may name), then copies each block-to-block
+//! segment from the source's backend to the destination's, one data buffer at a time,
+//! without the data passing through the connection. Each read and each write holds its unit's medium gate shared (never both
 //! at once), so a copy neither tears an atomic write nor deadlocks against one. At most
 //! [`xcopy::MAX_CONCURRENT_COPIES`] copies run per logical unit; the status of the last
 //! copies whose LIST ID USAGE asks for it is kept, [`RESULTS_KEPT`] at most, for RECEIVE COPY
 //! RESULTS from the same I_T nexus.
+//!
+//! # Which logical units a copy may name
+//!
+//! A CSCD descriptor may name a disk of the target the EXTENDED COPY arrived through, or a
+//! disk of another target of the same data plane that the initiator (by iSCSI name, the
+//! part of the initiator port name before `,i,`) has a logged-in session with now
+//! ([`Target::copy_peers`], answered by the data plane's [`super::CopyScope`]). Why that
+//! rule: the copy must not give an initiator a path to data it could not read or write
+//! itself. A live session means the initiator passed that target's initiator ACL, source
+//! networks and CHAP at login, so the copy reaches only what the initiator could already
+//! reach with READ and WRITE; checking the ACL alone would skip CHAP, and any unit of the
+//! data plane (LIO's rule) would let an initiator of target A read target B's disks. VMware
+//! VAAI full copy fits the rule: the host is logged in to every target whose datastores it
+//! copies between. Logical units of another data plane are never reachable (COPY TARGET
+//! DEVICE NOT REACHABLE). Cross-target copies take the same bounds as the others: the copy
+//! manager's slot in [`xcopy::MAX_CONCURRENT_COPIES`], [`xcopy::MAX_SEGMENT_BYTES`] per
+//! segment, one data buffer at a time.
 
 use super::target::Target;
 use super::unit::{LogicalUnit, Role};
@@ -62,17 +79,24 @@ impl LogicalUnit {
             return Ok(Vec::new());
         };
         let _slot = self.copy_slot()?;
+        // This target's units first; the other targets are looked up only when a CSCD
+        // names a unit this target does not export.
+        let names = |u: &LogicalUnit, t: &xcopy::CopyTarget| {
+            u.role == Role::Disk && u.block_size == t.block_size && u.identity.naa() == t.naa
+        };
+        let mut peers: Option<Vec<Arc<Target>>> = None;
         let units: Vec<Option<Arc<LogicalUnit>>> = list
             .targets
             .iter()
             .map(|t| {
-                target
-                    .logical_units()
-                    .find(|u| {
-                        u.role == Role::Disk
-                            && u.block_size == t.block_size
-                            && u.identity.naa() == t.naa
-                    })
+                if let Some(u) = target.logical_units().find(|u| names(u, t)) {
+                    return Some(u.clone());
+                }
+                peers
+                    .get_or_insert_with(|| target.copy_peers(nexus))
+                    .iter()
+                    .flat_map(|p| p.logical_units())
+                    .find(|u| names(u, t))
                     .cloned()
             })
             .collect();
@@ -87,7 +111,7 @@ impl LogicalUnit {
             status.good = false;
             status.sense = Some(s);
         }
-        self.counters.note_copy(status.bytes);
+        self.counters.note_copy(status.bytes, !status.good);
         if list.held {
             let mut st = self.state();
             let results = &mut st.copies.results;

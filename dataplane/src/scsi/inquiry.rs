@@ -1,6 +1,7 @@
 //! INQUIRY data (SPC-4 6.6) and the VPD pages we support (SPC-4 7.8, SBC-3 6.6):
 //! 00h Supported VPD Pages, 80h Unit Serial Number, 83h Device Identification,
-//! B0h Block Limits, B1h Block Device Characteristics, B2h Logical Block Provisioning.
+//! 8Fh Third-party Copy (SPC-4 7.8.17, for the copy manager that standard INQUIRY's 3PC bit
+//! announces; its descriptors come from `super::xcopy`), B0h Block Limits, B1h Block Device Characteristics, B2h Logical Block Provisioning.
 //!
 //! Identifiers are derived from the target name and device id with FNV-1a, so they are
 //! stable across restarts and differ between LUs; nothing here reads the clock or disk.
@@ -31,6 +32,7 @@ pub mod page {
     pub const SUPPORTED: u8 = 0x00;
     pub const SERIAL: u8 = 0x80;
     pub const DEVICE_ID: u8 = 0x83;
+    pub const THIRD_PARTY_COPY: u8 = 0x8F;
     pub const BLOCK_LIMITS: u8 = 0xB0;
     pub const BLOCK_CHARACTERISTICS: u8 = 0xB1;
     pub const PROVISIONING: u8 = 0xB2;
@@ -178,6 +180,7 @@ impl Identity {
                 page::SUPPORTED,
                 page::SERIAL,
                 page::DEVICE_ID,
+                page::THIRD_PARTY_COPY,
                 page::BLOCK_LIMITS,
                 page::BLOCK_CHARACTERISTICS,
                 page::PROVISIONING,
@@ -198,7 +201,9 @@ impl Identity {
         d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
         d[4] = 74 - 5;
         if self.device_type == TYPE_DISK {
-            d[5] = 0x08; // 3PC: a copy manager (EXTENDED COPY) answers through this LU.
+            // 3PC: a copy manager (EXTENDED COPY) answers through this LU; the Third-party
+            // Copy VPD page describes it (SPC-4 6.6.2, 7.8.17), and only disks list it.
+            d[5] = 0x08;
         }
         d[7] = 0x02; // CMDQUE
         d[8..16].copy_from_slice(VENDOR_ID);
@@ -338,6 +343,10 @@ impl Identity {
             page::SUPPORTED => self.page_header(code, self.vpd_pages().to_vec()),
             page::SERIAL => self.page_header(code, self.serial().into_bytes()),
             page::DEVICE_ID => self.device_id_page(),
+            page::THIRD_PARTY_COPY => self.page_header(
+                code,
+                super::xcopy::third_party_copy_vpd_body(super::opcodes::OPS),
+            ),
             page::BLOCK_LIMITS => self.block_limits_page(),
             page::BLOCK_CHARACTERISTICS => self.characteristics_page(),
             _ => self.provisioning_page(),
@@ -379,6 +388,25 @@ mod tests {
             thin: true,
             removable: false,
         }
+    }
+
+    #[test]
+    fn three_pc_bit_and_the_third_party_copy_page_go_together() {
+        let controller = Identity {
+            device_type: TYPE_CONTROLLER,
+            ..disk()
+        };
+        for id in [disk(), controller] {
+            let three_pc = id.standard()[5] & 0x08 != 0;
+            let pages = id.vpd(page::SUPPORTED).unwrap();
+            let listed = pages[4..].contains(&page::THIRD_PARTY_COPY);
+            assert_eq!(three_pc, listed, "device type {}", id.device_type);
+            assert_eq!(id.vpd(page::THIRD_PARTY_COPY).is_ok(), listed);
+        }
+        let p = disk().vpd(page::THIRD_PARTY_COPY).unwrap();
+        assert_eq!((p[0], p[1]), (0, 0x8F));
+        // The first descriptor is Supported Commands (libiscsi looks for it).
+        assert_eq!(&p[4..6], &[0x00, 0x01]);
     }
 
     #[test]

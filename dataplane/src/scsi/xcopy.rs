@@ -1,8 +1,9 @@
 //! EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4, 6.18; 5.17 for the copy
 //! manager model): the parameter list parsed into copy targets and block-to-block segments,
-//! the limits we advertise, and the RECEIVE COPY RESULTS parameter data. Pure: the logical
-//! unit (`crate::lu`) resolves the copy targets to its target's logical units and moves the
-//! blocks.
+//! the limits we advertise, the RECEIVE COPY RESULTS parameter data, and the body of the
+//! Third-party Copy VPD page (SPC-4 7.8.17) that advertises the same commands, descriptors
+//! and limits. Pure: the logical unit (`crate::lu`) resolves the copy targets to logical
+//! units of the data plane and moves the blocks.
 //!
 //! Offered: identification CSCD descriptors (E4h) naming a logical unit by the NAA designator
 //! of its Device Identification page, and block device to block device segment descriptors
@@ -30,9 +31,15 @@ const _: () = assert!(CSCD_DESCRIPTOR_BYTES == 32 && SEGMENT_DESCRIPTOR_BYTES ==
 pub const MAX_SEGMENT_BYTES: u32 = 64 << 20;
 /// Copies one logical unit runs at once (MAXIMUM CONCURRENT COPIES).
 pub const MAX_CONCURRENT_COPIES: u8 = 4;
+/// DATA SEGMENT GRANULARITY as a power of two: 2^9 = 512 bytes.
+pub const DATA_SEGMENT_GRANULARITY_LOG2: u8 = 9;
 
 const TYPE_IDENTIFICATION_CSCD: u8 = 0xE4;
 const TYPE_BLOCK_TO_BLOCK: u8 = 0x02;
+/// The segment and CSCD descriptor type codes `parse` accepts, ascending (the IMPLEMENTED
+/// DESCRIPTOR LIST of the operating parameters and the Supported Descriptors list of the
+/// Third-party Copy VPD page).
+pub const SUPPORTED_DESCRIPTORS: [u8; 2] = [TYPE_BLOCK_TO_BLOCK, TYPE_IDENTIFICATION_CSCD];
 /// NAA designator type in a designation descriptor (SPC-4 7.8.6.1).
 const DESIGNATOR_NAA: u8 = 0x03;
 
@@ -229,7 +236,7 @@ pub fn failed_segment_data(s: &CopyStatus) -> Vec<u8> {
 
 /// RECEIVE COPY RESULTS / OPERATING PARAMETERS parameter data (SPC-4 6.18.4).
 pub fn operating_parameters() -> Vec<u8> {
-    let implemented = [TYPE_BLOCK_TO_BLOCK, TYPE_IDENTIFICATION_CSCD];
+    let implemented = SUPPORTED_DESCRIPTORS;
     let mut d = vec![0u8; 44];
     d[8..10].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
     d[10..12].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
@@ -238,13 +245,95 @@ pub fn operating_parameters() -> Vec<u8> {
     // MAXIMUM INLINE DATA LENGTH, HELD DATA LIMIT, MAXIMUM STREAM DEVICE TRANSFER SIZE: 0.
     d[34..36].copy_from_slice(&u16::from(MAX_CONCURRENT_COPIES).to_be_bytes());
     d[36] = MAX_CONCURRENT_COPIES;
-    // DATA SEGMENT GRANULARITY: 2^9 bytes.
-    d[37] = 9;
+    d[37] = DATA_SEGMENT_GRANULARITY_LOG2;
     d[43] = u8::try_from(implemented.len()).unwrap_or(0);
     d.extend_from_slice(&implemented);
     let avail = u32::try_from(d.len() - 4).unwrap_or(0);
     d[0..4].copy_from_slice(&avail.to_be_bytes());
     d
+}
+
+/// Third-party copy descriptor types of the Third-party Copy VPD page (SPC-4 7.8.17.1).
+pub mod tpc_descriptor {
+    /// Supported Commands (SPC-4 7.8.17.3).
+    pub const SUPPORTED_COMMANDS: u16 = 0x0001;
+    /// Parameter Data (SPC-4 7.8.17.5).
+    pub const PARAMETER_DATA: u16 = 0x0004;
+    /// Supported Descriptors (SPC-4 7.8.17.6).
+    pub const SUPPORTED_DESCRIPTORS: u16 = 0x0008;
+    /// Supported CSCD Descriptor IDs (SPC-4 7.8.17.7).
+    pub const SUPPORTED_CSCD_IDS: u16 = 0x000C;
+    /// General Copy Operations (SPC-4 7.8.17.10).
+    pub const GENERAL_COPY_OPERATIONS: u16 = 0x8001;
+}
+
+/// Appends one third-party copy descriptor: type, length, then `body` padded with zeroes to
+/// a multiple of four bytes (SPC-4 7.8.17.1: every descriptor length is a multiple of 4).
+fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
+    while !body.len().is_multiple_of(4) {
+        body.push(0);
+    }
+    out.extend_from_slice(&kind.to_be_bytes());
+    // Every body built here is a few dozen bytes.
+    out.extend_from_slice(&u16::try_from(body.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// The body (after the 4-byte page header) of the Third-party Copy VPD page (SPC-4 7.8.17),
+/// the descriptors SPC-4 makes mandatory for a copy manager that offers EXTENDED COPY (LID1):
+///
+/// - Supported Commands: every EXTENDED COPY and RECEIVE COPY RESULTS service action of
+///   `ops` (the opcode registry, so the page lists what the decoder accepts);
+/// - Parameter Data: the descriptor counts and list length `parse` enforces, no inline data;
+/// - Supported Descriptors: [`SUPPORTED_DESCRIPTORS`];
+/// - Supported CSCD Descriptor IDs: none (we offer no CSCD ID above 07FFh);
+/// - General Copy Operations: [`MAX_CONCURRENT_COPIES`] concurrent copies (total and
+///   identified), [`MAX_SEGMENT_BYTES`] per segment, the data segment granularity.
+pub fn third_party_copy_vpd_body(ops: &[super::opcodes::OpEntry]) -> Vec<u8> {
+    use super::cdb::op;
+    let mut out = Vec::new();
+
+    let mut commands = Vec::new();
+    for opcode in [op::EXTENDED_COPY, op::RECEIVE_COPY_RESULTS] {
+        let actions: Vec<u8> = ops
+            .iter()
+            .filter(|e| e.opcode == opcode)
+            .filter_map(|e| e.service_action.and_then(|a| u8::try_from(a).ok()))
+            .collect();
+        if actions.is_empty() {
+            continue;
+        }
+        commands.push(opcode);
+        commands.push(u8::try_from(actions.len()).unwrap_or(0));
+        commands.extend_from_slice(&actions);
+    }
+    let mut body = vec![u8::try_from(commands.len()).unwrap_or(0)];
+    body.extend_from_slice(&commands);
+    tpc_descriptor(&mut out, tpc_descriptor::SUPPORTED_COMMANDS, body);
+
+    let mut body = vec![0u8; 28];
+    body[4..6].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
+    body[6..8].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
+    body[8..12].copy_from_slice(&MAX_DESCRIPTOR_LIST_BYTES.to_be_bytes());
+    // MAXIMUM INLINE DATA LENGTH (bytes 12..16): 0, `parse` refuses inline data.
+    tpc_descriptor(&mut out, tpc_descriptor::PARAMETER_DATA, body);
+
+    let mut body = vec![u8::try_from(SUPPORTED_DESCRIPTORS.len()).unwrap_or(0)];
+    body.extend_from_slice(&SUPPORTED_DESCRIPTORS);
+    tpc_descriptor(&mut out, tpc_descriptor::SUPPORTED_DESCRIPTORS, body);
+
+    // SUPPORTED CSCD DESCRIPTOR IDS LIST LENGTH 0.
+    tpc_descriptor(&mut out, tpc_descriptor::SUPPORTED_CSCD_IDS, vec![0u8; 2]);
+
+    let mut body = vec![0u8; 32];
+    let copies = u32::from(MAX_CONCURRENT_COPIES);
+    body[0..4].copy_from_slice(&copies.to_be_bytes());
+    body[4..8].copy_from_slice(&copies.to_be_bytes());
+    body[8..12].copy_from_slice(&MAX_SEGMENT_BYTES.to_be_bytes());
+    body[12] = DATA_SEGMENT_GRANULARITY_LOG2;
+    // INLINE DATA GRANULARITY 2^0: there is no inline data.
+    tpc_descriptor(&mut out, tpc_descriptor::GENERAL_COPY_OPERATIONS, body);
+    out
 }
 
 /// Parameter-list pieces for tests of the copy manager, here and in `lu`.
@@ -345,6 +434,106 @@ mod tests {
         let many: Vec<Vec<u8>> = (0..30).map(|_| seg(0, 0, 1, 0, 0)).collect();
         let l = list(1, 0, &[cscd([0x60; 16])], &many);
         assert_eq!(key(parse(&l, len(&l))), (5, 0x1A, 0));
+    }
+
+    /// Walks the descriptors of a Third-party Copy VPD page body as an initiator does
+    /// (libiscsi's `scsi_inquiry_unmarshall_third_party_copy`, sg3_utils' `sg_vpd`): type,
+    /// length, body; every length a multiple of 4 and the walk ending exactly at the end.
+    fn tpc_descriptors(mut b: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let kind = u16::from_be_bytes([b[0], b[1]]);
+            let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+            assert_eq!(len % 4, 0, "descriptor {kind:04x} length {len}");
+            out.push((kind, b[4..4 + len].to_vec()));
+            b = &b[4 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn third_party_copy_page_advertises_what_parse_and_the_copy_manager_enforce() {
+        let body = third_party_copy_vpd_body(crate::scsi::opcodes::OPS);
+        let d = tpc_descriptors(&body);
+        let kinds: Vec<u16> = d.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            [
+                tpc_descriptor::SUPPORTED_COMMANDS,
+                tpc_descriptor::PARAMETER_DATA,
+                tpc_descriptor::SUPPORTED_DESCRIPTORS,
+                tpc_descriptor::SUPPORTED_CSCD_IDS,
+                tpc_descriptor::GENERAL_COPY_OPERATIONS,
+            ]
+        );
+        // Supported Commands: a list of (opcode, count, service actions...).
+        let cmds = &d[0].1;
+        let n = usize::from(cmds[0]);
+        let mut list = &cmds[1..=n];
+        let mut seen = Vec::new();
+        while !list.is_empty() {
+            let k = usize::from(list[1]);
+            seen.push((list[0], list[2..2 + k].to_vec()));
+            list = &list[2 + k..];
+        }
+        assert_eq!(
+            seen,
+            [(0x83, vec![0x00]), (0x84, vec![0x00, 0x03, 0x04])],
+            "EXTENDED COPY (LID1) and the RECEIVE COPY RESULTS service actions the decoder takes"
+        );
+        assert!(cmds[1 + n..].iter().all(|&b| b == 0), "padding is zero");
+        for (opcode, actions) in &seen {
+            for a in actions {
+                let mut cdb = [0u8; 16];
+                cdb[0] = *opcode;
+                cdb[1] = *a;
+                assert!(
+                    crate::scsi::cdb::decode(&cdb).is_ok(),
+                    "{opcode:02x}/{a:02x}"
+                );
+            }
+        }
+        // Parameter Data.
+        let p = &d[1].1;
+        assert_eq!(p.len(), 28);
+        assert_eq!(u16::from_be_bytes([p[4], p[5]]), MAX_CSCD_DESCRIPTORS);
+        assert_eq!(u16::from_be_bytes([p[6], p[7]]), MAX_SEGMENT_DESCRIPTORS);
+        assert_eq!(
+            u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+            MAX_DESCRIPTOR_LIST_BYTES
+        );
+        assert_eq!(&p[12..16], &[0, 0, 0, 0], "no inline data");
+        // Supported Descriptors and CSCD IDs.
+        let s = &d[2].1;
+        assert_eq!(&s[1..1 + usize::from(s[0])], &SUPPORTED_DESCRIPTORS);
+        assert_eq!(&d[3].1[..2], &[0, 0]);
+        // General Copy Operations.
+        let g = &d[4].1;
+        assert_eq!(g.len(), 32);
+        let be32 = |i: usize| u32::from_be_bytes([g[i], g[i + 1], g[i + 2], g[i + 3]]);
+        assert_eq!(be32(0), u32::from(MAX_CONCURRENT_COPIES));
+        assert_eq!(be32(4), u32::from(MAX_CONCURRENT_COPIES));
+        assert_eq!(be32(8), MAX_SEGMENT_BYTES);
+        assert_eq!(g[12], DATA_SEGMENT_GRANULARITY_LOG2);
+        // And the operating parameters of RECEIVE COPY RESULTS agree with the page.
+        let op = operating_parameters();
+        assert_eq!(&op[8..16], &p[4..12]);
+        assert_eq!(&op[16..20], &g[8..12]);
+        assert_eq!(op[37], g[12]);
+        assert_eq!(&op[44..], &SUPPORTED_DESCRIPTORS);
+    }
+
+    #[test]
+    fn third_party_copy_page_lists_only_the_commands_the_registry_has() {
+        // Without the copy commands in the registry there is nothing to list.
+        let ops: Vec<_> = crate::scsi::opcodes::OPS
+            .iter()
+            .filter(|e| e.opcode != 0x84)
+            .copied()
+            .collect();
+        let body = third_party_copy_vpd_body(&ops);
+        let d = tpc_descriptors(&body);
+        assert_eq!(&d[0].1[..4], &[3, 0x83, 1, 0x00]);
     }
 
     #[test]

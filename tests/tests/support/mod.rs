@@ -154,7 +154,7 @@ pub fn spawn_ready(mut cmd: Command, ready: &Path, log: PathBuf, what: &str) -> 
 }
 
 /// The `"key":"value"` string value of `key` in a ready file's JSON text, parsed.
-fn ready_value<T: std::str::FromStr>(text: &str, key: &str) -> Option<T> {
+pub fn ready_value<T: std::str::FromStr>(text: &str, key: &str) -> Option<T> {
     text.split(&format!("\"{key}\":\""))
         .nth(1)
         .and_then(|r| r.split('"').next())
