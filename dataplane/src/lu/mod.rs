@@ -20,6 +20,7 @@
 //! LogicalUnit::with_backend(&LuConfig, Backend) -> Result<LogicalUnit, BackendError>
 //! LogicalUnit::grow_to(&self, size_bytes) -> Result<u64, BackendError>   // online resize (blocking)
 //! LogicalUnit::refresh_capacity(&self) -> bool   // the backend's size changed: publish it, UA
+//! LogicalUnit::set_port_groups(&self, &PortGroups) -> bool   // new ALUA states: apply, UA
 //! Target::new(name, Vec<(u16, Arc<LogicalUnit>)>) -> Target
 //! Target::execute(&self, lun, &Nexus, cdb, data_out, expected_in_len).await -> ScsiResponse
 //! Target::task_management(&self, TmFunction, lun, &Nexus) -> TmResponse
