@@ -5,6 +5,7 @@
 //! cannot be reached. `tgtctl quickstart` starts the two daemons with a demo target.
 
 pub mod access;
+pub mod alua;
 pub mod apply;
 pub mod client;
 pub mod quickstart;
@@ -131,6 +132,12 @@ pub enum Command {
         after_help = "Examples:\n  tgtctl portal list\n  tgtctl portal create --id 0 --address 0.0.0.0:3260\n  tgtctl portal delete 0"
     )]
     Portal(resources::PortalCmd),
+    /// ALUA: this gateway's target port group, its peers, and each storage's access states.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tgtctl alua set --group 1 --peer 2\n  tgtctl alua states 1\n  tgtctl alua set-state 1 standby"
+    )]
+    Alua(alua::AluaCmd),
     /// Process-wide performance settings.
     #[command(
         subcommand,
@@ -214,6 +221,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Storage(c) => resources::storage(&client()?, out, c),
         Command::Portal(c) => resources::portal(&client()?, out, c),
         Command::Perf(c) => resources::perf(&client()?, out, c),
+        Command::Alua(c) => alua::alua(&client()?, out, c),
         Command::Session(c) => resources::session(&client()?, out, c),
         Command::Status => status::status(&client()?, out),
         Command::Config(c) => apply::config(&client()?, out, c),

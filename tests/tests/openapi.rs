@@ -951,6 +951,7 @@ fn sample_path(template: &str) -> String {
             "{name}" => IQN.to_string(),
             "{lun}" => "0".to_string(),
             "{tsih}" => "1".to_string(),
+            "{group}" => "1".to_string(),
             s if s.starts_with('{') => panic!("no sample value for path parameter {s}"),
             s => s.to_string(),
         })
@@ -1189,6 +1190,32 @@ fn every_operation_answers_with_a_status_and_body_its_spec_declares() {
     api.json(400, "PUT", "/api/v1/performance", &json!({"colour": 1}));
     api.stale("DELETE", "/api/v1/performance", None);
     api.delete(204, "/api/v1/performance");
+
+    // ALUA: the gateway's groups, then one storage's states.
+    api.get(404, "/api/v1/alua");
+    let alua = json!({"targetPortGroup": 1, "peerGroups": [{"targetPortGroup": 2}]});
+    api.json(200, "PUT", "/api/v1/alua", &alua);
+    api.get(200, "/api/v1/alua");
+    api.stale("PUT", "/api/v1/alua", Some(&alua));
+    api.json(422, "PUT", "/api/v1/alua", &json!({"targetPortGroup": 0}));
+    api.json(400, "PUT", "/api/v1/alua", &json!({"colour": 1}));
+    api.get(200, "/api/v1/storages/42/alua");
+    api.get(404, "/api/v1/storages/99/alua");
+    let standby = json!({"state": "standby"});
+    api.json(200, "PUT", "/api/v1/storages/42/alua/2", &standby);
+    api.json(404, "PUT", "/api/v1/storages/42/alua/9", &standby);
+    api.json(404, "PUT", "/api/v1/storages/99/alua/1", &standby);
+    api.stale("PUT", "/api/v1/storages/42/alua/1", Some(&standby));
+    api.json(
+        400,
+        "PUT",
+        "/api/v1/storages/42/alua/1",
+        &json!({"state": "sleepy"}),
+    );
+    // Storage 42 names peer group 2: the section cannot lose it.
+    api.json(422, "PUT", "/api/v1/alua", &json!({"targetPortGroup": 1}));
+    api.stale("DELETE", "/api/v1/alua", None);
+    api.delete(422, "/api/v1/alua");
 
     // The whole config: dry runs, a replace, and the refusals.
     let r = api.get(200, "/api/v1/config");

@@ -3,6 +3,7 @@
 //! Shared here: the router, the bearer-token guard and audit trail of changes, the body,
 //! path and query extractors that answer bad input with a problem document, and ETags.
 
+pub mod alua;
 pub mod config;
 pub mod crud;
 pub mod health;
@@ -60,6 +61,12 @@ pub fn router(state: AppState) -> Router {
                 .put(storages::put)
                 .delete(storages::delete),
         )
+        .route("/storages/{device_id}/alua", get(alua::states))
+        .route(
+            "/storages/{device_id}/alua/{group}",
+            axum::routing::put(alua::set_state),
+        )
+        .route("/alua", get(alua::get).put(alua::put).delete(alua::delete))
         .route("/portals", get(portals::list).post(portals::create))
         .route(
             "/portals/{id}",

@@ -278,3 +278,55 @@ mod tests {
         assert_eq!(serde_json::from_str::<Problem>(&text).unwrap(), p);
     }
 }
+
+/// The access state of one target port group for one storage's logical units, as
+/// `GET /api/v1/storages/{device_id}/alua` lists them: every group of the `alua` section,
+/// this gateway's first, with its state resolved (`active-optimized` when `aluaStates`
+/// does not name it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AluaGroupState {
+    /// The target port group.
+    pub target_port_group: u16,
+    /// Whether it is this gateway's group (the others are its peers).
+    pub local: bool,
+    /// Its asymmetric access state for the storage.
+    pub state: crate::AluaState,
+}
+
+/// The body of `PUT /api/v1/storages/{device_id}/alua/{group}`: the new state of that
+/// target port group for the storage's logical units.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AluaStateChange {
+    /// The asymmetric access state to set.
+    pub state: crate::AluaState,
+}
+
+impl AluaGroupState {
+    /// The resolved states of `storage` for the groups of `alua` (absent: group 1 alone).
+    pub fn list(alua: Option<&crate::Alua>, storage: &Storage) -> Vec<AluaGroupState> {
+        let (local, peers): (u16, Vec<u16>) = match alua {
+            Some(a) => (
+                a.target_port_group,
+                a.peer_groups.iter().map(|p| p.target_port_group).collect(),
+            ),
+            None => (1, Vec::new()),
+        };
+        std::iter::once((local, true))
+            .chain(peers.into_iter().map(|g| (g, false)))
+            .map(|(g, local)| AluaGroupState {
+                target_port_group: g,
+                local,
+                state: storage
+                    .alua_states
+                    .iter()
+                    .find(|(k, _)| crate::validate::parse_decimal(k) == Some(u64::from(g)))
+                    .map(|(_, s)| *s)
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}

@@ -78,6 +78,124 @@ pub struct Config {
     /// credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<Box<Discovery>>,
+    /// This gateway's place in a group of gateways that export the same logical units
+    /// (asymmetric logical unit access, SPC-4 5.15); absent: target port group 1 with
+    /// relative target port 1 and no peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alua: Option<Alua>,
+}
+
+/// Lowest target port group and relative target port identifier: SPC-4 reserves 0 for
+/// both (7.8.6.6.7, 7.8.6.6.8).
+pub const ALUA_ID_MIN: u16 = 1;
+
+/// Most peer groups one gateway lists: REPORT TARGET PORT GROUPS data stays small, and no
+/// HA group we deploy has more than a handful of gateways.
+pub const ALUA_PEER_GROUPS_MAX: usize = 32;
+
+/// This data plane's target port group and its peers (SPC-4 5.15: implicit asymmetric
+/// logical unit access). One gateway is one target port group with one SCSI target port:
+/// every portal of this data plane reaches the same port, because an iSCSI session (and
+/// so an I_T nexus) may span the portals of its portal group (RFC 7143 §4.4.1).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Alua {
+    /// This gateway's target port group (1..=65535), reported in the Device
+    /// Identification VPD page and by REPORT TARGET PORT GROUPS. Each gateway of an HA
+    /// group has its own.
+    pub target_port_group: u16,
+    /// This gateway's relative target port identifier (1..=65535), unique within the HA
+    /// group. Defaults to `targetPortGroup`, so two gateways with groups 1 and 2 get
+    /// ports 1 and 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_target_port: Option<u16>,
+    /// The other gateways of the HA group, listed by REPORT TARGET PORT GROUPS with the
+    /// state each storage's `aluaStates` gives them (at most 32).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_groups: Vec<AluaPeerGroup>,
+}
+
+/// Another gateway of the HA group, as this gateway reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AluaPeerGroup {
+    /// The peer's target port group (1..=65535), different from every other group.
+    pub target_port_group: u16,
+    /// The peer's relative target port identifier (1..=65535), different from every
+    /// other port of the HA group. Defaults to `targetPortGroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_target_port: Option<u16>,
+}
+
+/// The asymmetric access state of a target port group for a logical unit (SPC-4 5.15.2.4).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AluaState {
+    /// Every command, at full speed: the preferred path (the default).
+    #[default]
+    ActiveOptimized,
+    /// Every command, possibly slower: a path the initiator uses when no optimized one is
+    /// left.
+    ActiveNonOptimized,
+    /// Medium access refused with NOT READY, TARGET PORT IN STANDBY STATE; INQUIRY,
+    /// REPORT LUNS, REPORT TARGET PORT GROUPS, REQUEST SENSE, mode and reservation
+    /// commands still served.
+    Standby,
+    /// Only INQUIRY, REPORT LUNS, REPORT TARGET PORT GROUPS and REQUEST SENSE served;
+    /// the rest is NOT READY, TARGET PORT IN UNAVAILABLE STATE.
+    Unavailable,
+    /// Changing state: the same commands as unavailable served, the rest NOT READY,
+    /// ASYMMETRIC ACCESS STATE TRANSITION (the initiator retries).
+    Transitioning,
+}
+
+impl AluaState {
+    /// The configuration name (`active-optimized`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AluaState::ActiveOptimized => "active-optimized",
+            AluaState::ActiveNonOptimized => "active-non-optimized",
+            AluaState::Standby => "standby",
+            AluaState::Unavailable => "unavailable",
+            AluaState::Transitioning => "transitioning",
+        }
+    }
+
+    /// Every state, in SPC-4's order.
+    pub const ALL: [AluaState; 5] = [
+        AluaState::ActiveOptimized,
+        AluaState::ActiveNonOptimized,
+        AluaState::Standby,
+        AluaState::Unavailable,
+        AluaState::Transitioning,
+    ];
+}
+
+impl std::fmt::Display for AluaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AluaState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AluaState::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not an ALUA state (active-optimized, active-non-optimized, \
+                     standby, unavailable, transitioning)"
+                )
+            })
+    }
 }
 
 /// Settings of discovery sessions.
@@ -321,6 +439,14 @@ pub struct Storage {
     /// CPUs this storage's I/O threads may run on, in Linux list syntax such as `0-3,6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_list: Option<String>,
+    /// Asymmetric access state of each target port group for this storage's logical
+    /// units: the key is the group (`alua.targetPortGroup` or a peer's, as a decimal
+    /// string), the value its state. A group not listed is `active-optimized`, so a
+    /// storage without the key behaves as before ALUA. Changing only this key changes the
+    /// states live: the logical units stay open and every I_T nexus gets UNIT ATTENTION,
+    /// ASYMMETRIC ACCESS STATE CHANGED.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alua_states: BTreeMap<String, AluaState>,
 }
 
 /// One network portal: an address the data plane listens on.

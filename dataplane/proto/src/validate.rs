@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cidr::Cidr;
+use crate::config::{Alua, AluaState, ALUA_ID_MIN, ALUA_PEER_GROUPS_MAX};
 use crate::config::{
     BackendType, Config, Performance, Portal, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
     IO_URING_QUEUE_DEPTH_DEFAULT, IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT, LUN_MAX,
@@ -75,6 +76,47 @@ pub struct ValidConfig {
     targets: BTreeMap<String, ValidTarget>,
     performance: ValidPerformance,
     discovery_chap: Option<ValidChap>,
+    alua: ValidAlua,
+}
+
+/// The `alua` section resolved: this gateway's target port group and relative target
+/// port, and its peers', each as `(group, relative port)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidAlua {
+    local: (u16, u16),
+    peers: Vec<(u16, u16)>,
+}
+
+impl Default for ValidAlua {
+    /// No `alua` section: group 1, relative target port 1, no peers.
+    fn default() -> Self {
+        Self {
+            local: (1, 1),
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl ValidAlua {
+    /// This gateway's target port group.
+    pub fn target_port_group(&self) -> u16 {
+        self.local.0
+    }
+
+    /// This gateway's relative target port identifier.
+    pub fn relative_target_port(&self) -> u16 {
+        self.local.1
+    }
+
+    /// The peer groups as `(target port group, relative target port)`, in config order.
+    pub fn peers(&self) -> &[(u16, u16)] {
+        &self.peers
+    }
+
+    /// Whether `group` is this gateway's or a peer's.
+    pub fn knows_group(&self, group: u16) -> bool {
+        self.local.0 == group || self.peers.iter().any(|(g, _)| *g == group)
+    }
 }
 
 /// Longest CHAP secret or name we accept, in bytes: the iSCSI text value limit (RFC 7143
@@ -288,6 +330,7 @@ pub struct ValidStorage {
     numa_enabled: bool,
     thin_provisioning: bool,
     cpu_list: Option<CpuList>,
+    alua_states: BTreeMap<u16, AluaState>,
 }
 
 /// A validated portal.
@@ -363,6 +406,11 @@ impl ValidConfig {
     /// CHAP credentials discovery sessions must present, if any.
     pub fn discovery_chap(&self) -> Option<&ValidChap> {
         self.discovery_chap.as_ref()
+    }
+
+    /// The resolved `alua` section.
+    pub fn alua(&self) -> &ValidAlua {
+        &self.alua
     }
 
     /// The resolved `performance` section.
@@ -441,6 +489,24 @@ impl ValidStorage {
                     size_bytes: self.size_bytes,
                     ..other.clone()
                 }
+    }
+
+    /// True when `other` is this storage, except perhaps for its `size` and `aluaStates`:
+    /// the changes the data plane applies to open logical units (an online resize, new
+    /// access states) instead of reopening them.
+    pub fn same_but_live_settings(&self, other: &ValidStorage) -> bool {
+        *self
+            == ValidStorage {
+                size_bytes: self.size_bytes,
+                alua_states: self.alua_states.clone(),
+                ..other.clone()
+            }
+    }
+
+    /// The access state of target port group `group` for this storage's logical units:
+    /// its `aluaStates` entry, else active/optimized.
+    pub fn alua_state(&self, group: u16) -> AluaState {
+        self.alua_states.get(&group).copied().unwrap_or_default()
     }
 
     /// io_uring queue depth in 1..=32768, not yet rounded to a power of two: the storage's
@@ -723,7 +789,11 @@ impl Config {
         // defaults, but its problems are reported last, in document order.
         let mut perf_problems = Problems::default();
         let performance = validate_performance(&mut perf_problems, self.performance.as_ref());
-        let storages = validate_storages(&mut p, &self.storages, &performance);
+        // The alua section is resolved before the storages that name its groups; its
+        // problems are reported after the targets', in document order.
+        let mut alua_problems = Problems::default();
+        let alua = validate_alua(&mut alua_problems, self.alua.as_ref());
+        let storages = validate_storages(&mut p, &self.storages, &performance, &alua);
         let portals = validate_portals(&mut p, &self.iscsi_portals);
         let mut targets = BTreeMap::new();
         for (name, target) in &self.iscsi_targets {
@@ -737,6 +807,7 @@ impl Config {
             .and_then(|d| d.auth.as_ref())
             .and_then(|a| a.chap.as_ref())
             .and_then(|c| validate_chap(&mut p, "discovery.auth.chap", c));
+        p.0.append(&mut alua_problems.0);
         p.0.append(&mut perf_problems.0);
         if p.0.is_empty() {
             Ok(ValidConfig {
@@ -746,6 +817,7 @@ impl Config {
                 targets,
                 performance,
                 discovery_chap,
+                alua,
             })
         } else {
             Err(ValidationError { errors: p.0 })
@@ -810,10 +882,81 @@ fn validate_performance(p: &mut Problems, perf: Option<&Performance>) -> ValidPe
     }
 }
 
+/// Checks the `alua` section: ids in 1..=65535, every group and every relative target
+/// port of the HA group distinct, at most [`ALUA_PEER_GROUPS_MAX`] peers.
+fn validate_alua(p: &mut Problems, alua: Option<&Alua>) -> ValidAlua {
+    let Some(a) = alua else {
+        return ValidAlua::default();
+    };
+    let id = |p: &mut Problems, path: String, v: u16| {
+        if v < ALUA_ID_MIN {
+            p.push(path, "0 is reserved (SPC-4): use 1..=65535");
+        }
+        v
+    };
+    let group = id(p, "alua.targetPortGroup".into(), a.target_port_group);
+    let port = match a.relative_target_port {
+        Some(r) => id(p, "alua.relativeTargetPort".into(), r),
+        None => group,
+    };
+    if a.peer_groups.len() > ALUA_PEER_GROUPS_MAX {
+        p.push(
+            "alua.peerGroups",
+            format!(
+                "{} peer groups, at most {ALUA_PEER_GROUPS_MAX}",
+                a.peer_groups.len()
+            ),
+        );
+    }
+    let mut peers: Vec<(u16, u16)> = Vec::new();
+    for (i, peer) in a.peer_groups.iter().enumerate() {
+        let at = |key: &str| format!("alua.peerGroups[{i}].{key}");
+        let g = id(p, at("targetPortGroup"), peer.target_port_group);
+        let r = match peer.relative_target_port {
+            Some(r) => id(p, at("relativeTargetPort"), r),
+            None => g,
+        };
+        let group_clash = if g == group {
+            Some("alua.targetPortGroup".to_string())
+        } else {
+            peers
+                .iter()
+                .position(|(pg, _)| *pg == g)
+                .map(|j| format!("alua.peerGroups[{j}]"))
+        };
+        if let Some(other) = group_clash {
+            p.push(
+                at("targetPortGroup"),
+                format!("duplicate target port group {g} (also {other})"),
+            );
+        }
+        let port_clash = if r == port {
+            Some("this gateway's relative target port".to_string())
+        } else {
+            peers
+                .iter()
+                .position(|(_, pr)| *pr == r)
+                .map(|j| format!("alua.peerGroups[{j}]"))
+        };
+        if let Some(other) = port_clash {
+            p.push(
+                at("relativeTargetPort"),
+                format!("duplicate relative target port {r} (also {other})"),
+            );
+        }
+        peers.push((g, r));
+    }
+    ValidAlua {
+        local: (group, port),
+        peers,
+    }
+}
+
 fn validate_storages(
     p: &mut Problems,
     storages: &[Storage],
     perf: &ValidPerformance,
+    alua: &ValidAlua,
 ) -> BTreeMap<u64, ValidStorage> {
     // A storage with a problem is still recorded (the config is refused anyway), so that
     // LUNs referring to it are not also reported as referring to a missing storage.
@@ -906,6 +1049,25 @@ fn validate_storages(
             _ => {}
         }
         let cpus = cpu_list(p, at("cpuList"), s.cpu_list.as_ref());
+        let mut alua_states = BTreeMap::new();
+        for (key, state) in &s.alua_states {
+            let path = format!("storages[{i}].aluaStates.{}", quote_key(key));
+            match parse_decimal(key).and_then(|g| u16::try_from(g).ok()) {
+                Some(g) if alua.knows_group(g) => {
+                    if alua_states.insert(g, *state).is_some() {
+                        p.push(path, format!("target port group {g} is given twice"));
+                    }
+                }
+                Some(g) => p.push(
+                    path,
+                    format!(
+                        "target port group {g} is neither alua.targetPortGroup ({}) nor in alua.peerGroups",
+                        alua.target_port_group()
+                    ),
+                ),
+                None => p.push(path, "not a target port group number 1..=65535"),
+            }
+        }
         if duplicate_id {
             continue;
         }
@@ -939,6 +1101,7 @@ fn validate_storages(
                 numa_enabled,
                 thin_provisioning: s.thin_provisioning.unwrap_or(true),
                 cpu_list: cpus,
+                alua_states,
             },
         );
     }
@@ -1815,5 +1978,87 @@ mod tests {
         let t = c.targets().next().unwrap();
         assert!(t.access().chap().unwrap().has_short_secret());
         assert!(!t.access().is_open());
+    }
+
+    #[test]
+    fn without_alua_the_gateway_is_group_1_port_1_and_states_are_active_optimized() {
+        let c = valid(&with_storage(""));
+        assert_eq!(c.alua().target_port_group(), 1);
+        assert_eq!(c.alua().relative_target_port(), 1);
+        assert!(c.alua().peers().is_empty());
+        assert_eq!(
+            c.storage(1).unwrap().alua_state(1),
+            AluaState::ActiveOptimized
+        );
+    }
+
+    #[test]
+    fn alua_section_resolves_ports_and_storage_states() {
+        let c = valid(
+            r#"{"alua":{"targetPortGroup":2,"peerGroups":[{"targetPortGroup":1},
+                  {"targetPortGroup":7,"relativeTargetPort":70}]},
+                "storages":[{"deviceID":1,"path":"/d/a",
+                  "aluaStates":{"1":"standby","2":"active-non-optimized"}}]}"#,
+        );
+        assert_eq!(c.alua().target_port_group(), 2);
+        assert_eq!(c.alua().relative_target_port(), 2, "defaults to the group");
+        assert_eq!(c.alua().peers(), &[(1, 1), (7, 70)]);
+        let s = c.storage(1).unwrap();
+        assert_eq!(s.alua_state(2), AluaState::ActiveNonOptimized);
+        assert_eq!(s.alua_state(1), AluaState::Standby);
+        assert_eq!(s.alua_state(7), AluaState::ActiveOptimized, "not listed");
+        // The document round-trips with its shape.
+        let json = serde_json::to_string(c.as_config()).unwrap();
+        assert!(json.contains(r#""aluaStates":{"1":"standby","2":"active-non-optimized"}"#));
+        assert!(!json.contains("relativeTargetPort\":2"));
+    }
+
+    #[test]
+    fn only_alua_states_and_size_are_live_settings() {
+        let a = valid(&with_storage(r#","size":1048576"#));
+        let b = valid(&with_storage(
+            r#","size":2097152,"aluaStates":{"1":"standby"}"#,
+        ));
+        let c = valid(&with_storage(r#","readOnly":true"#));
+        let (a, b, c) = (
+            a.storage(1).unwrap(),
+            b.storage(1).unwrap(),
+            c.storage(1).unwrap(),
+        );
+        assert!(a.same_but_live_settings(b));
+        assert!(!a.same_but_live_settings(c));
+        assert!(!a.differs_only_in_size(b), "the states differ too");
+    }
+
+    #[test]
+    fn refuses_bad_alua_settings() {
+        check(
+            r#"{"alua":{"targetPortGroup":0,"relativeTargetPort":0,"peerGroups":[
+                  {"targetPortGroup":0},{"targetPortGroup":3,"relativeTargetPort":3},
+                  {"targetPortGroup":3,"relativeTargetPort":9},
+                  {"targetPortGroup":4,"relativeTargetPort":3}]}}"#,
+            &[
+                "alua.targetPortGroup: 0 is reserved (SPC-4): use 1..=65535",
+                "alua.relativeTargetPort: 0 is reserved (SPC-4): use 1..=65535",
+                "alua.peerGroups[0].targetPortGroup: 0 is reserved (SPC-4): use 1..=65535",
+                "alua.peerGroups[0].targetPortGroup: duplicate target port group 0 (also alua.targetPortGroup)",
+                "alua.peerGroups[0].relativeTargetPort: duplicate relative target port 0 (also this gateway's relative target port)",
+                "alua.peerGroups[2].targetPortGroup: duplicate target port group 3 (also alua.peerGroups[1])",
+                "alua.peerGroups[3].relativeTargetPort: duplicate relative target port 3 (also alua.peerGroups[1])",
+            ],
+        );
+        check(
+            r#"{"storages":[{"deviceID":1,"path":"/d/a",
+                  "aluaStates":{"2":"standby","x":"standby","1":"standby","01":"unavailable"}}]}"#,
+            &[
+                r#"storages[0].aluaStates."1": target port group 1 is given twice"#,
+                r#"storages[0].aluaStates."2": target port group 2 is neither alua.targetPortGroup (1) nor in alua.peerGroups"#,
+                r#"storages[0].aluaStates."x": not a target port group number 1..=65535"#,
+            ],
+        );
+        let unknown: Result<Config, _> = serde_json::from_str(
+            r#"{"storages":[{"deviceID":1,"path":"/d/a","aluaStates":{"1":"active"}}]}"#,
+        );
+        assert!(unknown.is_err(), "an unknown state name is refused");
     }
 }

@@ -93,6 +93,9 @@ pub struct Controller {
 struct Prepared {
     lus: BTreeMap<(String, u16), AppliedLu>,
     new_listeners: Vec<(u16, SocketAddr, TcpListener)>,
+    /// Logical units kept open whose target port groups or access states change: applied
+    /// at install, so a refused config changes no state.
+    port_groups: Vec<(Arc<LogicalUnit>, crate::scsi::alua::PortGroups)>,
 }
 
 /// A logical unit kept across a change of its storage's `size`: grow it to `size_bytes`.
@@ -280,17 +283,27 @@ impl Controller {
         let mut lus = BTreeMap::new();
         let mut to_open = Vec::new();
         let mut grows = Vec::new();
+        let mut port_groups = Vec::new();
+        // This gateway's own target port group and relative port are part of every unit's
+        // identity (INQUIRY, VPD 83h): when they change the units are reopened. Peers and
+        // access states change on the open units.
+        let same_port = st.config.as_ref().is_none_or(|old| {
+            old.alua().target_port_group() == cfg.alua().target_port_group()
+                && old.alua().relative_target_port() == cfg.alua().relative_target_port()
+        });
         for t in cfg.targets() {
             for (lun, storage) in t.luns() {
                 let key = (t.name().to_string(), lun);
                 match st.lus.get(&key) {
-                    Some(old)
-                        if old.storage == *storage || old.storage.differs_only_in_size(storage) =>
-                    {
+                    Some(old) if same_port && old.storage.same_but_live_settings(storage) => {
+                        let groups = lu::port_groups(cfg.alua(), storage);
+                        if old.unit.port_groups() != groups {
+                            port_groups.push((old.unit.clone(), groups));
+                        }
                         // A size that did not change is not checked: an existing file
                         // larger than the configured size keeps its own.
                         match storage.size_bytes() {
-                            Some(size_bytes) if old.storage != *storage => {
+                            Some(size_bytes) if old.storage.size_bytes() != Some(size_bytes) => {
                                 let grow = Grow {
                                     device_id: storage.device_id(),
                                     key: key.clone(),
@@ -319,6 +332,7 @@ impl Controller {
             true => None,
             false => Some(self.pools(cfg).await?),
         };
+        let alua = cfg.alua().clone();
         // Opening may create and size files: keep it off the network threads.
         let opened = tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(to_open.len());
@@ -326,7 +340,7 @@ impl Controller {
                 return Ok(out);
             };
             for ((target, lun), storage) in to_open {
-                let lc = LuConfig::from_storage(&target, lun, &storage, &pools);
+                let lc = LuConfig::from_storage(&target, lun, &storage, &alua, &pools);
                 match LogicalUnit::open(&lc) {
                     Ok(unit) => out.push(((target, lun), storage, unit)),
                     Err(e) => {
@@ -374,7 +388,11 @@ impl Controller {
             new_listeners.push((id, addr, l));
         }
         grow_all(grows).await?;
-        Ok(Prepared { lus, new_listeners })
+        Ok(Prepared {
+            lus,
+            new_listeners,
+            port_groups,
+        })
     }
 
     /// Installs a prepared config; cannot fail, so the swap is all or nothing.
@@ -418,6 +436,15 @@ impl Controller {
             targets.insert(t.name().to_string(), entry);
         }
         drop(old);
+        for (unit, groups) in &p.port_groups {
+            if unit.set_port_groups(groups) {
+                info!(
+                    lun = unit.lun(),
+                    state = ?groups.local().state,
+                    "asymmetric access states changed"
+                );
+            }
+        }
         let access = cfg
             .targets()
             .map(|t| {

@@ -34,6 +34,7 @@ impl LogicalUnit {
                 limits: BlockLimits::for_block_size(CONTROLLER_BLOCK_BYTES),
                 thin: false,
                 removable: false,
+                port: None,
             },
             backend: None,
             pool: None,

@@ -38,14 +38,22 @@ impl LogicalUnit {
         // SAM-5 5.14: a pending unit attention is reported before the command is otherwise
         // processed, so before its CDB is even decoded.
         let opcode = cdb_bytes.first().copied().unwrap_or(0xFF);
-        if let Some(s) = self.state().ua.gate(nexus.id, opcode) {
-            return ScsiResponse::check(s);
-        }
+        let access = {
+            let mut st = self.state();
+            if let Some(s) = st.ua.gate(nexus.id, opcode) {
+                return ScsiResponse::check(s);
+            }
+            st.alua.local().state
+        };
         let cmd = match cdb::decode(cdb_bytes) {
             Ok(c) => c,
             Err(s) => return ScsiResponse::check(s),
         };
         let transfer = cmd.transfer(self.block_size);
+        // SPC-4 5.15.2.4: what this gateway's target port group may serve in its state.
+        if let Some(s) = access.refuses(&cmd) {
+            return ScsiResponse::check(s).with_transfer(transfer);
+        }
         if let Some(s) = self.sanitize_gate(&cmd) {
             return ScsiResponse::check(s).with_transfer(transfer);
         }
@@ -107,6 +115,10 @@ impl LogicalUnit {
             }
             Command::RequestSense { desc, alloc_len } => self.request_sense(nexus, desc, alloc_len),
             Command::ReportLuns { select, alloc_len } => target.report_luns(select, alloc_len),
+            Command::ReportTargetPortGroups {
+                extended,
+                alloc_len,
+            } => Ok(truncate(self.state().alua.report(extended), alloc_len)),
             Command::ReportSupportedOpcodes {
                 rctd,
                 options,
@@ -279,11 +291,15 @@ impl LogicalUnit {
             // Descriptor-format sense is not supported (Control page D_SENSE=0).
             return Err(Sense::invalid_field_in_cdb(1, Some(0)));
         }
-        let pending = self.state().ua.take(nexus.id);
+        let (pending, access) = {
+            let mut st = self.state();
+            (st.ua.take(nexus.id), st.alua.local().state)
+        };
         let s = match pending {
             Some(s) => s,
-            None => self
-                .sanitize_sense()
+            None => access
+                .not_ready()
+                .or_else(|| self.sanitize_sense())
                 .or_else(|| self.ready().err())
                 .unwrap_or(Sense::no_sense()),
         };

@@ -20,6 +20,7 @@
 //! LogicalUnit::with_backend(&LuConfig, Backend) -> Result<LogicalUnit, BackendError>
 //! LogicalUnit::grow_to(&self, size_bytes) -> Result<u64, BackendError>   // online resize (blocking)
 //! LogicalUnit::refresh_capacity(&self) -> bool   // the backend's size changed: publish it, UA
+//! LogicalUnit::set_port_groups(&self, &PortGroups) -> bool   // new ALUA states: apply, UA
 //! Target::new(name, Vec<(u16, Arc<LogicalUnit>)>) -> Target
 //! Target::execute(&self, lun, &Nexus, cdb, data_out, expected_in_len).await -> ScsiResponse
 //! Target::task_management(&self, TmFunction, lun, &Nexus) -> TmResponse
@@ -56,6 +57,7 @@ pub use unit::LogicalUnit;
 
 use crate::buf::IoBuf;
 use crate::numa::pool::BufferPool;
+use crate::scsi::alua::{AccessState, PortGroup, PortGroups};
 use crate::scsi::cdb::{DataDir, Transfer};
 use crate::scsi::sense::Sense;
 use crate::scsi::status;
@@ -103,6 +105,9 @@ pub struct LuConfig {
     /// OPTIMAL TRANSFER LENGTH shrinks to what one buffer holds. `None` (unit tests, tools)
     /// uses vectors.
     pub pool: Option<BufferPool>,
+    /// The target port groups the unit is reached through (this gateway's, its peers')
+    /// and their access states for it (SPC-4 5.15).
+    pub alua: PortGroups,
 }
 
 /// The backing-store engine a storage asks for (`backendType`).
@@ -216,6 +221,7 @@ impl LuConfig {
         target: &str,
         lun: u16,
         storage: &tgt_proto::ValidStorage,
+        alua: &tgt_proto::ValidAlua,
         pools: &crate::numa::NumaPools,
     ) -> Self {
         let pool = storage
@@ -243,6 +249,30 @@ impl LuConfig {
             },
             thin: storage.thin_provisioning(),
             pool,
+            alua: port_groups(alua, storage),
         }
+    }
+}
+
+/// The target port groups of a storage's logical units: this gateway's group and its
+/// peers from the `alua` section, each in the state the storage's `aluaStates` gives it.
+pub fn port_groups(alua: &tgt_proto::ValidAlua, storage: &tgt_proto::ValidStorage) -> PortGroups {
+    let group = |id: u16, relative_port: u16| {
+        PortGroup::new(id, relative_port, access_state(storage.alua_state(id)))
+    };
+    PortGroups::new(
+        group(alua.target_port_group(), alua.relative_target_port()),
+        alua.peers().iter().map(|&(g, r)| group(g, r)).collect(),
+    )
+}
+
+/// The SCSI access state of a configured one.
+pub fn access_state(s: tgt_proto::AluaState) -> AccessState {
+    match s {
+        tgt_proto::AluaState::ActiveOptimized => AccessState::ActiveOptimized,
+        tgt_proto::AluaState::ActiveNonOptimized => AccessState::ActiveNonOptimized,
+        tgt_proto::AluaState::Standby => AccessState::Standby,
+        tgt_proto::AluaState::Unavailable => AccessState::Unavailable,
+        tgt_proto::AluaState::Transitioning => AccessState::Transitioning,
     }
 }

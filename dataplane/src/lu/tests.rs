@@ -24,6 +24,7 @@ fn cfg(lun: u16) -> LuConfig {
         thin: true,
         pool: None,
         lun,
+        alua: crate::scsi::alua::PortGroups::default(),
     }
 }
 
@@ -1672,4 +1673,104 @@ async fn extended_copy_fails_a_segment_on_a_unit_being_sanitized() {
     let l = xcopy_list(1, &[cscd(na), cscd(nb)], &[b2b(0, 1, 1, 0, 0)]);
     let r = run(&t, &n, &xcopy_cdb(l.len()), &l).await;
     assert_eq!(r.sense[2] & 0x0F, 0x0A);
+}
+
+/// The groups of an HA pair seen from gateway 1: this gateway in `local`, peer 2 in `peer`.
+fn pair(
+    local: crate::scsi::alua::AccessState,
+    peer: crate::scsi::alua::AccessState,
+) -> crate::scsi::alua::PortGroups {
+    use crate::scsi::alua::{PortGroup, PortGroups};
+    PortGroups::new(
+        PortGroup::new(1, 1, local),
+        vec![PortGroup::new(2, 2, peer)],
+    )
+}
+
+#[tokio::test]
+async fn an_access_state_change_is_a_unit_attention_then_gates_medium_access() {
+    use crate::scsi::alua::AccessState::{
+        ActiveNonOptimized, ActiveOptimized, Standby, Transitioning,
+    };
+    let mut c = cfg(0);
+    c.alua = pair(ActiveOptimized, ActiveNonOptimized);
+    let lu = LogicalUnit::with_backend(
+        &c,
+        Backend::Memory(MemoryBackend::new(BLOCKS * u64::from(BS), false).unwrap()),
+    )
+    .unwrap();
+    let t = Target::new("iqn.2024-01.test:tgt", vec![(0, Arc::new(lu))]);
+    let (a, b) = (nexus(1), nexus(2));
+    for n in [&a, &b] {
+        assert_eq!(run(&t, n, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+    }
+    let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    let r = run(&t, &a, &rtpg, &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(&r.data_in[..4], &24u32.to_be_bytes());
+    assert_eq!((r.data_in[4] & 0x0F, r.data_in[16] & 0x0F), (0x0, 0x1));
+    // Cut to the allocation length.
+    let mut short = rtpg;
+    short[9] = 6;
+    short[8] = 0;
+    assert_eq!(run(&t, &a, &short, &[]).await.data_in.len(), 6);
+
+    let unit = t.logical_unit(0).unwrap();
+    assert!(!unit.set_port_groups(&pair(ActiveOptimized, ActiveNonOptimized)));
+    assert!(unit.set_port_groups(&pair(Standby, ActiveOptimized)));
+    for n in [&a, &b] {
+        // Told once, before anything else; then medium access is refused.
+        assert_eq!(
+            asc(&run(&t, n, &c10(0x28, 0, 0, 1), &[]).await),
+            (6, 0x2A, 0x06)
+        );
+        assert_eq!(
+            asc(&run(&t, n, &c10(0x28, 0, 0, 1), &[]).await),
+            (2, 0x04, 0x0B)
+        );
+    }
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (2, 0x04, 0x0B));
+    // Served in standby: INQUIRY, REPORT TARGET PORT GROUPS, READ CAPACITY (16), and
+    // REQUEST SENSE, which says why the unit is not ready.
+    assert_eq!(run(&t, &a, &[0x12, 0, 0, 0, 36, 0], &[]).await.status, 0);
+    let r = run(&t, &a, &rtpg, &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data_in[4] & 0x0F, 0x2, "standby");
+    assert_eq!(r.data_in[9], 0x02, "altered by implicit behaviour");
+    assert_eq!(r.data_in[16] & 0x0F, 0x0, "the peer took over");
+    assert_eq!(run(&t, &a, &c16(0x9E, 0x10, 0, 32), &[]).await.status, 0);
+    let r = run(&t, &a, &[0x03, 0, 0, 0, 18, 0], &[]).await;
+    assert_eq!(r.status, 0);
+    assert_eq!(
+        (r.data_in[2] & 0x0F, r.data_in[12], r.data_in[13]),
+        (2, 0x04, 0x0B)
+    );
+
+    // Transitioning, then active again: one attention each time for a, and one for b
+    // which missed both.
+    assert!(unit.set_port_groups(&pair(Transitioning, ActiveOptimized)));
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (6, 0x2A, 0x06));
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (2, 0x04, 0x0A));
+    assert!(unit.set_port_groups(&pair(ActiveNonOptimized, ActiveOptimized)));
+    assert_eq!(asc(&run(&t, &a, &[0; 6], &[]).await), (6, 0x2A, 0x06));
+    assert_eq!(run(&t, &a, &c10(0x28, 0, 0, 1), &[]).await.status, 0);
+    assert_eq!(asc(&run(&t, &b, &[0; 6], &[]).await), (6, 0x2A, 0x06));
+    assert_eq!(run(&t, &b, &[0; 6], &[]).await.status, 0);
+}
+
+#[tokio::test]
+async fn report_supported_operation_codes_lists_report_target_port_groups() {
+    let t = mem_target();
+    let n = nexus(1);
+    // One command (REPORTING OPTIONS 010b): MAINTENANCE IN, service action 0Ah.
+    let r = run(
+        &t,
+        &n,
+        &[0xA3, 0x0C, 0x02, 0xA3, 0, 0x0A, 0, 0, 1, 0, 0, 0],
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.data_in[1] & 0x07, 0b011, "supported as the standard says");
+    assert_eq!(&r.data_in[4..6], &[0xA3, 0xFF], "CDB usage data");
 }

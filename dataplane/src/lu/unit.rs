@@ -5,7 +5,8 @@
 use super::{Engine, LuConfig};
 use crate::backend::{Backend, BackendError, ErrorKind, FileBackend};
 use crate::numa::pool::BufferPool;
-use crate::scsi::inquiry::{self, BlockLimits, Identity};
+use crate::scsi::alua::PortGroups;
+use crate::scsi::inquiry::{self, BlockLimits, Identity, TargetPort};
 use crate::scsi::mode::{ModeDevice, ModeState};
 use crate::scsi::pr::PersistentReservations;
 use crate::scsi::reservation::Reservations;
@@ -24,6 +25,8 @@ pub(super) struct LuState {
     /// The nexuses preventing medium removal (PREVENT ALLOW MEDIUM REMOVAL).
     pub(super) prevent: std::collections::HashSet<u64>,
     pub(super) copies: super::xcopy::Copies,
+    /// The target port groups this unit is reached through and their access states.
+    pub(super) alua: PortGroups,
 }
 
 /// A logical unit: a backend plus SCSI state.
@@ -195,10 +198,17 @@ impl LogicalUnit {
                 limits,
                 thin: cfg.thin,
                 removable: cfg.removable,
+                port: Some(TargetPort {
+                    group: cfg.alua.local().id,
+                    relative: cfg.alua.local().relative_port,
+                }),
             },
             backend,
             pool: cfg.pool.clone(),
-            state: Mutex::new(LuState::default()),
+            state: Mutex::new(LuState {
+                alua: cfg.alua.clone(),
+                ..LuState::default()
+            }),
             rmw: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
             ejected: std::sync::atomic::AtomicBool::new(false),
@@ -280,17 +290,39 @@ impl LogicalUnit {
         // Standard INQUIRY and the VPD pages: device identity, write protection, the Block
         // Limits and Logical Block Provisioning pages.
         let identity = self.identity.device_id != previous.identity.device_id
+            || self.identity.port != previous.identity.port
             || self.read_only != previous.read_only
             || self.identity.thin != previous.identity.thin
             || self.identity.limits != previous.identity.limits;
-        let conditions = ua::replaced_lu_conditions(capacity, identity);
-        if conditions.is_empty() {
-            return;
-        }
+        let mut conditions = ua::replaced_lu_conditions(capacity, identity);
+        // The access states as the nexus knew them, against the new unit's.
+        let mut groups = previous.state().alua.clone();
         let mut st = self.state();
+        if groups.update(&st.alua) {
+            conditions.push(ua::UA_ALUA_CHANGED);
+        }
         for c in conditions {
             st.ua.raise_new(nexus, c);
         }
+    }
+
+    /// Takes the peer groups and access states of `groups` (SPC-4 5.15: an implicit
+    /// transition). When a state changed, or a peer came or went, every I_T nexus that has
+    /// used this unit gets UNIT ATTENTION, ASYMMETRIC ACCESS STATE CHANGED, once, and
+    /// commands gated after this call run under the new states. Returns whether anything
+    /// changed.
+    pub fn set_port_groups(&self, groups: &PortGroups) -> bool {
+        let mut st = self.state();
+        let changed = st.alua.update(groups);
+        if changed {
+            st.ua.raise_others(None, ua::UA_ALUA_CHANGED);
+        }
+        changed
+    }
+
+    /// The target port groups of this unit, this gateway's first.
+    pub fn port_groups(&self) -> PortGroups {
+        self.state().alua.clone()
     }
 
     /// Tells nexus `nexus` that this logical unit took LUN 0 from the synthetic controller:

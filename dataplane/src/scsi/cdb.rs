@@ -66,6 +66,8 @@ pub mod op {
     /// SERVICE ACTION IN(16) service actions.
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
     pub const SA_GET_LBA_STATUS: u16 = 0x12;
+    /// MAINTENANCE IN service action: REPORT TARGET PORT GROUPS (SPC-4 6.36).
+    pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
     /// MAINTENANCE IN service action.
     pub const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
 }
@@ -209,6 +211,12 @@ pub enum Command {
     },
     PreventAllow {
         prevent: u8,
+    },
+    /// REPORT TARGET PORT GROUPS (SPC-4 6.36): `extended` selects the extended header
+    /// (PARAMETER DATA FORMAT 001b) over the length-only one (000b).
+    ReportTargetPortGroups {
+        extended: bool,
+        alloc_len: u32,
     },
     ReportSupportedOpcodes {
         rctd: bool,
@@ -730,6 +738,14 @@ pub(super) fn decode_maintenance_in(c: Cdb<'_>, _opcode: u8) -> Result<Command, 
                 alloc_len: c.be32(6),
             }
         }
+        SA_REPORT_TARGET_PORT_GROUPS => Command::ReportTargetPortGroups {
+            extended: match c.b(1) >> 5 {
+                0 => false,
+                1 => true,
+                _ => return Err(invalid(1, 7)),
+            },
+            alloc_len: c.be32(6),
+        },
         _ => return Err(invalid(1, 4)),
     })
 }
@@ -839,6 +855,7 @@ impl Command {
             | Command::GetLbaStatus { alloc_len, .. }
             | Command::ModeSense { alloc_len, .. }
             | Command::ReportSupportedOpcodes { alloc_len, .. }
+            | Command::ReportTargetPortGroups { alloc_len, .. }
             | Command::ReadDefectData { alloc_len, .. }
             | Command::ReceiveCopyResults { alloc_len, .. }
             | Command::PrIn { alloc_len, .. } => t(DataDir::In, u64::from(alloc_len)),
@@ -1167,6 +1184,32 @@ mod tests {
     }
 
     #[test]
+    fn report_target_port_groups_table() {
+        let mut v = vec![0u8; 12];
+        v[0] = 0xA3;
+        v[1] = 0x0A;
+        v[6..10].copy_from_slice(&300u32.to_be_bytes());
+        assert_eq!(
+            decode(&v).unwrap(),
+            Command::ReportTargetPortGroups {
+                extended: false,
+                alloc_len: 300
+            }
+        );
+        v[1] = 0x2A;
+        assert_eq!(
+            decode(&v).unwrap(),
+            Command::ReportTargetPortGroups {
+                extended: true,
+                alloc_len: 300
+            }
+        );
+        // PARAMETER DATA FORMAT 010b..111b are reserved.
+        v[1] = 0x4A;
+        assert!(decode(&v).is_err());
+    }
+
+    #[test]
     fn report_supported_opcodes_table() {
         let mut v = vec![0u8; 12];
         v[0] = 0xA3;
@@ -1186,7 +1229,7 @@ mod tests {
         );
         v[2] = 0x07;
         assert_eq!(key(decode(&v)), (0x24, 0));
-        v[1] = 0x0A;
+        v[1] = 0x0B; // REPORT ALIASES: not supported
         assert_eq!(key(decode(&v)), (0x24, 0));
     }
 

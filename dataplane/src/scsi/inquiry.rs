@@ -125,6 +125,17 @@ impl BlockLimits {
     }
 }
 
+/// The SCSI target port a logical unit is reached through, with its target port group
+/// (SPC-4 5.15): TPGS in standard INQUIRY data and two designators of the Device
+/// Identification page come from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetPort {
+    /// TARGET PORT GROUP.
+    pub group: u16,
+    /// RELATIVE TARGET PORT IDENTIFIER.
+    pub relative: u16,
+}
+
 /// Everything INQUIRY needs to know about a logical unit.
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -140,6 +151,9 @@ pub struct Identity {
     pub thin: bool,
     /// Removable medium: RMB in standard INQUIRY data.
     pub removable: bool,
+    /// The target port and its group, for a logical unit with implicit ALUA (TPGS 01b);
+    /// `None` (the LUN 0 controller) reports relative target port 1 and no group.
+    pub port: Option<TargetPort>,
 }
 
 /// 64-bit FNV-1a.
@@ -205,6 +219,9 @@ impl Identity {
             // Copy VPD page describes it (SPC-4 6.6.2, 7.8.17), and only disks list it.
             d[5] = 0x08;
         }
+        if self.port.is_some() {
+            d[5] |= 0x10; // TPGS 01b: implicit asymmetric access (SPC-4 5.15).
+        }
         d[7] = 0x02; // CMDQUE
         d[8..16].copy_from_slice(VENDOR_ID);
         let product = if self.device_type == TYPE_DISK {
@@ -264,8 +281,15 @@ impl Identity {
         let mut t10 = VENDOR_ID.to_vec();
         t10.extend_from_slice(self.serial().as_bytes());
         designator(0x02, 0x01, &t10);
-        // Relative target port 1, binary, PIV=1, associated with the target port; protocol iSCSI (5).
-        designator(0x51, 0x80 | 0x10 | 0x04, &[0, 0, 0, 1]);
+        // Relative target port, binary, PIV=1, associated with the target port; protocol
+        // iSCSI (5) (SPC-4 7.8.6.6.7).
+        let relative = self.port.map_or(1, |p| p.relative).to_be_bytes();
+        designator(0x51, 0x80 | 0x10 | 0x04, &[0, 0, relative[0], relative[1]]);
+        // Target port group, same association (SPC-4 7.8.6.6.8).
+        if let Some(p) = self.port {
+            let g = p.group.to_be_bytes();
+            designator(0x51, 0x80 | 0x10 | 0x05, &[0, 0, g[0], g[1]]);
+        }
         // SCSI name strings (UTF-8, NUL-terminated, padded to a multiple of 4): target port and target device.
         let pad = |s: String| {
             let mut v = s.into_bytes();
@@ -387,7 +411,59 @@ mod tests {
             limits: BlockLimits::for_block_size(512),
             thin: true,
             removable: false,
+            port: Some(TargetPort {
+                group: 1,
+                relative: 1,
+            }),
         }
+    }
+
+    /// The designators of a Device Identification page as (byte 0, byte 1, value).
+    fn designators(page: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut d = &page[4..];
+        while d.len() >= 4 {
+            let len = usize::from(d[3]);
+            out.push((d[0], d[1], d[4..4 + len].to_vec()));
+            d = &d[4 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn tpgs_is_implicit_only_with_a_target_port() {
+        assert_eq!((disk().standard()[5] >> 4) & 0x03, 0b01);
+        assert_eq!(disk().standard()[5] & 0x08, 0x08, "3PC stays");
+        let mut controller = disk();
+        controller.port = None;
+        assert_eq!((controller.standard()[5] >> 4) & 0x03, 0);
+    }
+
+    #[test]
+    fn device_id_names_the_relative_port_and_the_port_group() {
+        let mut id = disk();
+        id.port = Some(TargetPort {
+            group: 0x0102,
+            relative: 0x0304,
+        });
+        let ds = designators(&id.vpd(page::DEVICE_ID).unwrap());
+        // Relative target port (type 4) and target port group (type 5), both binary,
+        // PIV=1, association target port, protocol iSCSI.
+        assert!(ds.contains(&(0x51, 0x94, vec![0, 0, 3, 4])), "{ds:?}");
+        assert!(ds.contains(&(0x51, 0x95, vec![0, 0, 1, 2])), "{ds:?}");
+        // The logical unit's own designators do not depend on the port.
+        let lu = |ds: &[(u8, u8, Vec<u8>)]| -> Vec<(u8, u8, Vec<u8>)> {
+            ds.iter().filter(|d| d.1 & 0x30 == 0).cloned().collect()
+        };
+        let plain = designators(&disk().vpd(page::DEVICE_ID).unwrap());
+        assert_eq!(lu(&ds), lu(&plain));
+        assert_eq!(lu(&plain).len(), 2, "NAA and T10 vendor id");
+        // Without a port (the LUN 0 controller): relative port 1 and no group.
+        let mut c = disk();
+        c.port = None;
+        let ds = designators(&c.vpd(page::DEVICE_ID).unwrap());
+        assert!(ds.contains(&(0x51, 0x94, vec![0, 0, 0, 1])));
+        assert!(!ds.iter().any(|d| d.1 & 0x0F == 5));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! iSCSI, no backend types). It holds the opcode registry (`opcodes`), turns CDB bytes into
 //! a typed plan (`cdb`), builds the data-in payloads for SPC-4 / SBC-3 commands (`inquiry`,
 //! `mode`, `opcodes`, `luns`, `provisioning`), decides SANITIZE's parameters (`sanitize`), owns the per-LU state machines (`ua` for unit
-//! attentions, `reservation` for SPC-2 RESERVE/RELEASE, `pr` for persistent reservations)
+//! attentions, `alua` for the asymmetric access states of the target port groups, `reservation` for SPC-2 RESERVE/RELEASE, `pr` for persistent reservations)
 //! and names every sense condition (`sense`). The executor in `crate::lu` ties these
 //! decisions to a block backend, including what a backend failure looks like as sense.
 
+pub mod alua;
 pub mod cdb;
 pub mod inquiry;
 pub mod luns;

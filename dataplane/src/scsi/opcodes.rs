@@ -146,6 +146,7 @@ pub const OPS: &[OpEntry] = &[
     sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_READ_CAPACITY_16, "READ CAPACITY (16)", DataDir::In, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     sa(op::SERVICE_ACTION_IN_16, cdb::decode_service_action_in_16, op::SA_GET_LBA_STATUS, "GET LBA STATUS", DataDir::In, &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     e(op::REPORT_LUNS, cdb::decode_report_luns, "REPORT LUNS", DataDir::In, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    sa(op::MAINTENANCE_IN, cdb::decode_maintenance_in, op::SA_REPORT_TARGET_PORT_GROUPS, "REPORT TARGET PORT GROUPS", DataDir::In, &[0xA3, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     sa(op::MAINTENANCE_IN, cdb::decode_maintenance_in, op::SA_REPORT_SUPPORTED_OPCODES, "REPORT SUPPORTED OPERATION CODES", DataDir::In, &[0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     e(op::READ_12, cdb::decode_read, "READ (12)", DataDir::In, &[0xA8, 0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Read),
     e(op::WRITE_12, cdb::decode_write, "WRITE (12)", DataDir::Out, &[0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]).io(IoClass::Write).pooled(),

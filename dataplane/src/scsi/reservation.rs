@@ -61,6 +61,7 @@ impl Reservations {
                     | Command::RequestSense { .. }
                     | Command::Release
                     | Command::ReportSupportedOpcodes { .. }
+                    | Command::ReportTargetPortGroups { .. }
                     | Command::ReceiveCopyResults { .. }
                     | Command::PrIn { .. }
             ),

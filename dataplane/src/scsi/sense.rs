@@ -150,6 +150,24 @@ impl Sense {
         Self::new(SenseKey::NotReady, 0x04, 0x00)
     }
 
+    /// NOT READY 04h/0Ah LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION
+    /// (SPC-4 5.15.2.5: the target port group is transitioning; the initiator retries).
+    pub const fn lu_not_accessible_transition() -> Self {
+        Self::new(SenseKey::NotReady, 0x04, 0x0A)
+    }
+
+    /// NOT READY 04h/0Bh LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE
+    /// (SPC-4 5.15.2.4.4).
+    pub const fn lu_not_accessible_standby() -> Self {
+        Self::new(SenseKey::NotReady, 0x04, 0x0B)
+    }
+
+    /// NOT READY 04h/0Ch LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE
+    /// (SPC-4 5.15.2.4.5).
+    pub const fn lu_not_accessible_unavailable() -> Self {
+        Self::new(SenseKey::NotReady, 0x04, 0x0C)
+    }
+
     /// NOT READY 04h/1Bh LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS, with the fraction
     /// done in 65536ths as progress indication (SBC-4 4.33).
     pub const fn sanitize_in_progress(progress: u16) -> Self {
@@ -307,6 +325,11 @@ impl Sense {
     /// UNIT ATTENTION 2Ah/09h CAPACITY DATA HAS CHANGED (SBC-3 4.11).
     pub const fn capacity_data_changed() -> Self {
         Self::unit_attention(0x2A, 0x09)
+    }
+
+    /// UNIT ATTENTION 2Ah/06h ASYMMETRIC ACCESS STATE CHANGED (SPC-4 5.15.2.3).
+    pub const fn asymmetric_access_state_changed() -> Self {
+        Self::unit_attention(0x2A, 0x06)
     }
 
     /// UNIT ATTENTION 3Fh/03h INQUIRY DATA HAS CHANGED (SPC-4 6.6).

@@ -155,6 +155,10 @@ impl UnitAttentions {
     }
 }
 
+/// ASYMMETRIC ACCESS STATE CHANGED (SPC-4 5.15.2.3): a target port group's access state
+/// for this logical unit changed; raised for every I_T nexus, whichever group changed.
+pub const UA_ALUA_CHANGED: Sense = Sense::asymmetric_access_state_changed();
+
 /// CAPACITY DATA HAS CHANGED (SBC-3 4.11: the capacity READ CAPACITY reports).
 pub const UA_CAPACITY_CHANGED: Sense = Sense::capacity_data_changed();
 /// INQUIRY DATA HAS CHANGED (SPC-4 6.6: standard INQUIRY or VPD data differ).
