@@ -44,15 +44,16 @@ mod validate;
 pub use cidr::{Cidr, CidrError};
 pub use config::{
     Acl, Auth, BackendType, Chap, ChapAlgorithmName, Config, Discovery, Performance, Portal,
-    Storage, Target, BLOCK_SIZE_BYTES_DEFAULT, CPU_INDEX_MAX, IO_URING_QUEUE_DEPTH_DEFAULT,
-    IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT, LUN_MAX, NUMA_BUFFER_POOL_SIZE_DEFAULT,
-    NUMA_BUFFER_POOL_SIZE_MAX, NUMA_BUFFER_SIZE_BYTES_DEFAULT, NUMA_BUFFER_SIZE_BYTES_MAX,
-    NUMA_BUFFER_SIZE_BYTES_MIN, NUMA_NODE_MAX, WORKER_THREADS_MAX,
+    RbdImage, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT, CPU_INDEX_MAX,
+    IO_URING_QUEUE_DEPTH_DEFAULT, IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT, LUN_MAX,
+    NUMA_BUFFER_POOL_SIZE_DEFAULT, NUMA_BUFFER_POOL_SIZE_MAX, NUMA_BUFFER_SIZE_BYTES_DEFAULT,
+    NUMA_BUFFER_SIZE_BYTES_MAX, NUMA_BUFFER_SIZE_BYTES_MIN, NUMA_NODE_MAX, WORKER_THREADS_MAX,
 };
 pub use cpu_list::{parse_kernel_cpu_list, CpuList, CpuListError};
 pub use name::{check_iscsi_name, is_valid_iscsi_name, IscsiNameError, ISCSI_NAME_BYTES_MAX};
 pub use refs::Use;
 pub use validate::{
-    FieldError, ValidAccess, ValidChap, ValidConfig, ValidPerformance, ValidPortal, ValidStorage,
-    ValidTarget, ValidationError, CHAP_SECRET_BYTES_MAX, CHAP_SECRET_BYTES_RECOMMENDED_MIN,
+    FieldError, ValidAccess, ValidChap, ValidConfig, ValidPerformance, ValidPortal, ValidRbd,
+    ValidStorage, ValidTarget, ValidationError, CHAP_SECRET_BYTES_MAX,
+    CHAP_SECRET_BYTES_RECOMMENDED_MIN,
 };

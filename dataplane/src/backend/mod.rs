@@ -12,11 +12,13 @@
 pub mod fault;
 pub mod file;
 pub mod memory;
+pub mod rbd;
 pub mod uring;
 
 pub use fault::{FaultBackend, FaultEffect, FaultOp, FaultRule};
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
+pub use rbd::{RbdBackend, RbdSpec};
 pub use uring::{UringBackend, UringOpenError, UringOptions};
 
 pub use crate::buf::IoBuf;
@@ -121,6 +123,8 @@ pub enum Backend {
     Fault(FaultBackend),
     /// A regular file or a block device driven through io_uring.
     Uring(UringBackend),
+    /// A Ceph RBD image through librbd (loaded at run time).
+    Rbd(RbdBackend),
 }
 
 /// Checks that `[offset, offset + len)` lies inside a device of `size` bytes.
@@ -142,6 +146,7 @@ impl Backend {
             Backend::Memory(b) => b.size_bytes(),
             Backend::Fault(b) => b.size_bytes(),
             Backend::Uring(b) => b.size_bytes(),
+            Backend::Rbd(b) => b.size_bytes(),
         }
     }
 
@@ -156,6 +161,12 @@ impl Backend {
             Backend::Memory(b) => b.grow_to(new_size),
             Backend::Fault(b) => b.grow_to(new_size),
             Backend::Uring(b) => b.grow_to(new_size),
+            // An RBD image's size is the image's: it is grown with `rbd resize`, not here.
+            Backend::Rbd(b) if new_size == b.size_bytes() => Ok(()),
+            Backend::Rbd(_) => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "an RBD image is grown with `rbd resize`, not through the storage's size",
+            )),
         }
     }
 
@@ -166,6 +177,7 @@ impl Backend {
             Backend::Memory(b) => b.read_only(),
             Backend::Fault(b) => b.read_only(),
             Backend::Uring(b) => b.read_only(),
+            Backend::Rbd(b) => b.read_only(),
         }
     }
 
@@ -176,6 +188,7 @@ impl Backend {
             Backend::Memory(b) => b.read(offset, buf),
             Backend::Fault(b) => b.read(offset, buf).await,
             Backend::Uring(b) => b.read(offset, buf).await,
+            Backend::Rbd(b) => b.read(offset, buf).await,
         }
     }
 
@@ -186,6 +199,7 @@ impl Backend {
             Backend::Memory(b) => b.write(offset, buf),
             Backend::Fault(b) => b.write(offset, buf).await,
             Backend::Uring(b) => b.write(offset, buf).await,
+            Backend::Rbd(b) => b.write(offset, buf).await,
         }
     }
 
@@ -196,6 +210,7 @@ impl Backend {
             Backend::Memory(b) => b.flush(),
             Backend::Fault(b) => b.flush().await,
             Backend::Uring(b) => b.flush().await,
+            Backend::Rbd(b) => b.flush().await,
         }
     }
 
@@ -206,6 +221,7 @@ impl Backend {
             Backend::Memory(b) => b.punch_hole(offset, len),
             Backend::Fault(b) => b.punch_hole(offset, len).await,
             Backend::Uring(b) => b.punch_hole(offset, len).await,
+            Backend::Rbd(b) => b.punch_hole(offset, len).await,
         }
     }
 
@@ -216,6 +232,7 @@ impl Backend {
             Backend::Memory(b) => b.write_zeroes(offset, len),
             Backend::Fault(b) => b.write_zeroes(offset, len).await,
             Backend::Uring(b) => b.write_zeroes(offset, len).await,
+            Backend::Rbd(b) => b.write_zeroes(offset, len).await,
         }
     }
 
@@ -230,6 +247,7 @@ impl Backend {
             Backend::Memory(b) => b.allocation_status(offset, len),
             Backend::Fault(b) => b.allocation_status(offset, len).await,
             Backend::Uring(b) => b.allocation_status(offset, len).await,
+            Backend::Rbd(b) => b.allocation_status(offset, len).await,
         }
     }
 }

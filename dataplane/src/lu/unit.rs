@@ -93,7 +93,7 @@ impl LogicalUnit {
         if !cfg.online {
             return Self::build(cfg, None);
         }
-        let backend = match cfg.engine {
+        let backend = match &cfg.engine {
             Engine::File => Backend::File(FileBackend::open(
                 &cfg.path,
                 cfg.read_only,
@@ -104,8 +104,8 @@ impl LogicalUnit {
                 direct,
             } => {
                 let opts = crate::backend::UringOptions {
-                    queue_depth: Some(queue_depth),
-                    direct,
+                    queue_depth: Some(*queue_depth),
+                    direct: *direct,
                     block_size_bytes: cfg.block_size,
                     force_unavailable: false,
                 };
@@ -131,6 +131,9 @@ impl LogicalUnit {
                     Err(crate::backend::UringOpenError::Backend(e)) => return Err(e),
                 }
             }
+            Engine::Rbd(spec) => {
+                Backend::Rbd(crate::backend::RbdBackend::open(spec, cfg.read_only)?)
+            }
         };
         Self::build(cfg, Some(backend))
     }
@@ -146,6 +149,7 @@ impl LogicalUnit {
         match &self.backend {
             None => "none",
             Some(Backend::Uring(u)) => u.active_kind(),
+            Some(Backend::Rbd(_)) => "rbd",
             Some(_) => "file",
         }
     }
