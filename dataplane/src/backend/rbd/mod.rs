@@ -354,6 +354,14 @@ impl RbdBackend {
                 DISCARD_GRANULARITY_BYTES.to_string(),
             ),
             ("client_mount_timeout", RBD_CONNECT_TIMEOUT_S.to_string()),
+            // librados's own bound on an OSD op (0, forever, by default): an op the cluster
+            // never answers is failed (ETIMEDOUT) inside librados just before our bound, so
+            // it does not stay queued and block later writes to the same extent once the
+            // cluster is back.
+            (
+                "rados_osd_op_timeout",
+                RBD_OP_TIMEOUT.as_secs().saturating_sub(2).to_string(),
+            ),
         ];
         if let Some(k) = &spec.keyring {
             settings.push((
