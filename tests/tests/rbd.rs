@@ -18,11 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{binary, require_tool, run_with_timeout, text, workspace_root, Daemon, TempDir};
-use tgt_system_tests::conformance::{AllowList, CuRun, ALLOW_LIST_PATH, RAN_FOR_REAL_RECORDED};
+use tgt_system_tests::conformance::{AllowList, CuRun, ALLOW_LIST_PATH};
 use tgt_system_tests::initiator::{DataDir, Session, SessionOptions};
 use tgt_system_tests::{verified_load, LoadOptions};
 
 const BLOCK: u32 = 512;
+
+/// Tests of iscsi-test-cu ALL that ran for real (not skipped) on an RBD LUN, as recorded: the
+/// RBD LU offers less than the file LU the conformance suite's own count is taken on, so
+/// more tests skip themselves. A run below it means tests stopped running.
+const RAN_FOR_REAL_ON_RBD: usize = 200;
 
 /// The cluster of `scripts/ceph-single-node.sh`, stopped (only its own daemons) on drop.
 struct Cluster {
@@ -269,7 +274,7 @@ fn phase_conformance(cluster: &Cluster) {
         t0.elapsed().as_secs_f64(),
         run.failed()
     );
-    let problems = run.problems(&allowed, 200);
+    let problems = run.problems(&allowed, RAN_FOR_REAL_ON_RBD);
     assert!(
         problems.is_empty(),
         "iscsi-test-cu ALL on RBD:\n{}",
