@@ -519,12 +519,357 @@ fn phase_stalled_cluster(cluster: &Cluster) {
     );
 }
 
+/// Raw sense bytes of a command that did not end GOOD (for the INFORMATION field).
+fn check_condition(s: &Session, cdb: &[u8], dir: DataDir<'_>) -> Vec<u8> {
+    let o = s
+        .execute(1, cdb, dir)
+        .expect("the command reaches the target");
+    assert_eq!(
+        o.status, 0x02,
+        "expected CHECK CONDITION, got status {:#x}",
+        o.status
+    );
+    o.sense.expect("CHECK CONDITION carries sense data")
+}
+
+/// Sense key, ASC, ASCQ and INFORMATION of fixed (70h) or descriptor (72h) sense data.
+fn sense_fields(s: &[u8]) -> (u8, u8, u8, Option<u64>) {
+    match s.first().map(|b| b & 0x7f) {
+        Some(0x70 | 0x71) if s.len() >= 14 => {
+            let info =
+                (s[0] & 0x80 != 0).then(|| u64::from(u32::from_be_bytes([s[3], s[4], s[5], s[6]])));
+            (s[2] & 0x0f, s[12], s[13], info)
+        }
+        Some(0x72 | 0x73) if s.len() >= 8 => {
+            // Descriptors start at byte 8; the information descriptor is type 00h.
+            let mut i = 8;
+            let mut info = None;
+            while i + 1 < s.len() {
+                let (t, l) = (s[i], usize::from(s[i + 1]));
+                if t == 0 && i + 12 <= s.len() {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&s[i + 4..i + 12]);
+                    info = Some(u64::from_be_bytes(b));
+                }
+                i += 2 + l;
+            }
+            (s[1] & 0x0f, s[2], s[3], info)
+        }
+        _ => panic!("unreadable sense data {s:02x?}"),
+    }
+}
+
+/// COMPARE AND WRITE (SBC-3 5.2): `verify` then `write`, both `blocks` long.
+fn caw_cdb(lba: u64, blocks: u8) -> [u8; 16] {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x89;
+    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+    cdb[13] = blocks;
+    cdb
+}
+
+/// WRITE SAME (16) (SBC-3 5.46) of one block over `blocks` blocks.
+fn write_same16_cdb(lba: u64, blocks: u32) -> [u8; 16] {
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x93;
+    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+    cdb[10..14].copy_from_slice(&blocks.to_be_bytes());
+    cdb
+}
+
+/// WRITE SAME and COMPARE AND WRITE on RBD: data as SBC-3 says, a miscompare reported with
+/// the offset of the first differing byte, inside one RADOS object (librbd's atomic
+/// compare-and-write) and across an object boundary (4 MiB objects: LBA 8192).
+fn phase_write_same_and_compare_and_write(cluster: &Cluster) {
+    cluster.create_image("caw", 16);
+    let dp = RbdDataplane::start(cluster, "rbd-caw", "caw");
+    let s = dp.session();
+    let bs = BLOCK as usize;
+
+    // WRITE SAME of a non-zero block over 300 blocks, including an object boundary.
+    let block = pattern(1, 9, bs);
+    for (lba, n) in [(1000u64, 300u32), (8100, 200)] {
+        s.execute(1, &write_same16_cdb(lba, n), DataDir::Write(&block))
+            .and_then(|o| o.good())
+            .expect("WRITE SAME (16)");
+        let got = s.read16(1, lba, n, BLOCK).expect("read after WRITE SAME");
+        for (i, b) in got.chunks(bs).enumerate() {
+            assert_eq!(
+                b,
+                &block[..],
+                "block {} after WRITE SAME at {lba}",
+                lba + i as u64
+            );
+        }
+    }
+    // The blocks around it are untouched (zero: a fresh image).
+    assert!(s
+        .read16(1, 999, 1, BLOCK)
+        .expect("read")
+        .iter()
+        .all(|&b| b == 0));
+    assert!(s
+        .read16(1, 1300, 1, BLOCK)
+        .expect("read")
+        .iter()
+        .all(|&b| b == 0));
+
+    for (lba, blocks) in [(2000u64, 1u8), (2100, 4), (8190, 4)] {
+        let n = usize::from(blocks) * bs;
+        let a = pattern(lba, 10, n);
+        let b = pattern(lba, 11, n);
+        s.write16(1, lba, &a, BLOCK)
+            .expect("write the compare data");
+        // Matching: GOOD and the write instance is on the medium.
+        let mut out = a.clone();
+        out.extend_from_slice(&b);
+        s.execute(1, &caw_cdb(lba, blocks), DataDir::Write(&out))
+            .and_then(|o| o.good())
+            .unwrap_or_else(|e| panic!("COMPARE AND WRITE at {lba} x{blocks}: {e}"));
+        assert_eq!(s.read16(1, lba, u32::from(blocks), BLOCK).expect("read"), b);
+        // Stale verify data that differs first at byte `at`: MISCOMPARE, INFORMATION = at,
+        // and nothing written.
+        let at = n - bs + 37;
+        let mut verify = b.clone();
+        verify[at] ^= 0x5a;
+        verify[n - 1] ^= 0x01;
+        let mut out = verify;
+        out.extend_from_slice(&pattern(lba, 12, n));
+        let sense = check_condition(&s, &caw_cdb(lba, blocks), DataDir::Write(&out));
+        let (key, asc, ascq, info) = sense_fields(&sense);
+        assert_eq!(
+            (key, asc, ascq),
+            (0x0e, 0x1d, 0x00),
+            "MISCOMPARE DURING VERIFY OPERATION at {lba} x{blocks}"
+        );
+        assert_eq!(
+            info,
+            Some(at as u64),
+            "offset of the first differing byte at {lba} x{blocks}"
+        );
+        assert_eq!(
+            s.read16(1, lba, u32::from(blocks), BLOCK).expect("read"),
+            b,
+            "a miscompare at {lba} x{blocks} wrote nothing"
+        );
+    }
+
+    // Atomicity: two sessions increment one counter block with COMPARE AND WRITE; every
+    // GOOD is one increment, so the final count is the number of GOODs.
+    let counter_lba = 3000u64;
+    s.write16(1, counter_lba, &vec![0u8; bs], BLOCK)
+        .expect("zero the counter");
+    let goods: Vec<u64> = (0..2)
+        .map(|_| {
+            let s = dp.session();
+            std::thread::spawn(move || {
+                let mut good = 0u64;
+                for _ in 0..40 {
+                    let cur = s.read16(1, counter_lba, 1, BLOCK).expect("read counter");
+                    let v = u64::from_le_bytes(cur[..8].try_into().expect("8 bytes"));
+                    let mut next = cur.clone();
+                    next[..8].copy_from_slice(&(v + 1).to_le_bytes());
+                    let mut out = cur;
+                    out.extend_from_slice(&next);
+                    let o = s
+                        .execute(1, &caw_cdb(counter_lba, 1), DataDir::Write(&out))
+                        .expect("COMPARE AND WRITE reaches the target");
+                    if o.status == 0 {
+                        good += 1;
+                    } else {
+                        let sense = o.sense.expect("sense");
+                        assert_eq!(sense_fields(&sense).0, 0x0e, "a lost race is a MISCOMPARE");
+                    }
+                }
+                good
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().expect("incrementer"))
+        .collect();
+    let cur = s.read16(1, counter_lba, 1, BLOCK).expect("read counter");
+    let count = u64::from_le_bytes(cur[..8].try_into().expect("8 bytes"));
+    assert_eq!(
+        count,
+        goods.iter().sum::<u64>(),
+        "every GOOD COMPARE AND WRITE counted once"
+    );
+    eprintln!(
+        "WRITE SAME and COMPARE AND WRITE on RBD: data and MISCOMPARE offsets right; counter {count} from {goods:?} GOODs"
+    );
+}
+
+/// INQUIRY of VPD page `code`.
+fn vpd(s: &Session, code: u8) -> Vec<u8> {
+    let cdb = [0x12, 0x01, code, 0x01, 0x00, 0x00];
+    s.execute(1, &cdb, DataDir::Read(256))
+        .and_then(|o| o.good())
+        .unwrap_or_else(|e| panic!("INQUIRY VPD {code:#04x}: {e}"))
+        .data
+}
+
+/// UNMAP of one range (SBC-3 5.28).
+fn unmap(s: &Session, lba: u64, blocks: u32) {
+    let mut p = vec![0u8; 24];
+    p[0..2].copy_from_slice(&22u16.to_be_bytes());
+    p[2..4].copy_from_slice(&16u16.to_be_bytes());
+    p[8..16].copy_from_slice(&lba.to_be_bytes());
+    p[16..20].copy_from_slice(&blocks.to_be_bytes());
+    let mut cdb = [0u8; 10];
+    cdb[0] = 0x42;
+    cdb[7..9].copy_from_slice(&24u16.to_be_bytes());
+    s.execute(1, &cdb, DataDir::Write(&p))
+        .and_then(|o| o.good())
+        .unwrap_or_else(|e| panic!("UNMAP {lba}+{blocks}: {e}"));
+}
+
+/// Block Limits (B0h) advertises the discard granularity the gateway configures in librbd
+/// (64 KiB: OPTIMAL UNMAP GRANULARITY 128 blocks of 512 bytes), and LBPRZ (B2h and READ
+/// CAPACITY (16)) holds: ranges unmapped off that granularity, inside it and across it,
+/// read back as zeroes.
+fn phase_block_limits_and_lbprz(cluster: &Cluster) {
+    const GRANULARITY_BLOCKS: u32 = (64 << 10) / BLOCK;
+    cluster.create_image("limits", 16);
+    let dp = RbdDataplane::start(cluster, "rbd-limits", "limits");
+    let s = dp.session();
+    let b0 = vpd(&s, 0xB0);
+    assert!(b0.len() >= 0x40, "Block Limits page is {} bytes", b0.len());
+    let be32 = |o: usize| u32::from_be_bytes([b0[o], b0[o + 1], b0[o + 2], b0[o + 3]]);
+    assert_eq!(be32(28), GRANULARITY_BLOCKS, "OPTIMAL UNMAP GRANULARITY");
+    assert_eq!(
+        be32(32) & 0x7fff_ffff,
+        0,
+        "UNMAP GRANULARITY ALIGNMENT 0 (from LBA 0)"
+    );
+    assert!(be32(20) > 0, "MAXIMUM UNMAP LBA COUNT");
+    let b2 = vpd(&s, 0xB2);
+    assert_eq!(
+        b2[5] & 0x04,
+        0x04,
+        "LBPRZ in the Logical Block Provisioning page"
+    );
+    let rc16 = s
+        .execute(
+            1,
+            &tgt_system_tests::initiator::scsi::read_capacity16(),
+            DataDir::Read(32),
+        )
+        .and_then(|o| o.good())
+        .expect("READ CAPACITY (16)")
+        .data;
+    assert_eq!(
+        rc16[14] & 0xC0,
+        0xC0,
+        "LBPME and LBPRZ in READ CAPACITY (16)"
+    );
+    // LBPRZ must hold for every range, aligned to the granularity or not.
+    let g = u64::from(GRANULARITY_BLOCKS);
+    for (lba, n) in [
+        (3u64, 5u32),
+        (g - 7, 20),
+        (2 * g, GRANULARITY_BLOCKS),
+        (5 * g + 1, 3 * GRANULARITY_BLOCKS),
+    ] {
+        let data = pattern(lba, 13, n as usize * BLOCK as usize);
+        s.write16(1, lba, &data, BLOCK).expect("write before UNMAP");
+        unmap(&s, lba, n);
+        let got = s.read16(1, lba, n, BLOCK).expect("read after UNMAP");
+        let nonzero = got.iter().position(|&b| b != 0);
+        assert!(
+            nonzero.is_none(),
+            "UNMAP {lba}+{n}: byte {nonzero:?} is not zero, but LBPRZ is claimed"
+        );
+    }
+    eprintln!(
+        "block limits on RBD: OPTIMAL UNMAP GRANULARITY {GRANULARITY_BLOCKS} blocks, LBPRZ holds"
+    );
+}
+
+/// `rbd resize` of a served image: the initiator gets CAPACITY DATA HAS CHANGED once and
+/// READ CAPACITY the new size; a shrink (`--allow-shrink`) is not taken: the capacity stays
+/// and the data plane says why in its log.
+fn phase_resize(cluster: &Cluster) {
+    cluster.create_image("grow", 16);
+    let mut dp = RbdDataplane::start(cluster, "rbd-grow", "grow");
+    let s = dp.session();
+    let blocks_of = |mib: u64| mib * (1 << 20) / u64::from(BLOCK);
+    assert_eq!(
+        s.read_capacity16(1).expect("READ CAPACITY").blocks,
+        blocks_of(16)
+    );
+    cluster.rbd(&["resize", "--size", "32M", "rbd/grow"]);
+    // The data plane learns of the change asynchronously (librbd's header watch): poll with
+    // TEST UNIT READY until the unit attention comes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tur = [0u8; 6];
+    loop {
+        let o = s.execute(1, &tur, DataDir::None).expect("TEST UNIT READY");
+        if o.status == 0x02 {
+            let (key, asc, ascq, _) = sense_fields(&o.sense.expect("sense"));
+            assert_eq!(
+                (key, asc, ascq),
+                (0x06, 0x2a, 0x09),
+                "UNIT ATTENTION, CAPACITY DATA HAS CHANGED"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CAPACITY DATA HAS CHANGED 30 s after rbd resize; log:\n{}",
+            dp.daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Once: the next command is GOOD.
+    s.execute(1, &tur, DataDir::None)
+        .and_then(|o| o.good())
+        .expect("the unit attention is reported once");
+    assert_eq!(
+        s.read_capacity16(1).expect("READ CAPACITY").blocks,
+        blocks_of(32)
+    );
+    let last = blocks_of(32) - 8;
+    let data = pattern(last, 14, 8 * BLOCK as usize);
+    s.write16(1, last, &data, BLOCK)
+        .expect("write in the grown part");
+    assert_eq!(
+        s.read16(1, last, 8, BLOCK).expect("read the grown part"),
+        data
+    );
+
+    // A shrink is refused: capacity unchanged, no unit attention, said in the log.
+    cluster.rbd(&["resize", "--allow-shrink", "--size", "24M", "rbd/grow"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dp.daemon.log_text().contains("shrunk") {
+        assert!(
+            Instant::now() < deadline,
+            "the data plane did not report the shrink; log:\n{}",
+            dp.daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.execute(1, &tur, DataDir::None)
+        .and_then(|o| o.good())
+        .expect("no unit attention for a refused shrink");
+    assert_eq!(
+        s.read_capacity16(1).expect("READ CAPACITY").blocks,
+        blocks_of(32),
+        "a shrunk image keeps the capacity the initiator knows"
+    );
+    assert!(dp.daemon.alive(), "the data plane died on a shrink");
+    eprintln!("rbd resize: 16 -> 32 MiB seen as CAPACITY DATA HAS CHANGED once; shrink to 24 MiB refused and logged");
+}
+
 #[test]
 fn rbd_backend_on_a_single_node_ceph_cluster() {
     let cluster = Cluster::start();
     let t0 = Instant::now();
     phase_second_gateway(&cluster);
     phase_export(&cluster);
+    phase_write_same_and_compare_and_write(&cluster);
+    phase_block_limits_and_lbprz(&cluster);
+    phase_resize(&cluster);
     phase_kill9_under_fua(&cluster);
     phase_verified_load(&cluster);
     phase_stalled_cluster(&cluster);

@@ -236,6 +236,46 @@ impl Backend {
         }
     }
 
+    /// WRITE SAME offload (SBC-3 5.46): `block` repeated over `[offset, offset + len)` by the
+    /// backend in one call (librbd's `rbd_aio_writesame`). `None` for backends without such
+    /// a call: the logical unit then writes the repeated block itself.
+    pub async fn write_same(
+        &self,
+        offset: u64,
+        len: u64,
+        block: IoBuf,
+    ) -> Option<Result<(), BackendError>> {
+        match self {
+            Backend::Rbd(b) => b.write_same(offset, len, block).await,
+            Backend::File(_) | Backend::Memory(_) | Backend::Fault(_) | Backend::Uring(_) => None,
+        }
+    }
+
+    /// COMPARE AND WRITE offload (SBC-3 5.2), atomic in the storage itself (librbd's
+    /// `rbd_aio_compare_and_write`, executed by the OSD): `data` is the verify instance then
+    /// the write instance. `Some(Ok(None))` written, `Some(Ok(Some(i)))` byte `i` is the first
+    /// that differs (nothing written), `None` when the backend does not offer it for this
+    /// range: the logical unit then reads, compares and writes under its own lock.
+    pub async fn compare_and_write(
+        &self,
+        offset: u64,
+        data: IoBuf,
+    ) -> Option<Result<Option<u64>, BackendError>> {
+        match self {
+            Backend::Rbd(b) => b.compare_and_write(offset, data).await,
+            Backend::File(_) | Backend::Memory(_) | Backend::Fault(_) | Backend::Uring(_) => None,
+        }
+    }
+
+    /// OPTIMAL UNMAP GRANULARITY the backend needs in bytes, when it deallocates in pieces
+    /// larger than a block (RBD: the discard granularity the gateway sets in librbd).
+    pub fn unmap_granularity_bytes(&self) -> Option<u64> {
+        match self {
+            Backend::Rbd(_) => Some(rbd::DISCARD_GRANULARITY_BYTES),
+            Backend::File(_) | Backend::Memory(_) | Backend::Fault(_) | Backend::Uring(_) => None,
+        }
+    }
+
     /// Mapped/deallocated runs covering `[offset, offset + len)`, in order, without gaps.
     pub async fn allocation_status(
         &self,

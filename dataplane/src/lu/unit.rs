@@ -143,6 +143,14 @@ impl LogicalUnit {
         &self.counters
     }
 
+    /// The RBD image behind this LU, if its medium is one (for its counters).
+    pub fn rbd(&self) -> Option<&crate::backend::RbdBackend> {
+        match &self.backend {
+            Some(Backend::Rbd(b)) => Some(b),
+            _ => None,
+        }
+    }
+
     /// The engine actually serving I/O: `"file"`, `"iouring"`, `"iouring+odirect"`, or
     /// `"none"` for an offline storage.
     pub fn active_backend(&self) -> &'static str {
@@ -173,6 +181,9 @@ impl LogicalUnit {
         let read_only = cfg.read_only || backend.as_ref().is_some_and(Backend::read_only);
         let mut limits = BlockLimits::for_block_size(cfg.block_size)
             .with_physical_exponent(physical_exponent(cfg.block_size, cfg.physical_block_size)?);
+        if let Some(g) = backend.as_ref().and_then(Backend::unmap_granularity_bytes) {
+            limits = limits.with_unmap_granularity_bytes(cfg.block_size, g);
+        }
         if let Some(pool) = &cfg.pool {
             limits = limits
                 .fit_buffer(cfg.block_size, pool.buf_size_bytes())

@@ -33,6 +33,9 @@ pub type RbdImageT = *mut c_void;
 pub type RbdCompletionT = *mut c_void;
 /// `typedef void (*rbd_callback_t)(rbd_completion_t cb, void *arg);` (librbd.h)
 pub type RbdCallbackT = unsafe extern "C" fn(cb: RbdCompletionT, arg: *mut c_void);
+/// `typedef void (*rbd_update_callback_t)(void *arg);` (librbd.h): the image's header changed
+/// (resize, features, snapshots), called on a librbd thread.
+pub type RbdUpdateCallbackT = unsafe extern "C" fn(arg: *mut c_void);
 /// The callback of `rbd_diff_iterate2`: `int (*cb)(uint64_t, size_t, int, void *)`.
 pub type RbdDiffCallbackT =
     unsafe extern "C" fn(offset: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int;
@@ -111,29 +114,44 @@ pub struct Lib {
         unsafe extern "C" fn(RbdImageT, u64, usize, RbdCompletionT, c_int, c_int) -> c_int,
     /// `int rbd_aio_writesame(rbd_image_t image, uint64_t off, size_t len, const char *buf,
     ///                        size_t data_len, rbd_completion_t c, int op_flags);`
-    pub rbd_aio_writesame: unsafe extern "C" fn(
-        RbdImageT,
-        u64,
-        usize,
-        *const c_char,
-        usize,
-        RbdCompletionT,
-        c_int,
-    ) -> c_int,
+    /// (librbd 12 and later; `None` when the library lacks it: WRITE SAME is then written by
+    /// the logical unit block by block.)
+    pub rbd_aio_writesame: Option<
+        unsafe extern "C" fn(
+            RbdImageT,
+            u64,
+            usize,
+            *const c_char,
+            usize,
+            RbdCompletionT,
+            c_int,
+        ) -> c_int,
+    >,
     /// `ssize_t rbd_aio_compare_and_write(rbd_image_t image, uint64_t off, size_t len,
     ///                                    const char *cmp_buf, const char *buf,
     ///                                    rbd_completion_t c, uint64_t *mismatch_off,
     ///                                    int op_flags);`
-    pub rbd_aio_compare_and_write: unsafe extern "C" fn(
-        RbdImageT,
-        u64,
-        usize,
-        *const c_char,
-        *const c_char,
-        RbdCompletionT,
-        *mut u64,
-        c_int,
-    ) -> isize,
+    /// (librbd 12 and later; `None` when the library lacks it: COMPARE AND WRITE is then
+    /// done by the logical unit, read, compare and write under this gateway's lock.)
+    pub rbd_aio_compare_and_write: Option<
+        unsafe extern "C" fn(
+            RbdImageT,
+            u64,
+            usize,
+            *const c_char,
+            *const c_char,
+            RbdCompletionT,
+            *mut u64,
+            c_int,
+        ) -> isize,
+    >,
+    /// `int rbd_update_watch(rbd_image_t image, uint64_t *handle,
+    ///                       rbd_update_callback_t watch_cb, void *arg);`
+    /// (`None` when missing: a resize by another client is then not noticed.)
+    pub rbd_update_watch:
+        Option<unsafe extern "C" fn(RbdImageT, *mut u64, RbdUpdateCallbackT, *mut c_void) -> c_int>,
+    /// `int rbd_update_unwatch(rbd_image_t image, uint64_t handle);`
+    pub rbd_update_unwatch: Option<unsafe extern "C" fn(RbdImageT, u64) -> c_int>,
     /// `int rbd_diff_iterate2(rbd_image_t image, const char *fromsnapname, uint64_t ofs,
     ///                        uint64_t len, uint8_t include_parent, uint8_t whole_object,
     ///                        int (*cb)(uint64_t, size_t, int, void *), void *arg);`
@@ -174,6 +192,21 @@ fn open(soname: &CStr) -> Result<*mut c_void, String> {
         ));
     }
     Ok(h)
+}
+
+/// [`sym`] for a function the backend can do without: `None` (logged) when it is missing.
+///
+/// # Safety
+/// As [`sym`].
+unsafe fn optional_sym<F: Copy>(handle: *mut c_void, name: &str) -> Option<F> {
+    // SAFETY: the caller's contract is sym's.
+    match unsafe { sym(handle, name) } {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "librbd lacks an optional function; the data plane does without it");
+            None
+        }
+    }
 }
 
 /// Looks `name` up in `handle` and reinterprets it as the function pointer type `F`.
@@ -229,8 +262,10 @@ impl Lib {
                 rbd_aio_flush: sym(rbd, "rbd_aio_flush")?,
                 rbd_aio_discard: sym(rbd, "rbd_aio_discard")?,
                 rbd_aio_write_zeroes: sym(rbd, "rbd_aio_write_zeroes")?,
-                rbd_aio_writesame: sym(rbd, "rbd_aio_writesame")?,
-                rbd_aio_compare_and_write: sym(rbd, "rbd_aio_compare_and_write")?,
+                rbd_aio_writesame: optional_sym(rbd, "rbd_aio_writesame"),
+                rbd_aio_compare_and_write: optional_sym(rbd, "rbd_aio_compare_and_write"),
+                rbd_update_watch: optional_sym(rbd, "rbd_update_watch"),
+                rbd_update_unwatch: optional_sym(rbd, "rbd_update_unwatch"),
                 rbd_diff_iterate2: sym(rbd, "rbd_diff_iterate2")?,
             })
         }
