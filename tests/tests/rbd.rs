@@ -146,6 +146,8 @@ impl RbdDataplane {
         let child = Command::new(binary("tgt-dataplane"))
             .arg("--config")
             .arg(&cfg)
+            .arg("--control-socket")
+            .arg(dir.path().join("dp.sock"))
             .arg("--ready-file")
             .arg(&ready)
             .env("RUST_LOG", "info")
@@ -182,6 +184,37 @@ impl RbdDataplane {
             iqn,
             _dir: dir,
         }
+    }
+
+    /// The data plane's counters of its one RBD storage, as it reports them on its control
+    /// socket to the control plane (which renders them as `tgt_rbd_*` in `/metrics`).
+    fn rbd_stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let sock = self._dir.path().join("dp.sock");
+        let mut s = std::os::unix::net::UnixStream::connect(&sock)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", sock.display()));
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        // A frame: protocol version 1 and payload length, big-endian u32 each, then JSON.
+        let req = br#""getStats""#;
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&1u32.to_be_bytes());
+        frame.extend_from_slice(&u32::try_from(req.len()).expect("len").to_be_bytes());
+        frame.extend_from_slice(req);
+        s.write_all(&frame).expect("send getStats");
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).expect("frame header");
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).expect("frame body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("stats JSON");
+        let rbd = v["stats"]["rbd"].clone();
+        assert_eq!(
+            rbd.as_array().map(Vec::len),
+            Some(1),
+            "one RBD storage in the stats: {v}"
+        );
+        rbd[0].clone()
     }
 
     fn url(&self) -> String {
@@ -695,8 +728,38 @@ fn phase_write_same_and_compare_and_write(cluster: &Cluster) {
         goods.iter().sum::<u64>(),
         "every GOOD COMPARE AND WRITE counted once"
     );
+    // The counters the control plane turns into tgt_rbd_* metrics: WRITE SAME went to
+    // rbd_aio_writesame (two commands), the one-sector COMPARE AND WRITEs to librbd's
+    // compare-and-write (with its miscompares), the longer ones were not offered to it.
+    let st = dp.rbd_stats();
+    let ops = &st["opsTotal"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    assert_eq!(st["deviceId"], 1000, "{st}");
+    assert_eq!(st["image"], "rbd/caw", "{st}");
+    assert_eq!(
+        n(&ops["writesame"]),
+        2,
+        "WRITE SAME through rbd_aio_writesame: {st}"
+    );
+    // The GOOD and the MISCOMPARE at LBA 2000, and the 80 increments (GOOD or not).
+    assert_eq!(
+        n(&ops["compare_and_write"]),
+        2 + 80,
+        "one-sector COMPARE AND WRITEs through rbd_aio_compare_and_write: {st}"
+    );
+    assert_eq!(
+        n(&st["miscomparesTotal"]),
+        1 + (80 - goods.iter().sum::<u64>()),
+        "{st}"
+    );
+    assert_eq!(st["lockOwner"], true, "{st}");
+    let completed: u64 = st["latency"]["counts"]
+        .as_array()
+        .map(|c| c.iter().map(n).sum())
+        .unwrap_or(0);
+    assert!(completed > 0 && n(&ops["write"]) > 0, "{st}");
     eprintln!(
-        "WRITE SAME and COMPARE AND WRITE on RBD: data and MISCOMPARE offsets right; counter {count} from {goods:?} GOODs"
+        "WRITE SAME and COMPARE AND WRITE on RBD: data and MISCOMPARE offsets right; counter {count} from {goods:?} GOODs; librbd ops {ops}"
     );
 }
 
