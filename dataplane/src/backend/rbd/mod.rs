@@ -1099,17 +1099,17 @@ impl RbdBackend {
     }
 }
 
-/// The offset of the first differing byte from the start of a compare-and-write of `len`
-/// bytes at `offset`, from librbd's `mismatch_off`: librbd 16 reports it from the start of
-/// the request (measured: 37 for a difference at byte 37 of a request at 1024000), later
-/// releases as an image offset (`object_to_area_extents`); both are understood. `None`
-/// when it lies in neither reading of the range.
+/// The offset of the first differing byte from the start of a one-sector compare-and-write
+/// of `len` bytes at `offset`, from librbd's `mismatch_off`. What librbd puts there differs
+/// by release: 16.2.15 gives the start of the RADOS object plus the offset in the request
+/// (measured: 37 in object 0, 15 * 4 MiB + 485 for the last sector of a 64 MiB image),
+/// later releases the image offset. Every form is a 512-byte-aligned base plus the byte's
+/// place in the sector, because the request lies in one sector: the remainder by 512 is
+/// the answer in all of them. `None` when it falls outside the request.
 fn mismatch_from_start(mismatch: u64, offset: u64, len: u64) -> Option<u64> {
-    match mismatch.checked_sub(offset) {
-        Some(i) if offset > 0 && i < len => Some(i),
-        _ if mismatch < len => Some(mismatch),
-        _ => None,
-    }
+    (mismatch % 512)
+        .checked_sub(offset % 512)
+        .filter(|&i| i < len)
 }
 
 /// Whether `[offset, offset + len)` lies in one 512-byte sector: the only compare-and-write
@@ -1291,12 +1291,29 @@ mod tests {
         assert!(!fits_one_sector(1024, 1024));
         assert!(!fits_one_sector(1000, 512));
         assert!(!fits_one_sector(0, 0));
-        // Relative (librbd 16) and absolute (later) forms of the same byte.
+        // librbd 16's object-start-plus-offset and later releases' image offset of the
+        // same byte, in object 0 and in object 15.
         assert_eq!(mismatch_from_start(37, 1_024_000, 512), Some(37));
         assert_eq!(mismatch_from_start(1_024_037, 1_024_000, 512), Some(37));
-        assert_eq!(mismatch_from_start(37, 0, 512), Some(37));
-        assert_eq!(mismatch_from_start(600, 0, 512), None);
-        assert_eq!(mismatch_from_start(1_024_600, 1_024_000, 512), None);
+        let last = (64 << 20) - 512;
+        assert_eq!(
+            mismatch_from_start(15 * (4 << 20) + 485, last, 512),
+            Some(485)
+        );
+        assert_eq!(mismatch_from_start(last + 485, last, 512), Some(485));
+        // A request smaller than a sector, not at its start.
+        assert_eq!(
+            mismatch_from_start(1_024_000 + 300, 1_024_000 + 256, 128),
+            Some(44)
+        );
+        assert_eq!(
+            mismatch_from_start(1_024_000 + 100, 1_024_000 + 256, 128),
+            None
+        );
+        assert_eq!(
+            mismatch_from_start(1_024_000 + 400, 1_024_000 + 256, 128),
+            None
+        );
     }
 
     #[test]
