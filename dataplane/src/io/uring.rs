@@ -619,6 +619,27 @@ fn submit_deferred() {
     Ring::release(inner);
 }
 
+/// Reaps this thread's ring, if it has one, and wakes the operations whose completions
+/// were waiting in its CQ; true when it found any.
+///
+/// Looking at the CQ is a read of shared memory, no system call. The connection task calls
+/// this before it polls its woken commands, so completions that arrived since the ring fd
+/// last signalled are taken in the same turn instead of a reaper task's wake-up later.
+pub fn reap_here() -> bool {
+    let ring = RING
+        .try_with(|cell| cell.borrow().as_ref().map(Arc::clone))
+        .ok()
+        .flatten();
+    let Some(ring) = ring else {
+        return false;
+    };
+    let mut inner = ring.lock();
+    inner.reap();
+    let found = !inner.slab.wake_list.is_empty();
+    Ring::release(inner);
+    found
+}
+
 /// This thread's ring, built on first use (or after its runtime went away).
 fn current_ring() -> io::Result<Arc<Ring>> {
     RING.try_with(|cell| {
