@@ -108,6 +108,21 @@ pub(super) struct Done {
     resp: ScsiResponse,
 }
 
+#[cfg(test)]
+impl Done {
+    /// A GOOD completion of `itt` with no data, for tests of the in-flight list.
+    pub(super) fn for_test(itt: u32) -> Self {
+        Self {
+            itt,
+            resp: ScsiResponse::good(IoBuf::empty()),
+        }
+    }
+
+    pub(super) fn itt_for_test(&self) -> u32 {
+        self.itt
+    }
+}
+
 /// The SCSI commands of one connection.
 pub(super) struct Commands {
     /// Every command from arrival to response, by ITT.

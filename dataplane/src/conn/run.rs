@@ -6,7 +6,10 @@
 //! (STYLE.md §3). Ends are returned as [`End`].
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
+
+use tokio::io::Interest;
 
 use tokio::time::Instant;
 use tracing::debug;
@@ -53,7 +56,7 @@ impl Conn {
                 }
                 r = self.sock.stream.readable(), if want_read => {
                     if let Err(e) = r { return End::Io(e); }
-                    match self.sock.stream.try_read(&mut self.sock.rbuf[self.sock.rlen..]) {
+                    match self.read_socket() {
                         Ok(0) => {
                             return End::Io(io::ErrorKind::UnexpectedEof.into());
                         }
@@ -110,6 +113,42 @@ impl Conn {
         match self.phase {
             Phase::Login(_) => (now >= login_deadline).then_some(End::Timeout),
             Phase::Full => self.on_keepalive_timer(now),
+        }
+    }
+
+    /// One `recv` into the free tail of the receive buffer.
+    ///
+    /// A read that did not fill that space drained the socket, so the readiness is cleared
+    /// then, as tokio's own `poll_read` does: the next turn waits for the next segment
+    /// instead of paying a `recv` that answers `EAGAIN` (0.84 of them per I/O at QD1
+    /// before). tokio clears only if no new readiness event arrived since the read began,
+    /// so data that lands meanwhile is not missed.
+    fn read_socket(&mut self) -> io::Result<usize> {
+        let s = &mut self.sock;
+        let buf = &mut s.rbuf[s.rlen..];
+        let fd = s.stream.as_raw_fd();
+        let mut got = 0usize;
+        let r = s.stream.try_io(Interest::READABLE, || loop {
+            // SAFETY: `buf` is writable memory of `buf.len()` bytes, borrowed for the whole
+            // call; `fd` is the socket `stream` owns and keeps open.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let Ok(n) = usize::try_from(n) else {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            };
+            got = n;
+            if n > 0 && n < buf.len() {
+                // Reported as WouldBlock so tokio clears the readiness; `got` has the bytes.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            return Ok(n);
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            r => r,
         }
     }
 

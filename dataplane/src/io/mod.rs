@@ -30,26 +30,32 @@
 //! at pages that were unmapped and reused.
 //!
 //! Completion: the ring fd itself (it polls readable while the CQ holds entries) is
-//! registered with tokio's reactor through `tokio::io::unix::AsyncFd`, and one small reaper
-//! task per ring, spawned on the runtime when the ring is created, waits for readiness,
-//! reaps every CQE and wakes the waiting futures' wakers. Every poll of an operation also
-//! reaps its own ring first, so a task that is polled anyway never waits for the reaper.
+//! registered with tokio's reactor through `tokio::io::unix::AsyncFd`, and the waker left
+//! with the reactor is the ring's own (`ReadyWaker`), not a task's: when a CQE is posted,
+//! the thread driving the reactor reaps the CQ, wakes the waiting futures' wakers and
+//! re-arms, so a completion reaches the connection task with no task scheduled in between.
+//! Every poll of an operation also reaps its own ring first, and the connection task reaps
+//! its thread's ring (a read of shared memory, no system call) before it polls its woken
+//! commands ([`uring::reap_here`]), so a task that is polled anyway never waits for the
+//! reactor. One small reaper task per ring, spawned when the ring is created, is the safety
+//! net: every 100 ms it reaps a ring with operations in flight and submits what an `EBUSY`
+//! left queued, so no completion is stranded even if a readiness event were missed.
 //!
 //! Tasks move between threads on the multi-thread runtime, so an operation remembers the
 //! `Arc<Ring>` it was submitted to, and is always reaped there: by its own later polls,
-//! whichever thread they run on (they lock that ring), or by that ring's reaper, which wakes
-//! the task wherever it now lives. Correctness never depends on the thread a task runs on;
-//! staying on one thread only makes the lock uncontended.
+//! whichever thread they run on (they lock that ring), or by that ring's readiness waker,
+//! which wakes the task wherever it now lives. Correctness never depends on the thread a
+//! task runs on; staying on one thread only makes the lock uncontended.
 //!
 //! Why not dedicated ring threads blocking in `submit_and_wait`: that costs two thread
 //! hand-offs per I/O (submit queue to ring thread, completion back to the worker), which on
 //! two shared cores is most of the per-I/O budget, and page-cache hits could no longer
-//! complete inline. The price of this design is one reaper task wake-up per batch of
+//! complete inline. The price of this design is one reactor wake-up per batch of
 //! asynchronous completions (O_DIRECT, cache misses), and one lock per poll.
 //!
 //! Ownership: a buffer and the file it targets belong to the slab slot from push until the
-//! CQE is reaped. A future dropped before that marks its slot abandoned; the reaper frees the
-//! buffer when the CQE arrives. A ring dropped with operations in flight (runtime shutdown)
+//! CQE is reaped. A future dropped before that marks its slot abandoned; whoever reaps its
+//! CQE frees the buffer then. A ring dropped with operations in flight (runtime shutdown)
 //! waits for their CQEs before its memory is freed, and leaks them if the kernel refuses.
 //! A ring lives until its runtime shuts down (its reaper task holds it); a thread that sees
 //! its ring's reaper gone (a previous runtime) builds a new ring.

@@ -507,10 +507,84 @@ impl Ring {
             }),
             reaper_alive: AtomicBool::new(true),
         });
+        ring.arm();
         // The guard is an argument of the reaper's future, so it is dropped (marking the ring
         // dead) even when the runtime goes away before the reaper was ever polled.
         handle.spawn(reap_loop(ReaperAlive(Arc::clone(&ring))));
         Ok(ring)
+    }
+
+    /// Reaps while the ring fd reports readable, then leaves a [`ReadyWaker`] with tokio's
+    /// reactor for its next readiness.
+    ///
+    /// Called when the ring is built and by that waker, which runs on whatever thread drives
+    /// the reactor when a CQE is posted: the completion wakes the operation's task from
+    /// there, with no reaper task scheduled in between (one task hop less per batch of
+    /// completions). The readiness is cleared before the CQ is read, so a CQE posted after
+    /// that read sets it again and fires the waker again.
+    fn arm(self: &Arc<Self>) {
+        let waker = Waker::from(Arc::new(ReadyWaker(Arc::downgrade(self))));
+        let mut cx = Context::from_waker(&waker);
+        // Bounded: a ring that stays ready this long is left to the next event or sweep.
+        for _ in 0..ARM_ROUNDS_MAX {
+            // Unconstrained: outside a task there is no budget, and inside one (the first
+            // arm) a spent budget would answer Pending and wake this very waker at once.
+            let polled =
+                std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(
+                    |cx| self.poll_fd_ready(cx)
+                )))
+                .poll(&mut cx);
+            match polled {
+                Poll::Pending => return,
+                Poll::Ready(Err(e)) => {
+                    // The reactor is gone (runtime shutdown) or refused the fd; the reaper's
+                    // sweep still reaps until the ring is replaced.
+                    tracing::debug!(error = %e, "io_uring ring fd readiness lost");
+                    return;
+                }
+                Poll::Ready(Ok(())) => {
+                    let mut inner = self.lock();
+                    if !inner.uring.submission().is_empty() {
+                        // Left behind by an EBUSY; best effort, the submitter retries too.
+                        let _ = inner.submit();
+                    }
+                    inner.reap();
+                    Ring::release(inner);
+                }
+            }
+        }
+    }
+
+    /// Ready (and the readiness cleared) when the ring fd polled readable; otherwise
+    /// `cx`'s waker is left with the reactor.
+    fn poll_fd_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.afd.poll_read_ready(cx) {
+            Poll::Ready(Ok(mut guard)) => {
+                guard.clear_ready();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Rounds of reap-and-rearm in one [`Ring::arm`].
+const ARM_ROUNDS_MAX: usize = 64;
+
+/// The waker tokio's reactor holds for a ring fd's readiness: reaps the ring and re-arms.
+/// Weak, so the reactor's copy does not keep a ring alive.
+struct ReadyWaker(std::sync::Weak<Ring>);
+
+impl std::task::Wake for ReadyWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(ring) = self.0.upgrade() {
+            ring.arm();
+        }
     }
 }
 
@@ -543,29 +617,27 @@ impl Drop for ReaperAlive {
     }
 }
 
-/// Wakes the futures of completions no poll has reaped yet.
+/// The safety net behind [`ReadyWaker`]: every [`SWEEP_MS`] it reaps the ring and submits
+/// what an `EBUSY` left queued, so a completion is never stranded even if a readiness event
+/// were missed. Its future also marks the ring dead when the runtime drops it.
 async fn reap_loop(alive: ReaperAlive) {
     let ring = &alive.0;
     loop {
-        let mut ready = match ring.afd.readable().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "io_uring reaper lost its ring fd");
-                return;
-            }
-        };
-        // Clear first: a CQE posted after this sets readiness again (the fd is edge
-        // triggered), and any posted before it is reaped below.
-        ready.clear_ready();
+        tokio::time::sleep(std::time::Duration::from_millis(SWEEP_MS)).await;
         let mut inner = ring.lock();
+        if inner.slab.in_flight == 0 && inner.uring.submission().is_empty() {
+            continue;
+        }
         if !inner.uring.submission().is_empty() {
-            // Left behind by an EBUSY; best effort, the submitter retries too.
             let _ = inner.submit();
         }
         inner.reap();
         Ring::release(inner);
     }
 }
+
+/// Period of the reaper's sweep; completions normally arrive through [`ReadyWaker`] at once.
+const SWEEP_MS: u64 = 100;
 
 thread_local! {
     static RING: RefCell<Option<Arc<Ring>>> = const { RefCell::new(None) };
@@ -617,6 +689,27 @@ fn submit_deferred() {
         inner.slab.wake_all_in_flight();
     }
     Ring::release(inner);
+}
+
+/// Reaps this thread's ring, if it has one, and wakes the operations whose completions
+/// were waiting in its CQ; true when it found any.
+///
+/// Looking at the CQ is a read of shared memory, no system call. The connection task calls
+/// this before it polls its woken commands, so completions that arrived since the ring fd
+/// last signalled are taken in the same turn instead of a reaper task's wake-up later.
+pub fn reap_here() -> bool {
+    let ring = RING
+        .try_with(|cell| cell.borrow().as_ref().map(Arc::clone))
+        .ok()
+        .flatten();
+    let Some(ring) = ring else {
+        return false;
+    };
+    let mut inner = ring.lock();
+    inner.reap();
+    let found = !inner.slab.wake_list.is_empty();
+    Ring::release(inner);
+    found
 }
 
 /// This thread's ring, built on first use (or after its runtime went away).
