@@ -17,12 +17,6 @@ command -v tgtd >/dev/null || need+=(tgt)
 # (the guest and QEMU) with apt-get download and dpkg-deb; it needs ip and ldd.
 command -v ip >/dev/null || need+=(iproute2)
 command -v ldd >/dev/null || need+=(libc-bin)
-# The RBD backend's system test starts a single-node Ceph cluster (scripts/ceph-single-node.sh)
-# and the data plane loads librbd at run time.
-command -v ceph-mon >/dev/null || need+=(ceph-mon)
-command -v ceph-osd >/dev/null || need+=(ceph-osd)
-command -v rbd >/dev/null || need+=(ceph-common)
-[[ -e /usr/lib/x86_64-linux-gnu/librbd.so.1 || -e /usr/lib/aarch64-linux-gnu/librbd.so.1 ]] || need+=(librbd1)
 if ((${#need[@]})); then
   echo "installing ${need[*]}" >&2
   sudo=""

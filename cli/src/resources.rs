@@ -421,41 +421,20 @@ pub enum StorageCmd {
     },
     /// Adds a storage (refused if the deviceID is taken).
     #[command(
-        after_help = "Examples:\n  tgtctl storage create --id 1 --path /var/lib/tgt/disk1.img --size 10G\n  tgtctl storage create --id 2 --path /dev/nvme0n1 --backend iouring --block-size 4096\n  tgtctl storage create --id 3 --rbd-image rbd/vol1 --ceph-conf /etc/ceph/ceph.conf --ceph-client-id gateway --ceph-keyring /etc/ceph/ceph.client.gateway.keyring"
+        after_help = "Examples:\n  tgtctl storage create --id 1 --path /var/lib/tgt/disk1.img --size 10G\n  tgtctl storage create --id 2 --path /dev/nvme0n1 --backend iouring --block-size 4096"
     )]
     Create {
         /// Unique deviceID; LUNs refer to it and the LU serial number derives from it.
         #[arg(long)]
         id: u64,
-        /// Backing file or block device (not for an RBD image).
-        #[arg(
-            long,
-            required_unless_present = "rbd_image",
-            conflicts_with = "rbd_image"
-        )]
-        path: Option<String>,
-        /// A Ceph RBD image as pool/image: the storage is `backendType: rbd` and its size
-        /// is the image's.
-        #[arg(long, value_name = "POOL/IMAGE")]
-        rbd_image: Option<String>,
-        /// RADOS namespace of the RBD image inside its pool.
+        /// Backing file or block device.
         #[arg(long)]
-        rbd_namespace: Option<String>,
-        /// Ceph configuration file (absolute path) for the RBD image; default: librados's
-        /// search ($CEPH_CONF, /etc/ceph/ceph.conf).
-        #[arg(long)]
-        ceph_conf: Option<String>,
-        /// Ceph client id without "client." (default admin).
-        #[arg(long)]
-        ceph_client_id: Option<String>,
-        /// Ceph keyring file (absolute path); default: the one the configuration names.
-        #[arg(long)]
-        ceph_keyring: Option<String>,
+        path: String,
         /// Size such as 10G; a missing file is created sparse with this size.
         #[arg(long, value_parser = render::parse_bytes)]
         size: Option<u64>,
-        /// I/O engine (`rbd` is implied by --rbd-image).
-        #[arg(long, value_parser = ["file", "iouring", "rbd"])]
+        /// I/O engine.
+        #[arg(long, value_parser = ["file", "iouring"])]
         backend: Option<String>,
         /// Logical block size in bytes (512 or 4096).
         #[arg(long)]
@@ -475,54 +454,10 @@ pub enum StorageCmd {
     },
 }
 
-/// The `rbd` object of `storage create`; the Ceph options only go with `--rbd-image`.
-fn rbd_image_of(
-    image: Option<String>,
-    namespace: Option<String>,
-    ceph_conf: Option<String>,
-    client_id: Option<String>,
-    keyring: Option<String>,
-) -> Result<Option<tgt_proto::RbdImage>> {
-    match image {
-        Some(image) => Ok(Some(tgt_proto::RbdImage {
-            image,
-            namespace,
-            ceph_conf,
-            client_id,
-            keyring,
-        })),
-        None if namespace.is_some()
-            || ceph_conf.is_some()
-            || client_id.is_some()
-            || keyring.is_some() =>
-        {
-            Err(crate::CliError::Usage(
-                "--rbd-namespace, --ceph-conf, --ceph-client-id and --ceph-keyring need --rbd-image"
-                    .into(),
-            ))
-        }
-        None => Ok(None),
-    }
-}
-
-/// Where a storage's data is: its path, or for an RBD image `rbd:pool[/namespace]/image`.
-fn storage_location(s: &Storage) -> String {
-    match &s.rbd {
-        Some(r) => match &r.namespace {
-            Some(ns) => match r.image.split_once('/') {
-                Some((pool, image)) => format!("rbd:{pool}/{ns}/{image}"),
-                None => format!("rbd:{}", r.image),
-            },
-            None => format!("rbd:{}", r.image),
-        },
-        None => s.path.clone(),
-    }
-}
-
 fn storage_row(s: &Storage) -> Vec<String> {
     vec![
         s.device_id.to_string(),
-        storage_location(s),
+        s.path.clone(),
         s.size.map(render::bytes).unwrap_or("-".into()),
         s.backend_type
             .map_or_else(|| "default".into(), |b| b.to_string()),
@@ -533,7 +468,7 @@ fn storage_row(s: &Storage) -> Vec<String> {
 
 const STORAGE_HEADERS: [&str; 6] = [
     "DEVICE ID",
-    "PATH OR IMAGE",
+    "PATH",
     "SIZE",
     "BACKEND",
     "ONLINE",
@@ -557,37 +492,21 @@ pub fn storage(c: &Client, out: Format, cmd: StorageCmd) -> Result<()> {
         StorageCmd::Create {
             id,
             path,
-            rbd_image,
-            rbd_namespace,
-            ceph_conf,
-            ceph_client_id,
-            ceph_keyring,
             size,
             backend,
             block_size,
             read_only,
             offline,
         } => {
-            let rbd = rbd_image_of(
-                rbd_image,
-                rbd_namespace,
-                ceph_conf,
-                ceph_client_id,
-                ceph_keyring,
-            )?;
-            let backend_type = match backend.as_deref() {
-                Some("iouring") => Some(BackendType::Iouring),
-                Some("rbd") => Some(BackendType::Rbd),
-                Some(_) => Some(BackendType::File),
-                None if rbd.is_some() => Some(BackendType::Rbd),
-                None => None,
-            };
             let body = Storage {
                 device_id: id,
-                path: path.unwrap_or_default(),
+                path,
                 size,
-                backend_type,
-                rbd,
+                backend_type: backend.map(|b| match b.as_str() {
+                    "iouring" => BackendType::Iouring,
+                    // clap accepts only "file" and "iouring".
+                    _ => BackendType::File,
+                }),
                 block_size,
                 read_only: read_only.then_some(true),
                 online: offline.then_some(false),
@@ -812,77 +731,4 @@ fn session_row(s: &SessionInfo) -> Vec<String> {
             .unwrap_or_default(),
         s.negotiated.max_burst_length.to_string(),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn create(args: &[&str]) -> Result<StorageCmd, clap::Error> {
-        let mut argv = vec!["tgtctl", "storage", "create"];
-        argv.extend_from_slice(args);
-        match crate::Cli::try_parse_from(argv)?.command {
-            crate::Command::Storage(c) => Ok(c),
-            other => panic!("parsed as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn storage_create_takes_the_rbd_options_and_list_shows_the_image() {
-        let cmd = create(&[
-            "--id",
-            "3",
-            "--rbd-image",
-            "rbd/vol1",
-            "--rbd-namespace",
-            "ns",
-            "--ceph-conf",
-            "/etc/ceph/ceph.conf",
-            "--ceph-client-id",
-            "gateway",
-            "--ceph-keyring",
-            "/etc/ceph/k",
-        ])
-        .expect("rbd options parse");
-        let StorageCmd::Create {
-            path,
-            rbd_image,
-            rbd_namespace,
-            ceph_conf,
-            ceph_client_id,
-            ceph_keyring,
-            ..
-        } = cmd
-        else {
-            panic!("not a create");
-        };
-        assert_eq!(path, None);
-        assert_eq!(rbd_image.as_deref(), Some("rbd/vol1"));
-        assert_eq!(rbd_namespace.as_deref(), Some("ns"));
-        assert_eq!(ceph_conf.as_deref(), Some("/etc/ceph/ceph.conf"));
-        assert_eq!(ceph_client_id.as_deref(), Some("gateway"));
-        assert_eq!(ceph_keyring.as_deref(), Some("/etc/ceph/k"));
-        // A path and an image together, or neither, or Ceph options without an image: refused.
-        assert!(create(&["--id", "3", "--rbd-image", "rbd/a", "--path", "/x"]).is_err());
-        assert!(create(&["--id", "3"]).is_err());
-        assert!(rbd_image_of(None, None, Some("/c".into()), None, None).is_err());
-        assert!(rbd_image_of(None, None, None, None, None)
-            .expect("no image")
-            .is_none());
-
-        let s = Storage {
-            device_id: 3,
-            backend_type: Some(BackendType::Rbd),
-            rbd: Some(tgt_proto::RbdImage {
-                image: "rbd/vol1".into(),
-                namespace: Some("ns".into()),
-                ..tgt_proto::RbdImage::default()
-            }),
-            ..Storage::default()
-        };
-        let row = storage_row(&s);
-        assert_eq!(row[1], "rbd:rbd/ns/vol1");
-        assert_eq!(row[3], "rbd");
-    }
 }

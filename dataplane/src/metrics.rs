@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::scsi::opcodes::{self, IoClass};
 
-use tgt_proto::socket::{LatencyHistogram, LunStats, NumaPoolStats, RbdStorageStats, UringStats};
+use tgt_proto::socket::{LatencyHistogram, LunStats, NumaPoolStats, UringStats};
 
 /// Shards per sharded counter. More than the worker threads a data plane runs on typical
 /// machines, so threads rarely share a shard; a power of two so that picking one is a mask.
@@ -451,41 +451,6 @@ pub fn numa_pool_stats(pools: &crate::numa::NumaPools) -> Vec<NumaPoolStats> {
             }
         })
         .collect()
-}
-
-/// One RBD storage's counters in the form the control socket reports them.
-pub fn rbd_storage_stats(device_id: u64, b: &crate::backend::RbdBackend) -> RbdStorageStats {
-    use crate::backend::rbd::{OpClass, ERROR_KIND_NAMES, LATENCY_BUCKETS_US};
-    let s = b.stats();
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    RbdStorageStats {
-        device_id,
-        image: b.spec().to_string(),
-        ops_total: OpClass::ALL
-            .iter()
-            .map(|c| (c.name().to_owned(), load(&s.ops[*c as usize])))
-            .collect(),
-        latency: LatencyHistogram {
-            bounds_ns: LATENCY_BUCKETS_US
-                .iter()
-                .map(|us| us.saturating_mul(1000))
-                .collect(),
-            counts: s.latency.iter().map(load).collect(),
-            sum_ns: load(&s.latency_sum_us).saturating_mul(1000),
-        },
-        in_flight: load(&s.in_flight),
-        errors_total: ERROR_KIND_NAMES
-            .iter()
-            .zip(&s.errors)
-            .map(|(n, a)| ((*n).to_owned(), load(a)))
-            .collect(),
-        timeouts_total: load(&s.timeouts),
-        lock_refusals_total: load(&s.lock_refusals),
-        lock_owner: b.lock_owner(),
-        miscompares_total: load(&s.miscompares),
-        grows_total: load(&s.grows),
-        shrinks_refused_total: load(&s.shrinks_refused),
-    }
 }
 
 #[cfg(test)]

@@ -260,118 +260,6 @@ fn engine_metrics(r: &Registry, stats: &Stats) -> prometheus::Result<()> {
     )
 }
 
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    values: impl IntoIterator<Item = (Vec<String>, u64)>,
-) -> prometheus::Result<()> {
-    let v = prometheus::IntCounterVec::new(Opts::new(name, help), labels)?;
-    for (l, n) in values {
-        let l: Vec<&str> = l.iter().map(String::as_str).collect();
-        v.with_label_values(&l).inc_by(n);
-    }
-    r.register(Box::new(v))
-}
-
-/// The per RBD storage metrics (`storage` is its deviceID, `image` `pool[/ns]/image`):
-/// librbd operations by kind and their latency, in flight, errors by kind, timeouts, lock
-/// ownership and refusals, miscompares, resizes.
-fn rbd_metrics(r: &Registry, stats: &Stats) -> prometheus::Result<()> {
-    if stats.rbd.is_empty() {
-        return Ok(());
-    }
-    let key =
-        |s: &tgt_proto::socket::RbdStorageStats| vec![s.device_id.to_string(), s.image.clone()];
-    counter_vec(
-        r,
-        "tgt_rbd_ops_total",
-        "librbd operations completed per RBD storage, by kind (read, write, flush, deallocate, writesame, compare_and_write).",
-        &["storage", "image", "op"],
-        stats.rbd.iter().flat_map(|s| {
-            s.ops_total.iter().map(move |(op, n)| {
-                let mut l = key(s);
-                l.push(op.clone());
-                (l, *n)
-            })
-        }),
-    )?;
-    r.register(Box::new(Precomputed::new(
-        "tgt_rbd_op_duration_seconds",
-        "Time from submission to completion of librbd operations per RBD storage.",
-        &["storage", "image"],
-        stats.rbd.iter().map(|s| (key(s), &s.latency)).collect(),
-    )?))?;
-    gauge_with(
-        r,
-        "tgt_rbd_ops_in_flight",
-        "librbd operations submitted and not completed now, per RBD storage.",
-        &["storage", "image"],
-        stats.rbd.iter().map(|s| (key(s), s.in_flight)),
-    )?;
-    counter_vec(
-        r,
-        "tgt_rbd_errors_total",
-        "Failed librbd operations per RBD storage, by kind (io, out_of_range, no_space, read_only, not_ready, unsupported).",
-        &["storage", "image", "kind"],
-        stats.rbd.iter().flat_map(|s| {
-            s.errors_total.iter().map(move |(kind, n)| {
-                let mut l = key(s);
-                l.push(kind.clone());
-                (l, *n)
-            })
-        }),
-    )?;
-    for (name, help, get) in [
-        (
-            "tgt_rbd_timeouts_total",
-            "librbd operations the cluster did not answer within the data plane's bound.",
-            (|s| s.timeouts_total) as fn(&tgt_proto::socket::RbdStorageStats) -> u64,
-        ),
-        (
-            "tgt_rbd_lock_refusals_total",
-            "Writes refused because this gateway did not own the image's exclusive lock.",
-            |s| s.lock_refusals_total,
-        ),
-        (
-            "tgt_rbd_miscompares_total",
-            "COMPARE AND WRITEs the cluster answered with a miscompare.",
-            |s| s.miscompares_total,
-        ),
-    ] {
-        counter_vec(
-            r,
-            name,
-            help,
-            &["storage", "image"],
-            stats.rbd.iter().map(|s| (key(s), get(s))),
-        )?;
-    }
-    counter_vec(
-        r,
-        "tgt_rbd_resizes_total",
-        "Size changes of the image seen by the gateway, by outcome (grown: capacity raised; shrink_refused: smaller size not taken).",
-        &["storage", "image", "outcome"],
-        stats.rbd.iter().flat_map(|s| {
-            [("grown", s.grows_total), ("shrink_refused", s.shrinks_refused_total)]
-                .into_iter()
-                .map(move |(o, n)| {
-                    let mut l = key(s);
-                    l.push(o.to_owned());
-                    (l, n)
-                })
-        }),
-    )?;
-    gauge_with(
-        r,
-        "tgt_rbd_lock_owner",
-        "1 when this gateway owns the RBD image's exclusive lock, else 0.",
-        &["storage", "image"],
-        stats.rbd.iter().map(|s| (key(s), u64::from(s.lock_owner))),
-    )
-}
-
 /// The per-LUN latency histograms and command gauges.
 fn lun_io_metrics(r: &Registry, stats: &Stats) -> prometheus::Result<()> {
     let mut hists = Vec::with_capacity(stats.luns.len() * 2);
@@ -585,7 +473,6 @@ pub fn render(
         }
         lun_io_metrics(&r, stats)?;
         engine_metrics(&r, stats)?;
-        rbd_metrics(&r, stats)?;
     }
     let mut buf = Vec::new();
     TextEncoder::new().encode(&r.gather(), &mut buf)?;
@@ -674,7 +561,6 @@ mod tests {
                 exhausted_total: 3,
                 heap_fallbacks_total: 2,
             }],
-            rbd: vec![],
         }
     }
 

@@ -340,9 +340,6 @@ pub enum BackendType {
     File,
     /// Asynchronous I/O through io_uring (`"iouring"`, Linux 5.1 or later).
     Iouring,
-    /// A Ceph RBD image through librbd (`"rbd"`): the storage's `rbd` object names the
-    /// image, and `path` is not used.
-    Rbd,
 }
 
 impl std::fmt::Display for BackendType {
@@ -350,7 +347,6 @@ impl std::fmt::Display for BackendType {
         f.write_str(match self {
             BackendType::File => "file",
             BackendType::Iouring => "iouring",
-            BackendType::Rbd => "rbd",
         })
     }
 }
@@ -367,16 +363,14 @@ pub struct Storage {
     /// Path of the backing file or block device, absolute or relative to the data plane's
     /// working directory. gotgt's `file:/path` form is accepted and means `/path`; other
     /// schemes (such as `ceph:`) are refused. Whether the file exists is checked by the
-    /// data plane, not by validation. Required for `file` and `iouring` storages; an `rbd`
-    /// storage has none (its image is named in `rbd`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// data plane, not by validation.
     pub path: String,
     /// Whether the LU serves media access. An offline LU still answers INQUIRY and
     /// REPORT LUNS but reports NOT READY for I/O. Defaults to true (gotgt has no default
     /// because Go always writes the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
-    /// I/O engine for this storage: `file`, `iouring` or `rbd`. When absent, `iouring` is used if
+    /// I/O engine for this storage: `file` or `iouring`. When absent, `iouring` is used if
     /// `performance.enableIoUring` is true, else `file`. `performance.enableIoUring: false`
     /// turns every storage into `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -453,32 +447,6 @@ pub struct Storage {
     /// ASYMMETRIC ACCESS STATE CHANGED.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub alua_states: BTreeMap<String, AluaState>,
-    /// The Ceph RBD image of a `backendType: "rbd"` storage (required there, refused
-    /// elsewhere). Its size is the image's; `size` must be absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rbd: Option<RbdImage>,
-}
-
-/// Where a Ceph RBD image is and how the data plane reaches its cluster.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RbdImage {
-    /// The image as `pool/image`.
-    pub image: String,
-    /// RADOS namespace inside the pool; absent means the pool's default namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Ceph configuration file (absolute path); absent means librados' search
-    /// (`$CEPH_CONF`, `/etc/ceph/ceph.conf`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ceph_conf: Option<String>,
-    /// Ceph client id without the `client.` prefix; defaults to `admin`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// Keyring file (absolute path); absent means the one the configuration names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyring: Option<String>,
 }
 
 /// One network portal: an address the data plane listens on.

@@ -44,7 +44,7 @@ mod validate;
 pub use cidr::{Cidr, CidrError};
 pub use config::{
     Acl, Alua, AluaPeerGroup, AluaState, Auth, BackendType, Chap, ChapAlgorithmName, Config,
-    Discovery, Performance, Portal, RbdImage, Storage, Target, ALUA_ID_MIN, ALUA_PEER_GROUPS_MAX,
+    Discovery, Performance, Portal, Storage, Target, ALUA_ID_MIN, ALUA_PEER_GROUPS_MAX,
     BLOCK_SIZE_BYTES_DEFAULT, CPU_INDEX_MAX, IO_URING_QUEUE_DEPTH_DEFAULT,
     IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT, LUN_MAX, NUMA_BUFFER_POOL_SIZE_DEFAULT,
     NUMA_BUFFER_POOL_SIZE_MAX, NUMA_BUFFER_SIZE_BYTES_DEFAULT, NUMA_BUFFER_SIZE_BYTES_MAX,
@@ -55,6 +55,6 @@ pub use name::{check_iscsi_name, is_valid_iscsi_name, IscsiNameError, ISCSI_NAME
 pub use refs::Use;
 pub use validate::{
     FieldError, ValidAccess, ValidAlua, ValidChap, ValidConfig, ValidPerformance, ValidPortal,
-    ValidRbd, ValidStorage, ValidTarget, ValidationError, CHAP_SECRET_BYTES_MAX,
+    ValidStorage, ValidTarget, ValidationError, CHAP_SECRET_BYTES_MAX,
     CHAP_SECRET_BYTES_RECOMMENDED_MIN,
 };

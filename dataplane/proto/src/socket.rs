@@ -19,7 +19,6 @@
 // `as` (STYLE.md, hot-path rules).
 #![deny(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -339,54 +338,6 @@ pub struct Stats {
     /// The data buffer pools, ascending by NUMA node; empty until the pools exist (they are
     /// built when the first config with a LUN is applied).
     pub numa_pools: Vec<NumaPoolStats>,
-    /// Per RBD storage (`backendType: "rbd"`) in use by a LUN, ascending by `deviceID`;
-    /// empty without one (and from data planes older than these counters).
-    #[serde(default)]
-    pub rbd: Vec<RbdStorageStats>,
-}
-
-/// librbd operations of one RBD storage: what the gateway asked of the cluster, how long it
-/// took, how it failed, and whether this gateway owns the image's exclusive lock.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RbdStorageStats {
-    /// `deviceID` of the storage.
-    pub device_id: u64,
-    /// The image as `pool[/namespace]/image`.
-    pub image: String,
-    /// Completed librbd operations by kind: `read`, `write`, `flush`, `deallocate`
-    /// (discard or write-zeroes), `writesame`, `compare_and_write`.
-    #[serde(default)]
-    pub ops_total: BTreeMap<String, u64>,
-    /// Time from submission to completion of every completed operation.
-    pub latency: LatencyHistogram,
-    /// Operations submitted and not completed now (a gauge; operations that timed out
-    /// count until librbd completes them).
-    #[serde(default)]
-    pub in_flight: u64,
-    /// Failed operations by kind: `io`, `out_of_range`, `no_space`, `read_only`,
-    /// `not_ready` (timeouts, blocklisting, no lock), `unsupported`.
-    #[serde(default)]
-    pub errors_total: BTreeMap<String, u64>,
-    /// Operations the cluster did not answer within the data plane's bound.
-    #[serde(default)]
-    pub timeouts_total: u64,
-    /// Writes refused because this gateway did not own the exclusive lock.
-    #[serde(default)]
-    pub lock_refusals_total: u64,
-    /// Whether this gateway owns the image's exclusive lock now.
-    #[serde(default)]
-    pub lock_owner: bool,
-    /// COMPARE AND WRITEs answered MISCOMPARE by the cluster.
-    #[serde(default)]
-    pub miscompares_total: u64,
-    /// Times the image was seen grown (`rbd resize`) and the capacity raised.
-    #[serde(default)]
-    pub grows_total: u64,
-    /// Times the image was seen shrunk and the smaller size refused.
-    #[serde(default)]
-    pub shrinks_refused_total: u64,
 }
 
 /// A latency histogram with fixed buckets.
@@ -784,7 +735,6 @@ mod tests {
                     exhausted_total: 0,
                     heap_fallbacks_total: 5,
                 }],
-                rbd: vec![],
             }),
             Response::Sessions {
                 sessions: vec![SessionInfo {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::cidr::Cidr;
 use crate::config::{Alua, AluaState, ALUA_ID_MIN, ALUA_PEER_GROUPS_MAX};
 use crate::config::{
-    BackendType, Config, Performance, Portal, RbdImage, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
+    BackendType, Config, Performance, Portal, Storage, Target, BLOCK_SIZE_BYTES_DEFAULT,
     IO_URING_QUEUE_DEPTH_DEFAULT, IO_URING_QUEUE_DEPTH_MAX, ISCSI_PORT_DEFAULT, LUN_MAX,
     NUMA_BUFFER_POOL_SIZE_DEFAULT, NUMA_BUFFER_POOL_SIZE_MAX, NUMA_BUFFER_SIZE_BYTES_DEFAULT,
     NUMA_BUFFER_SIZE_BYTES_MAX, NUMA_BUFFER_SIZE_BYTES_MIN, NUMA_NODE_MAX, WORKER_THREADS_MAX,
@@ -331,132 +331,6 @@ pub struct ValidStorage {
     thin_provisioning: bool,
     cpu_list: Option<CpuList>,
     alua_states: BTreeMap<u16, AluaState>,
-    rbd: Option<ValidRbd>,
-}
-
-/// A validated RBD image reference (`backendType: "rbd"`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ValidRbd {
-    pool: String,
-    namespace: Option<String>,
-    image: String,
-    ceph_conf: Option<PathBuf>,
-    client_id: Option<String>,
-    keyring: Option<PathBuf>,
-}
-
-/// Longest RBD pool, namespace or image name accepted (Ceph's own names are far shorter).
-const RBD_NAME_BYTES_MAX: usize = 255;
-
-impl ValidRbd {
-    /// RADOS pool.
-    pub fn pool(&self) -> &str {
-        &self.pool
-    }
-    /// RADOS namespace, if any.
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-    /// Image name inside the pool (and namespace).
-    pub fn image(&self) -> &str {
-        &self.image
-    }
-    /// Ceph configuration file, if given.
-    pub fn ceph_conf(&self) -> Option<&Path> {
-        self.ceph_conf.as_deref()
-    }
-    /// Client id without `client.`, if given.
-    pub fn client_id(&self) -> Option<&str> {
-        self.client_id.as_deref()
-    }
-    /// Keyring file, if given.
-    pub fn keyring(&self) -> Option<&Path> {
-        self.keyring.as_deref()
-    }
-}
-
-/// Checks one RBD name component (pool, namespace, image): non-empty, bounded, no `/`, `@`
-/// (snapshots are not served) or control characters.
-fn rbd_name(what: &str, v: &str) -> Result<String, String> {
-    if v.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if v.len() > RBD_NAME_BYTES_MAX {
-        return Err(format!("{what} is longer than {RBD_NAME_BYTES_MAX} bytes"));
-    }
-    if let Some(c) = v.chars().find(|c| *c == '/' || *c == '@' || c.is_control()) {
-        return Err(format!("{what} {v:?} contains {c:?}"));
-    }
-    Ok(v.to_owned())
-}
-
-fn rbd_path(v: &str) -> Result<PathBuf, String> {
-    if !v.starts_with('/') {
-        return Err(format!("{v:?} is not an absolute path"));
-    }
-    if v.len() > PATH_BYTES_MAX || v.contains('\0') {
-        return Err(format!("{v:?} is not a usable path"));
-    }
-    Ok(PathBuf::from(v))
-}
-
-/// Validates the `rbd` object of a storage, naming each bad key under `at`.
-fn validate_rbd(p: &mut Problems, at: &dyn Fn(&str) -> String, r: &RbdImage) -> Option<ValidRbd> {
-    let before = p.0.len();
-    let (pool, image) = match r.image.split_once('/') {
-        Some((pool, image)) => (
-            rbd_name("pool", pool)
-                .map_err(|m| p.push(at("rbd.image"), m))
-                .ok(),
-            rbd_name("image", image)
-                .map_err(|m| p.push(at("rbd.image"), m))
-                .ok(),
-        ),
-        None => {
-            p.push(
-                at("rbd.image"),
-                format!("{:?} is not of the form pool/image", r.image),
-            );
-            (None, None)
-        }
-    };
-    let namespace = r.namespace.as_deref().and_then(|n| {
-        rbd_name("namespace", n)
-            .map_err(|m| p.push(at("rbd.namespace"), m))
-            .ok()
-    });
-    let ceph_conf = r
-        .ceph_conf
-        .as_deref()
-        .and_then(|v| rbd_path(v).map_err(|m| p.push(at("rbd.cephConf"), m)).ok());
-    let keyring = r
-        .keyring
-        .as_deref()
-        .and_then(|v| rbd_path(v).map_err(|m| p.push(at("rbd.keyring"), m)).ok());
-    let client_id = match r.client_id.as_deref() {
-        Some(id) if id.starts_with("client.") => {
-            p.push(
-                at("rbd.clientId"),
-                format!("{id:?}: give the id without the \"client.\" prefix"),
-            );
-            None
-        }
-        Some(id) => rbd_name("clientId", id)
-            .map_err(|m| p.push(at("rbd.clientId"), m))
-            .ok(),
-        None => None,
-    };
-    if p.0.len() != before {
-        return None;
-    }
-    Some(ValidRbd {
-        pool: pool?,
-        namespace,
-        image: image?,
-        ceph_conf,
-        client_id,
-        keyring,
-    })
 }
 
 /// A validated portal.
@@ -659,12 +533,6 @@ impl ValidStorage {
     /// CPUs for this storage's I/O threads, if restricted.
     pub fn cpu_list(&self) -> Option<&CpuList> {
         self.cpu_list.as_ref()
-    }
-
-    /// The RBD image of an `rbd` storage (`Some` exactly when [`backend`](Self::backend) is
-    /// [`BackendType::Rbd`]).
-    pub fn rbd(&self) -> Option<&ValidRbd> {
-        self.rbd.as_ref()
     }
 }
 
@@ -1095,7 +963,6 @@ fn validate_storages(
     let mut out: BTreeMap<u64, ValidStorage> = BTreeMap::new();
     let mut first_by_id: HashMap<u64, usize> = HashMap::new();
     let mut first_by_path: HashMap<PathBuf, usize> = HashMap::new();
-    let mut first_by_rbd: BTreeMap<ValidRbd, usize> = BTreeMap::new();
     for (i, s) in storages.iter().enumerate() {
         let at = |key: &str| format!("storages[{i}].{key}");
         let duplicate_id = match first_by_id.get(&s.device_id) {
@@ -1111,71 +978,25 @@ fn validate_storages(
                 false
             }
         };
-        let is_rbd = s.backend_type == Some(BackendType::Rbd);
-        let rbd = match (&s.rbd, is_rbd) {
-            (Some(r), true) => {
-                let v = validate_rbd(p, &at, r);
-                if let Some(v) = &v {
-                    match first_by_rbd.get(v) {
-                        Some(first) => p.push(
-                            at("rbd.image"),
-                            format!("duplicate image {:?} (also storages[{first}])", r.image),
+        let path = match storage_path(&s.path) {
+            Ok(path) => {
+                match first_by_path.get(&path) {
+                    Some(first) => p.push(
+                        at("path"),
+                        format!(
+                            "duplicate path {:?} (also storages[{first}])",
+                            path.display().to_string()
                         ),
-                        None => {
-                            first_by_rbd.insert(v.clone(), i);
-                        }
+                    ),
+                    None => {
+                        first_by_path.insert(path.clone(), i);
                     }
                 }
-                v
+                path
             }
-            (None, true) => {
-                p.push(
-                    at("rbd"),
-                    "backendType rbd needs the rbd object naming its image",
-                );
-                None
-            }
-            (Some(_), false) => {
-                p.push(
-                    at("rbd"),
-                    "only a storage with backendType rbd has an rbd image",
-                );
-                None
-            }
-            (None, false) => None,
-        };
-        if is_rbd && !s.path.is_empty() {
-            p.push(
-                at("path"),
-                "an rbd storage has no path (its image is rbd.image)",
-            );
-        }
-        if is_rbd && s.size.is_some() {
-            p.push(at("size"), "an rbd storage takes its size from the image");
-        }
-        let path = if is_rbd {
-            PathBuf::new()
-        } else {
-            match storage_path(&s.path) {
-                Ok(path) => {
-                    match first_by_path.get(&path) {
-                        Some(first) => p.push(
-                            at("path"),
-                            format!(
-                                "duplicate path {:?} (also storages[{first}])",
-                                path.display().to_string()
-                            ),
-                        ),
-                        None => {
-                            first_by_path.insert(path.clone(), i);
-                        }
-                    }
-                    path
-                }
-                Err(msg) => {
-                    p.push(at("path"), msg);
-                    PathBuf::new()
-                }
+            Err(msg) => {
+                p.push(at("path"), msg);
+                PathBuf::new()
             }
         };
         if let Some(n) = s.numa_node.filter(|n| *n > NUMA_NODE_MAX) {
@@ -1252,8 +1073,6 @@ fn validate_storages(
         }
         // enableIoUring: false is a global switch that wins over every storage.
         let backend = match (s.backend_type, perf.io_uring_enabled) {
-            // An RBD image is no file: the io_uring switch does not apply to it.
-            (Some(BackendType::Rbd), _) => BackendType::Rbd,
             (_, Some(false)) => BackendType::File,
             (Some(t), _) => t,
             (None, Some(true)) => BackendType::Iouring,
@@ -1283,7 +1102,6 @@ fn validate_storages(
                 thin_provisioning: s.thin_provisioning.unwrap_or(true),
                 cpu_list: cpus,
                 alua_states,
-                rbd,
             },
         );
     }
@@ -2040,7 +1858,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("unknown variant `io_uring`, expected one of `file`, `iouring`, `rbd`"),
+            err.contains("unknown variant `io_uring`, expected `file` or `iouring`"),
             "{err}"
         );
     }
@@ -2053,92 +1871,6 @@ mod tests {
         assert!(err.contains("missing field `deviceID`"), "{err}");
     }
 
-    #[test]
-    fn rbd_storage_is_validated_and_resolved() {
-        let v = valid(
-            r#"{"storages":[{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","namespace":"n","cephConf":"/etc/ceph/ceph.conf","clientId":"gw","keyring":"/k"}}],
-            "performance":{"enableIoUring":false}}"#,
-        );
-        let s = v.storage(1).unwrap();
-        assert_eq!(
-            s.backend(),
-            BackendType::Rbd,
-            "enableIoUring: false leaves rbd alone"
-        );
-        let r = s.rbd().unwrap();
-        assert_eq!((r.pool(), r.namespace(), r.image()), ("p", Some("n"), "i"));
-        assert_eq!(r.ceph_conf(), Some(Path::new("/etc/ceph/ceph.conf")));
-        assert_eq!(
-            (r.client_id(), r.keyring()),
-            (Some("gw"), Some(Path::new("/k")))
-        );
-        assert!(valid(r#"{"storages":[{"deviceID":1,"path":"/a"}]}"#)
-            .storage(1)
-            .unwrap()
-            .rbd()
-            .is_none());
-    }
-
-    #[test]
-    fn refuses_bad_rbd_storages() {
-        let cases = [
-            (
-                r#"{"deviceID":1,"backendType":"rbd"}"#,
-                "storages[0].rbd: backendType rbd needs the rbd object naming its image",
-            ),
-            (
-                r#"{"deviceID":1,"path":"/a","rbd":{"image":"p/i"}}"#,
-                "storages[0].rbd: only a storage with backendType rbd has an rbd image",
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"disk0"}}"#,
-                r#"storages[0].rbd.image: "disk0" is not of the form pool/image"#,
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/a@s"}}"#,
-                r#"storages[0].rbd.image: image "a@s" contains '@'"#,
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/a/b"}}"#,
-                r#"storages[0].rbd.image: image "a/b" contains '/'"#,
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"/i"}}"#,
-                "storages[0].rbd.image: pool is empty",
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","clientId":"client.gw"}}"#,
-                r#"storages[0].rbd.clientId: "client.gw": give the id without the "client." prefix"#,
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","cephConf":"ceph.conf"}}"#,
-                r#"storages[0].rbd.cephConf: "ceph.conf" is not an absolute path"#,
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i","namespace":""}}"#,
-                "storages[0].rbd.namespace: namespace is empty",
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","path":"/a","rbd":{"image":"p/i"}}"#,
-                "storages[0].path: an rbd storage has no path (its image is rbd.image)",
-            ),
-            (
-                r#"{"deviceID":1,"backendType":"rbd","size":4096,"rbd":{"image":"p/i"}}"#,
-                "storages[0].size: an rbd storage takes its size from the image",
-            ),
-        ];
-        for (storage, want) in cases {
-            let got = problems(&format!(r#"{{"storages":[{storage}]}}"#));
-            assert_eq!(got, vec![want.to_string()], "{storage}");
-        }
-        let got = problems(
-            r#"{"storages":[{"deviceID":1,"backendType":"rbd","rbd":{"image":"p/i"}},{"deviceID":2,"backendType":"rbd","rbd":{"image":"p/i"}}]}"#,
-        );
-        assert_eq!(
-            got,
-            vec![r#"storages[1].rbd.image: duplicate image "p/i" (also storages[0])"#.to_string()]
-        );
-    }
     #[test]
     fn keys_with_quotes_are_escaped_in_paths() {
         assert_eq!(quote_key(r#"a"b\c"#), r#""a\"b\\c""#);

@@ -12,13 +12,11 @@
 pub mod fault;
 pub mod file;
 pub mod memory;
-pub mod rbd;
 pub mod uring;
 
 pub use fault::{FaultBackend, FaultEffect, FaultOp, FaultRule};
 pub use file::FileBackend;
 pub use memory::MemoryBackend;
-pub use rbd::{RbdBackend, RbdSpec};
 pub use uring::{UringBackend, UringOpenError, UringOptions};
 
 pub use crate::buf::IoBuf;
@@ -123,8 +121,6 @@ pub enum Backend {
     Fault(FaultBackend),
     /// A regular file or a block device driven through io_uring.
     Uring(UringBackend),
-    /// A Ceph RBD image through librbd (loaded at run time).
-    Rbd(RbdBackend),
 }
 
 /// Checks that `[offset, offset + len)` lies inside a device of `size` bytes.
@@ -146,7 +142,6 @@ impl Backend {
             Backend::Memory(b) => b.size_bytes(),
             Backend::Fault(b) => b.size_bytes(),
             Backend::Uring(b) => b.size_bytes(),
-            Backend::Rbd(b) => b.size_bytes(),
         }
     }
 
@@ -161,12 +156,6 @@ impl Backend {
             Backend::Memory(b) => b.grow_to(new_size),
             Backend::Fault(b) => b.grow_to(new_size),
             Backend::Uring(b) => b.grow_to(new_size),
-            // An RBD image's size is the image's: it is grown with `rbd resize`, not here.
-            Backend::Rbd(b) if new_size == b.size_bytes() => Ok(()),
-            Backend::Rbd(_) => Err(BackendError::new(
-                ErrorKind::Unsupported,
-                "an RBD image is grown with `rbd resize`, not through the storage's size",
-            )),
         }
     }
 
@@ -177,7 +166,6 @@ impl Backend {
             Backend::Memory(b) => b.read_only(),
             Backend::Fault(b) => b.read_only(),
             Backend::Uring(b) => b.read_only(),
-            Backend::Rbd(b) => b.read_only(),
         }
     }
 
@@ -188,7 +176,6 @@ impl Backend {
             Backend::Memory(b) => b.read(offset, buf),
             Backend::Fault(b) => b.read(offset, buf).await,
             Backend::Uring(b) => b.read(offset, buf).await,
-            Backend::Rbd(b) => b.read(offset, buf).await,
         }
     }
 
@@ -199,7 +186,6 @@ impl Backend {
             Backend::Memory(b) => b.write(offset, buf),
             Backend::Fault(b) => b.write(offset, buf).await,
             Backend::Uring(b) => b.write(offset, buf).await,
-            Backend::Rbd(b) => b.write(offset, buf).await,
         }
     }
 
@@ -210,7 +196,6 @@ impl Backend {
             Backend::Memory(b) => b.flush(),
             Backend::Fault(b) => b.flush().await,
             Backend::Uring(b) => b.flush().await,
-            Backend::Rbd(b) => b.flush().await,
         }
     }
 
@@ -221,7 +206,6 @@ impl Backend {
             Backend::Memory(b) => b.punch_hole(offset, len),
             Backend::Fault(b) => b.punch_hole(offset, len).await,
             Backend::Uring(b) => b.punch_hole(offset, len).await,
-            Backend::Rbd(b) => b.punch_hole(offset, len).await,
         }
     }
 
@@ -232,47 +216,6 @@ impl Backend {
             Backend::Memory(b) => b.write_zeroes(offset, len),
             Backend::Fault(b) => b.write_zeroes(offset, len).await,
             Backend::Uring(b) => b.write_zeroes(offset, len).await,
-            Backend::Rbd(b) => b.write_zeroes(offset, len).await,
-        }
-    }
-
-    /// WRITE SAME offload (SBC-3 5.46): `block` repeated over `[offset, offset + len)` by the
-    /// backend in one call (librbd's `rbd_aio_writesame`). `None` for backends without such
-    /// a call: the logical unit then writes the repeated block itself.
-    pub async fn write_same(
-        &self,
-        offset: u64,
-        len: u64,
-        block: IoBuf,
-    ) -> Option<Result<(), BackendError>> {
-        match self {
-            Backend::Rbd(b) => b.write_same(offset, len, block).await,
-            Backend::File(_) | Backend::Memory(_) | Backend::Fault(_) | Backend::Uring(_) => None,
-        }
-    }
-
-    /// COMPARE AND WRITE offload (SBC-3 5.2), atomic in the storage itself (librbd's
-    /// `rbd_aio_compare_and_write`, executed by the OSD): `data` is the verify instance then
-    /// the write instance. `Some(Ok(None))` written, `Some(Ok(Some(i)))` byte `i` is the first
-    /// that differs (nothing written), `None` when the backend does not offer it for this
-    /// range: the logical unit then reads, compares and writes under its own lock.
-    pub async fn compare_and_write(
-        &self,
-        offset: u64,
-        data: IoBuf,
-    ) -> Option<Result<Option<u64>, BackendError>> {
-        match self {
-            Backend::Rbd(b) => b.compare_and_write(offset, data).await,
-            Backend::File(_) | Backend::Memory(_) | Backend::Fault(_) | Backend::Uring(_) => None,
-        }
-    }
-
-    /// OPTIMAL UNMAP GRANULARITY the backend needs in bytes, when it deallocates in pieces
-    /// larger than a block (RBD: the discard granularity the gateway sets in librbd).
-    pub fn unmap_granularity_bytes(&self) -> Option<u64> {
-        match self {
-            Backend::Rbd(_) => Some(rbd::DISCARD_GRANULARITY_BYTES),
-            Backend::File(_) | Backend::Memory(_) | Backend::Fault(_) | Backend::Uring(_) => None,
         }
     }
 
@@ -287,7 +230,6 @@ impl Backend {
             Backend::Memory(b) => b.allocation_status(offset, len),
             Backend::Fault(b) => b.allocation_status(offset, len).await,
             Backend::Uring(b) => b.allocation_status(offset, len).await,
-            Backend::Rbd(b) => b.allocation_status(offset, len).await,
         }
     }
 }

@@ -605,18 +605,6 @@ impl Controller {
                 .pools()
                 .map(|p| crate::metrics::numa_pool_stats(p))
                 .unwrap_or_default(),
-            rbd: st
-                .lus
-                .values()
-                .filter_map(|a| {
-                    let id = a.storage.device_id();
-                    a.unit
-                        .rbd()
-                        .map(|b| (id, crate::metrics::rbd_storage_stats(id, b)))
-                })
-                .collect::<BTreeMap<u64, _>>()
-                .into_values()
-                .collect(),
         }
     }
 

@@ -38,16 +38,6 @@ impl LogicalUnit {
         // SAM-5 5.14: a pending unit attention is reported before the command is otherwise
         // processed, so before its CDB is even decoded.
         let opcode = cdb_bytes.first().copied().unwrap_or(0xFF);
-        // A medium whose size changes outside the data plane (an RBD image grown with
-        // `rbd resize`) is published here, so this very command already sees CAPACITY DATA
-        // HAS CHANGED (one atomic load and compare when nothing changed).
-        if self
-            .backend
-            .as_ref()
-            .is_some_and(|b| b.size_bytes() / u64::from(self.block_size) != self.blocks())
-        {
-            self.refresh_capacity();
-        }
         let access = {
             let mut st = self.state();
             if let Some(s) = st.ua.gate(nexus.id, opcode) {

@@ -282,18 +282,6 @@ impl LogicalUnit {
         let n = to_usize(len)?;
         let _shared = self.gate.read().await;
         let _guard = self.rmw.lock().await;
-        // A backend that compares and writes atomically itself (RBD) does it; the lock
-        // above still orders it against this unit's own read-compare-write below.
-        let mut both = self.data_buf(2 * n).await?;
-        both.copy_from_slice(data_out);
-        if let Some(r) = b.compare_and_write(off, both).await {
-            if let Some(i) = r.map_err(|e| sense_write(&e))? {
-                return Err(Sense::miscompare(u32::try_from(i).unwrap_or(u32::MAX)));
-            }
-            let wce = self.state().mode.wce;
-            self.flush_if(b, fua || !wce).await?;
-            return Ok(Vec::new());
-        }
         let cur = self.data_buf(n).await?;
         let (cur, r) = b.read(off, cur).await;
         r.map_err(|e| sense_read(&e))?;
@@ -360,13 +348,6 @@ impl LogicalUnit {
             b.write_zeroes(off, len)
                 .await
                 .map_err(|e| sense_write(&e))?;
-        } else if let Some(r) = {
-            let mut one = self.data_buf(bs).await?;
-            one.copy_from_slice(block);
-            b.write_same(off, len, one).await
-        } {
-            // The backend repeats the block itself (RBD: one rbd_aio_writesame).
-            r.map_err(|e| sense_write(&e))?;
         } else {
             let per_chunk = (self.chunk_bytes() / bs as u64).max(1);
             let mut done = 0u64;

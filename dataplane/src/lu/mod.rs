@@ -111,7 +111,7 @@ pub struct LuConfig {
 }
 
 /// The backing-store engine a storage asks for (`backendType`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Engine {
     /// Plain file I/O (`"file"`).
     #[default]
@@ -123,8 +123,6 @@ pub enum Engine {
         /// Open with O_DIRECT when the file system supports it.
         direct: bool,
     },
-    /// A Ceph RBD image (`"rbd"`); `LuConfig::path` is unused.
-    Rbd(Arc<crate::backend::RbdSpec>),
 }
 
 /// Outcome of one SCSI command.
@@ -248,26 +246,6 @@ impl LuConfig {
                     direct: storage.direct_io(),
                 },
                 tgt_proto::BackendType::File => Engine::File,
-                tgt_proto::BackendType::Rbd => match storage.rbd() {
-                    Some(r) => Engine::Rbd(Arc::new(crate::backend::RbdSpec {
-                        pool: r.pool().to_owned(),
-                        namespace: r.namespace().map(str::to_owned),
-                        image: r.image().to_owned(),
-                        conf: r.ceph_conf().map(|p| p.to_path_buf()),
-                        client_id: r.client_id().map(str::to_owned),
-                        keyring: r.keyring().map(|p| p.to_path_buf()),
-                    })),
-                    // Validation gives every rbd storage its image; without one there is
-                    // nothing to open, which opening reports.
-                    None => Engine::Rbd(Arc::new(crate::backend::RbdSpec {
-                        pool: String::new(),
-                        namespace: None,
-                        image: String::new(),
-                        conf: None,
-                        client_id: None,
-                        keyring: None,
-                    })),
-                },
             },
             thin: storage.thin_provisioning(),
             pool,

@@ -96,7 +96,7 @@ impl LogicalUnit {
         if !cfg.online {
             return Self::build(cfg, None);
         }
-        let backend = match &cfg.engine {
+        let backend = match cfg.engine {
             Engine::File => Backend::File(FileBackend::open(
                 &cfg.path,
                 cfg.read_only,
@@ -107,8 +107,8 @@ impl LogicalUnit {
                 direct,
             } => {
                 let opts = crate::backend::UringOptions {
-                    queue_depth: Some(*queue_depth),
-                    direct: *direct,
+                    queue_depth: Some(queue_depth),
+                    direct,
                     block_size_bytes: cfg.block_size,
                     force_unavailable: false,
                 };
@@ -134,9 +134,6 @@ impl LogicalUnit {
                     Err(crate::backend::UringOpenError::Backend(e)) => return Err(e),
                 }
             }
-            Engine::Rbd(spec) => {
-                Backend::Rbd(crate::backend::RbdBackend::open(spec, cfg.read_only)?)
-            }
         };
         Self::build(cfg, Some(backend))
     }
@@ -146,21 +143,12 @@ impl LogicalUnit {
         &self.counters
     }
 
-    /// The RBD image behind this LU, if its medium is one (for its counters).
-    pub fn rbd(&self) -> Option<&crate::backend::RbdBackend> {
-        match &self.backend {
-            Some(Backend::Rbd(b)) => Some(b),
-            _ => None,
-        }
-    }
-
     /// The engine actually serving I/O: `"file"`, `"iouring"`, `"iouring+odirect"`, or
     /// `"none"` for an offline storage.
     pub fn active_backend(&self) -> &'static str {
         match &self.backend {
             None => "none",
             Some(Backend::Uring(u)) => u.active_kind(),
-            Some(Backend::Rbd(_)) => "rbd",
             Some(_) => "file",
         }
     }
@@ -184,9 +172,6 @@ impl LogicalUnit {
         let read_only = cfg.read_only || backend.as_ref().is_some_and(Backend::read_only);
         let mut limits = BlockLimits::for_block_size(cfg.block_size)
             .with_physical_exponent(physical_exponent(cfg.block_size, cfg.physical_block_size)?);
-        if let Some(g) = backend.as_ref().and_then(Backend::unmap_granularity_bytes) {
-            limits = limits.with_unmap_granularity_bytes(cfg.block_size, g);
-        }
         if let Some(pool) = &cfg.pool {
             limits = limits
                 .fit_buffer(cfg.block_size, pool.buf_size_bytes())

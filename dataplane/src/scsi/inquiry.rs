@@ -53,10 +53,6 @@ pub struct BlockLimits {
     pub max_unmap_descriptors: u32,
     /// OPTIMAL UNMAP GRANULARITY in blocks.
     pub unmap_granularity_blocks: u32,
-    /// OPTIMAL TRANSFER LENGTH GRANULARITY in blocks: one physical block, and at least the
-    /// 4 KiB the page cache and O_DIRECT work in (independent of the unmap granularity,
-    /// which a backend may raise).
-    pub transfer_granularity_blocks: u32,
     /// MAXIMUM WRITE SAME LENGTH in blocks.
     pub max_write_same_blocks: u64,
     /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of READ CAPACITY (16) (SBC-3 5.16.2):
@@ -83,7 +79,6 @@ impl BlockLimits {
             max_unmap_lba_count: 1 << 20,
             max_unmap_descriptors: 1024,
             unmap_granularity_blocks: (4096 / bs).max(1),
-            transfer_granularity_blocks: (4096 / bs).max(1),
             // Just under 64 Ki blocks bounds a non-UNMAP WRITE SAME. It also stays below
             // 65536, which is where libiscsi's WriteSame16.Unmap would send a 32 MiB WRITE(16)
             // larger than MAXIMUM TRANSFER LENGTH.
@@ -101,17 +96,6 @@ impl BlockLimits {
         Self {
             physical_exponent: exponent,
             unmap_granularity_blocks: self.unmap_granularity_blocks.max(per_physical),
-            transfer_granularity_blocks: self.transfer_granularity_blocks.max(per_physical),
-            ..self
-        }
-    }
-
-    /// These limits with OPTIMAL UNMAP GRANULARITY raised to `bytes` (a backend that
-    /// deallocates in larger pieces, SBC-3 6.6.4), in blocks of `block_size`.
-    pub fn with_unmap_granularity_bytes(self, block_size: u32, bytes: u64) -> Self {
-        let blocks = u32::try_from(bytes / u64::from(block_size.max(1))).unwrap_or(u32::MAX);
-        Self {
-            unmap_granularity_blocks: self.unmap_granularity_blocks.max(blocks),
             ..self
         }
     }
@@ -119,7 +103,7 @@ impl BlockLimits {
     /// OPTIMAL TRANSFER LENGTH GRANULARITY in blocks: one physical block, and at least the
     /// 4 KiB the page cache and O_DIRECT work in.
     pub fn optimal_granularity_blocks(&self) -> u32 {
-        self.transfer_granularity_blocks
+        self.unmap_granularity_blocks
             .max(1u32 << self.physical_exponent.min(15))
     }
 
