@@ -916,29 +916,25 @@ fn validate_alua(p: &mut Problems, alua: Option<&Alua>) -> ValidAlua {
             Some(r) => id(p, at("relativeTargetPort"), r),
             None => g,
         };
-        let group_clash = if g == group {
-            Some("alua.targetPortGroup".to_string())
-        } else {
-            peers
-                .iter()
-                .position(|(pg, _)| *pg == g)
-                .map(|j| format!("alua.peerGroups[{j}]"))
+        // Each id must differ from this gateway's own and from every earlier peer's.
+        let clash = |v: u16, own: u16, own_name: &str, of: fn(&(u16, u16)) -> u16| {
+            if v == own {
+                Some(own_name.to_string())
+            } else {
+                peers
+                    .iter()
+                    .position(|x| of(x) == v)
+                    .map(|j| format!("alua.peerGroups[{j}]"))
+            }
         };
-        if let Some(other) = group_clash {
+        if let Some(other) = clash(g, group, "alua.targetPortGroup", |x| x.0) {
             p.push(
                 at("targetPortGroup"),
                 format!("duplicate target port group {g} (also {other})"),
             );
         }
-        let port_clash = if r == port {
-            Some("this gateway's relative target port".to_string())
-        } else {
-            peers
-                .iter()
-                .position(|(_, pr)| *pr == r)
-                .map(|j| format!("alua.peerGroups[{j}]"))
-        };
-        if let Some(other) = port_clash {
+        let own_port = "this gateway's relative target port";
+        if let Some(other) = clash(r, port, own_port, |x| x.1) {
             p.push(
                 at("relativeTargetPort"),
                 format!("duplicate relative target port {r} (also {other})"),
