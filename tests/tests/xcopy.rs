@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use support::{binary, check_condition, login, ready_value, spawn_ready, Daemon, TempDir};
+use support::{check_condition, login, ready_value, spawn_config_dataplane, Daemon, TempDir};
 use tgt_system_tests::initiator::Session;
 use tgt_system_tests::xcopy::{self, Segment};
 
@@ -37,16 +36,7 @@ fn two_targets(dir: &TempDir) -> (Daemon, std::net::SocketAddr) {
             TARGET_B: {"tpgts": {"1": [0]}, "luns": {"0": 2002}},
         },
     });
-    let cfg = dir.path().join("config.json");
-    std::fs::write(&cfg, config.to_string()).expect("write config");
-    let mut cmd = Command::new(binary("tgt-dataplane"));
-    cmd.arg("--config").arg(&cfg);
-    let (daemon, ready) = spawn_ready(
-        cmd,
-        &dir.path().join("ready.json"),
-        dir.path().join("dataplane.log"),
-        "tgt-dataplane",
-    );
+    let (daemon, ready) = spawn_config_dataplane(dir.path(), &config.to_string(), &[]);
     let portal = ready_value(&ready, "addr").expect("portal address in the ready file");
     (daemon, portal)
 }

@@ -257,16 +257,7 @@ impl Dataplane {
             o.extra_storage_json,
             o.lun
         );
-        let cfg = dir.path().join("config.json");
-        std::fs::write(&cfg, config).expect("write config");
-        let mut cmd = Command::new(binary("tgt-dataplane"));
-        cmd.envs(o.env.iter().copied()).arg("--config").arg(&cfg);
-        let (daemon, ready) = spawn_ready(
-            cmd,
-            &dir.path().join("ready.json"),
-            dir.path().join("dataplane.log"),
-            "tgt-dataplane",
-        );
+        let (daemon, ready) = spawn_config_dataplane(dir.path(), &config, &o.env);
         let portal = ready_value(&ready, "addr").expect("portal address in the ready file");
         let portal2 = o.second_portal.then(|| {
             ready
@@ -399,6 +390,22 @@ pub fn start_socket_dataplane(dir: &Path, n: u32) -> Daemon {
     let mut cmd = Command::new(binary("tgt-dataplane"));
     cmd.arg("--control-socket").arg(dir.join("dp.sock"));
     spawn_dataplane(cmd, dir, n)
+}
+
+/// A data plane serving `config`, written to `DIR/config.json`, with `env` set; its ready
+/// file is `DIR/ready.json` and its log `DIR/dataplane.log`. Returns it once ready, with the
+/// ready file's text.
+pub fn spawn_config_dataplane(dir: &Path, config: &str, env: &[(&str, &str)]) -> (Daemon, String) {
+    let cfg = dir.join("config.json");
+    std::fs::write(&cfg, config).expect("write config");
+    let mut cmd = Command::new(binary("tgt-dataplane"));
+    cmd.envs(env.iter().copied()).arg("--config").arg(&cfg);
+    spawn_ready(
+        cmd,
+        &dir.join("ready.json"),
+        dir.join("dataplane.log"),
+        "tgt-dataplane",
+    )
 }
 
 /// Spawns the data plane `cmd` (the binary, possibly wrapped as `ip netns exec NS
